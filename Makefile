@@ -1,0 +1,31 @@
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ORCH := $(BIN)/orchestrator
+
+.PHONY: install test lint demo bench chaos clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+install: $(BIN)/python
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check orchestrator tests bench
+
+demo: install
+	$(BIN)/python -m orchestrator.demo
+
+bench: install
+	$(BIN)/python bench/run.py
+
+chaos: install
+	$(BIN)/python -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,90 @@
+"""The values the diff works on: what the plan wants and what the exchange has.
+
+`Desired` is built from a validated plan file by orchestrator.config; `Live` by refresh from
+the exchange. Both are plain, immutable and free of I/O, so the diff can be a pure function.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Literal
+
+from orchestrator.exchange.models import Permissions, SubAccount
+
+KeyType = Literal["ed25519", "hmac"]
+
+
+@dataclass(frozen=True)
+class DesiredKey:
+    subaccount: str
+    label: str
+    permissions: Permissions
+    ips: tuple[str, ...]  # sorted; empty means no IP restriction
+    key_type: KeyType = "ed25519"
+    rotate_after: timedelta | None = None
+    grace: timedelta = timedelta(hours=1)
+    sink: str = "file:secrets/"
+    verify: bool = False
+
+    @property
+    def address(self) -> str:
+        return f"{self.subaccount}/{self.label}"
+
+
+@dataclass(frozen=True)
+class DesiredSubaccount:
+    """A sub-account of the plan: an existing one (`email`) or a virtual one to create."""
+
+    name: str
+    email: str | None = None
+    virtual: str | None = None
+    prune: bool = False
+    keys: tuple[DesiredKey, ...] = ()
+
+
+@dataclass(frozen=True)
+class Desired:
+    plan_name: str
+    subaccounts: tuple[DesiredSubaccount, ...]
+
+    def keys(self) -> list[DesiredKey]:
+        return [k for s in self.subaccounts for k in s.keys]
+
+
+@dataclass(frozen=True)
+class LiveKey:
+    """A key as the exchange has it: the list row joined with its IP restriction."""
+
+    email: str
+    api_name: str
+    api_key: str
+    permissions: Permissions
+    restricted: bool
+    ips: tuple[str, ...]  # sorted
+    created_ms: int = 0
+
+
+@dataclass(frozen=True)
+class Live:
+    """The live account: every sub-account listed, and the keys of those the plan names."""
+
+    subaccounts: tuple[SubAccount, ...]
+    keys: dict[str, tuple[LiveKey, ...]] = field(default_factory=dict)  # by sub-account email
+
+    def fingerprint(self) -> str:
+        """A hash of everything the diff reads, to refuse a saved changeset when live moved."""
+        canon = {
+            "subaccounts": sorted(s.email for s in self.subaccounts),
+            "keys": {
+                email: sorted(
+                    [k.api_key, k.api_name, sorted(p.value for p in k.permissions),
+                     k.restricted, list(k.ips)]
+                    for k in keys
+                )
+                for email, keys in sorted(self.keys.items())
+            },
+        }
+        return hashlib.sha256(json.dumps(canon, sort_keys=True).encode()).hexdigest()
