@@ -80,8 +80,13 @@ class Live:
             "subaccounts": sorted(s.email for s in self.subaccounts),
             "keys": {
                 email: sorted(
-                    [k.api_key, k.api_name, sorted(p.value for p in k.permissions),
-                     k.restricted, list(k.ips)]
+                    [
+                        k.api_key,
+                        k.api_name,
+                        sorted(p.value for p in k.permissions),
+                        k.restricted,
+                        list(k.ips),
+                    ]
                     for k in keys
                 )
                 for email, keys in sorted(self.keys.items())

@@ -1,0 +1,85 @@
+"""Plan output for people (SPEC.md "Plan output") and for machines (`--json`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from orchestrator.engine.changeset import Action, ActionKind, Changeset, Finding
+
+_SYMBOL = {
+    ActionKind.CREATE_SUBACCOUNT: ("  +", "create", "green"),
+    ActionKind.CREATE_KEY: ("  +", "create", "green"),
+    ActionKind.UPDATE_PERMISSIONS: ("  ~", "update", "yellow"),
+    ActionKind.UPDATE_IPS: ("  ~", "update", "yellow"),
+    ActionKind.ROTATE: ("-/+", "rotate", "cyan"),
+    ActionKind.DELETE_KEY: ("  -", "delete", "red"),
+}
+
+
+def describe(action: Action) -> str:
+    """What an action does, in the words of the plan output's last column."""
+    if action.kind == ActionKind.CREATE_SUBACCOUNT:
+        return f"virtual sub-account {action.virtual}"
+    if action.kind == ActionKind.CREATE_KEY:
+        perms = ", ".join(["read"] + sorted(p.value for p in action.permissions))
+        ips = f"ips {', '.join(action.ips)}" if action.ips else "no IP whitelist"
+        return f"{perms}; {ips}; {action.key_type} as {action.api_name}"
+    return action.reason
+
+
+def plan_lines(changeset: Changeset, *, color: bool = False) -> list[str]:
+    """The plan as text lines; with `color`, rich markup."""
+    rows = [_action_row(a) for a in changeset.actions]
+    rows += [_finding_row(f) for f in changeset.findings]
+    width = max((len(addr) for _, _, addr, _, _ in rows), default=0)
+    lines = []
+    for symbol, verb, address, text, style in rows:
+        line = f"{symbol} {verb:<8} {address:<{width}}  {text}"
+        lines.append(f"[{style}]{_escape(line)}[/{style}]" if color and style else line)
+    if lines:
+        lines.append("")
+    lines.append(summary(changeset))
+    return lines
+
+
+def summary(changeset: Changeset) -> str:
+    if not changeset.has_changes:
+        return "No changes. Live keys match the plan."
+    c = changeset.counts()
+    return (
+        f"Plan: {c['create']} to create, {c['update']} to update, "
+        f"{c['rotate']} to rotate, {c['delete']} to delete."
+    )
+
+
+def plan_json(changeset: Changeset, calls: Mapping[str, int]) -> dict:
+    """The machine-readable plan: actions, findings, counts, and calls made per endpoint."""
+    return {
+        "plan": changeset.plan_name,
+        "changes": changeset.has_changes,
+        "summary": changeset.counts(),
+        "actions": [{**a.to_dict(), "description": describe(a)} for a in changeset.actions],
+        "findings": [f.to_dict() for f in changeset.findings],
+        "calls": dict(sorted(calls.items())),
+        "calls_total": sum(calls.values()),
+        "live_fingerprint": changeset.live_fingerprint,
+        "state_serial": changeset.state_serial,
+    }
+
+
+def _action_row(action: Action) -> tuple[str, str, str, str, str]:
+    symbol, verb, style = _SYMBOL[action.kind]
+    if action.security:
+        style = "bold red"
+    address = action.subaccount if action.kind == ActionKind.CREATE_SUBACCOUNT else action.address
+    return symbol, verb, address, describe(action), style
+
+
+def _finding_row(finding: Finding) -> tuple[str, str, str, str, str]:
+    style = "bold red" if finding.severity.rank >= 3 else "magenta"
+    verb = finding.kind.replace("_", " ")
+    return "  !", verb, finding.address, finding.message, style
+
+
+def _escape(text: str) -> str:
+    return text.replace("[", r"\[")
