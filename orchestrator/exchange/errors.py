@@ -99,3 +99,15 @@ class MalformedResponse(ExchangeError):
 
 class CredentialsError(ExchangeError):
     """Master credentials are missing or unusable (environment variables, key file)."""
+
+
+class MalformedWriteResponse(MalformedResponse, AmbiguousOutcome):
+    """A write was accepted (2xx) but its answer cannot be read.
+
+    The change most likely happened, but what it made (a key id, a secret) is unknown, so it
+    is handled like any ambiguous outcome: reconcile by reading live state.
+    """
+
+
+class ConnectFailed(NetworkError):
+    """The connection could not be opened, so nothing was sent: safe to retry, even a write."""

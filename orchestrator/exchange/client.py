@@ -1,0 +1,597 @@
+"""The Binance client: the `Exchange` interface over httpx.
+
+One request path for every endpoint: pace (weight budget) -> build and sign -> send -> map the
+answer to a value or to a typed error. Retries (tenacity) are decided per endpoint: reads retry
+on 5xx and network errors; writes never retry once the request may have reached Binance
+(that is an `AmbiguousOutcome` to reconcile); every call retries after a 429 once the pacer
+says the budget is free again, and after a -1021 once the clock offset is resynced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import httpx
+import structlog
+from tenacity import AsyncRetrying, RetryCallState, stop_never, wait_random_exponential
+
+from orchestrator.exchange import endpoints as ep
+from orchestrator.exchange import parsing
+from orchestrator.exchange.endpoints import USED_WEIGHT_HEADER, Endpoint
+from orchestrator.exchange.errors import (
+    AmbiguousOutcome,
+    ApiError,
+    BadRequest,
+    ConnectFailed,
+    ExchangeError,
+    InvalidApiKeyFormat,
+    InvalidSignature,
+    IpBanned,
+    MalformedResponse,
+    MalformedWriteResponse,
+    NetworkError,
+    RateLimited,
+    ServerError,
+    TimestampOutOfWindow,
+    Unauthorized,
+    Unsupported,
+)
+from orchestrator.exchange.interface import Signer
+from orchestrator.exchange.logging import mask_key, scrub_text
+from orchestrator.exchange.models import (
+    ApiKey,
+    ApiKeyPage,
+    ApiRestrictions,
+    CreatedKey,
+    IpRestriction,
+    Permissions,
+    SubAccount,
+    flags_from_permissions,
+)
+from orchestrator.exchange.pacing import WeightPacer
+
+log = structlog.get_logger("orchestrator.exchange")
+
+API_KEY_HEADER = "X-MBX-APIKEY"
+SUBACCOUNT_PAGE_LIMIT = 200
+API_KEY_PAGE_SIZE = 100
+_MAX_PAGES = 10_000
+_BAD_REQUEST_CODES = frozenset({-1100, -1101, -1102, -1104, -1105, -1106})
+_NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+HINT_INVALID_SIGNATURE = (
+    "wrong secret, or the key is Ed25519/RSA and was signed as HMAC or vice versa: check "
+    "BINANCE_API_SECRET / BINANCE_PRIVATE_KEY_FILE belong to BINANCE_API_KEY"
+)
+HINT_KEY_FORMAT = "the API key is malformed: check BINANCE_API_KEY (no quotes, no spaces)"
+HINT_UNAUTHORIZED = (
+    "the master key is invalid, the caller's IP is not in the master key's whitelist, or the "
+    "key lacks the permission for this action — enable 'Enable Reading' and sub-account key "
+    "management in the master account"
+)
+HINT_UNAUTHORIZED_OTHER_KEY = (
+    "the key used for this call is invalid or deleted, or the caller's IP is not in its "
+    "whitelist"
+)
+HINT_TIMESTAMP = (
+    "the local clock is off even after resyncing with Binance's server time: sync the system "
+    "clock (NTP) or raise recv_window_ms (max 60000)"
+)
+HINT_AMBIGUOUS = (
+    "the change may or may not have happened; it must be reconciled by reading live state "
+    "(for a key: list the sub-account's keys and look for its apiName), never blindly retried"
+)
+
+
+@dataclass
+class _RetryPolicy:
+    """Which failures of one logical call are retried, and how many times each."""
+
+    endpoint: Endpoint
+    read_retries: int
+    rate_limit_retries: int
+    backoff: Callable[[RetryCallState], float]
+    used: Counter = field(default_factory=Counter)
+
+    def reason(self, exc: BaseException | None) -> str | None:
+        if isinstance(exc, IpBanned):
+            return None
+        if isinstance(exc, RateLimited):
+            return "rate_limited"
+        if isinstance(exc, ConnectFailed):
+            return "not_sent"
+        if not self.endpoint.mutating and isinstance(exc, ServerError | NetworkError):
+            return "transient"
+        return None
+
+    def should_retry(self, state: RetryCallState) -> bool:
+        reason = self.reason(state.outcome.exception() if state.outcome else None)
+        if reason is None:
+            return False
+        self.used[reason] += 1
+        limit = self.rate_limit_retries if reason == "rate_limited" else self.read_retries
+        return self.used[reason] <= limit
+
+    def wait(self, state: RetryCallState) -> float:
+        """No backoff after a 429: the pacer already holds the call until Retry-After."""
+        if state.outcome and isinstance(state.outcome.exception(), RateLimited):
+            return 0.0
+        return self.backoff(state)
+
+
+class BinanceClient:
+    """The master account's client for Binance's sub-account API-key endpoints.
+
+    `transport` lets the same client run against the real service (default), the in-process
+    emulator, or respx. `clock`/`sleep` are injectable for tests; `rate_window_s` is the
+    rate-limit window (60 s on Binance, shorter on an emulator with --time-scale).
+    `source_ip_header` is added to every request (the in-process emulator reads the caller's
+    IP from it).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        signer: Signer,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        recv_window_ms: int = 5000,
+        rate_window_s: float = 60.0,
+        timeout_s: float = 10.0,
+        read_retries: int = 4,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+        source_ip_header: Mapping[str, str] | None = None,
+        rate_limit_retries: int = 5,
+    ) -> None:
+        if not 0 < recv_window_ms <= 60_000:
+            raise ValueError("recv_window_ms must be in 1..60000 (Binance's maximum)")
+        self._signer = signer
+        self._recv_window_ms = recv_window_ms
+        self._clock = clock
+        self._sleep = sleep
+        self._read_retries = read_retries
+        self._rate_limit_retries = rate_limit_retries
+        self._offset_ms = 0
+        self._backoff = wait_random_exponential(multiplier=0.2, max=8.0)
+        self._pacer = WeightPacer(window_s=rate_window_s, clock=self._server_clock_s, sleep=sleep)
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            transport=transport,
+            timeout=timeout_s,
+            headers=dict(source_ip_header or {}),
+        )
+        self._calls: Counter[str] = Counter()
+        self._rate_limited: Counter[str] = Counter()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> BinanceClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def __repr__(self) -> str:
+        return f"BinanceClient({str(self._http.base_url)!r}, signer={self._signer!r})"
+
+    # -- counters and time -----------------------------------------------------------------
+
+    def call_counts(self) -> dict[str, int]:
+        """HTTP requests sent so far (retries included), by endpoint name."""
+        return dict(self._calls)
+
+    def rate_limited_counts(self) -> dict[str, int]:
+        """429/-1003 answers received so far, by endpoint name."""
+        return dict(self._rate_limited)
+
+    @property
+    def pacer(self) -> WeightPacer:
+        return self._pacer
+
+    @property
+    def time_offset_ms(self) -> int:
+        """Server time minus local time, as measured by the last `sync_time`."""
+        return self._offset_ms
+
+    async def sync_time(self) -> int:
+        """Measure the offset to Binance's clock (applied to timestamps and rate windows)."""
+        before = self._clock()
+        server_ms = await self.server_time()
+        after = self._clock()
+        self._offset_ms = round(server_ms - (before + after) * 500)
+        log.info("exchange.time_synced", offset_ms=self._offset_ms)
+        return self._offset_ms
+
+    def _server_clock_s(self) -> float:
+        return self._clock() + self._offset_ms / 1000
+
+    def _timestamp_ms(self) -> int:
+        return int(self._clock() * 1000) + self._offset_ms
+
+    # -- the Exchange interface ------------------------------------------------------------
+
+    async def server_time(self) -> int:
+        return await self._call(ep.SERVER_TIME, {}, parsing.server_time)
+
+    async def create_virtual_subaccount(self, sub_account_string: str) -> str:
+        params = {"subAccountString": sub_account_string}
+        return await self._call(
+            ep.CREATE_VIRTUAL_SUBACCOUNT, params, parsing.virtual_subaccount_email
+        )
+
+    async def list_subaccounts(
+        self, *, email: str | None = None, page: int = 1, limit: int = SUBACCOUNT_PAGE_LIMIT
+    ) -> list[SubAccount]:
+        params = {"email": email, "page": page, "limit": limit}
+        return await self._call(ep.LIST_SUBACCOUNTS, params, parsing.subaccounts)
+
+    async def list_all_subaccounts(self) -> list[SubAccount]:
+        found: list[SubAccount] = []
+        for page in range(1, _MAX_PAGES):
+            rows = await self.list_subaccounts(page=page, limit=SUBACCOUNT_PAGE_LIMIT)
+            found.extend(rows)
+            if len(rows) < SUBACCOUNT_PAGE_LIMIT:
+                break
+        return found
+
+    async def list_api_keys(
+        self,
+        email: str,
+        *,
+        api_key: str | None = None,
+        page: int = 1,
+        size: int = API_KEY_PAGE_SIZE,
+    ) -> ApiKeyPage:
+        params = {"email": email, "subAccountApiKey": api_key, "page": page, "size": size}
+        return await self._call(
+            ep.LIST_API_KEYS, params, lambda body: parsing.api_key_page(body, email)
+        )
+
+    async def list_all_api_keys(self, email: str) -> list[ApiKey]:
+        """Every key of the sub-account. Stops on a short page, or once `total` rows are in
+        (each page costs 3000 weight, so the extra empty page is worth avoiding)."""
+        found: list[ApiKey] = []
+        for page in range(1, _MAX_PAGES):
+            result = await self.list_api_keys(email, page=page, size=API_KEY_PAGE_SIZE)
+            found.extend(result.rows)
+            if len(result.rows) < API_KEY_PAGE_SIZE or 0 < result.total <= len(found):
+                break
+        return found
+
+    async def create_api_key(
+        self,
+        email: str,
+        api_name: str,
+        permissions: Permissions,
+        ips: Sequence[str],
+        *,
+        public_key_pem: str | None = None,
+    ) -> CreatedKey:
+        params: dict[str, Any] = {
+            "email": email,
+            "apiName": api_name,
+            "status": parsing.STATUS_TRUSTED_IPS if ips else parsing.STATUS_UNRESTRICTED,
+            **flags_from_permissions(permissions),
+            "ipAddress": list(ips) or None,
+            "publicKey": public_key_pem,
+        }
+        return await self._call(
+            ep.CREATE_API_KEY,
+            params,
+            lambda body: parsing.created_key(body, email, permissions, ips),
+        )
+
+    async def delete_api_key(self, email: str, api_key: str) -> None:
+        params = {"email": email, "subAccountApiKey": api_key}
+        await self._call(ep.DELETE_API_KEY, params, parsing.expect_object)
+
+    async def set_permissions(self, email: str, api_key: str, permissions: Permissions) -> None:
+        params = {"email": email, "subAccountApiKey": api_key, **flags_from_permissions(permissions)}
+        await self._call(ep.SET_PERMISSIONS, params, parsing.expect_object)
+
+    async def add_ip_restriction(
+        self, email: str, api_key: str, ips: Sequence[str]
+    ) -> IpRestriction:
+        if not ips:
+            raise ValueError("add_ip_restriction needs at least one IP (see remove_ip_restriction)")
+        params = {
+            "email": email,
+            "subAccountApiKey": api_key,
+            "status": parsing.STATUS_TRUSTED_IPS,
+            "ipAddress": list(ips),
+        }
+        return await self._ip_call(ep.ADD_IP_RESTRICTION, params, api_key)
+
+    async def remove_ip_restriction(self, email: str, api_key: str) -> IpRestriction:
+        params = {
+            "email": email,
+            "subAccountApiKey": api_key,
+            "status": parsing.STATUS_UNRESTRICTED,
+        }
+        return await self._ip_call(ep.ADD_IP_RESTRICTION, params, api_key)
+
+    async def get_ip_restriction(self, email: str, api_key: str) -> IpRestriction:
+        params = {"email": email, "subAccountApiKey": api_key}
+        return await self._ip_call(ep.GET_IP_RESTRICTION, params, api_key)
+
+    async def delete_ips(self, email: str, api_key: str, ips: Sequence[str]) -> IpRestriction:
+        if not ips:
+            raise ValueError("delete_ips needs at least one IP")
+        params = {"email": email, "subAccountApiKey": api_key, "ipAddress": list(ips)}
+        return await self._ip_call(ep.DELETE_IPS, params, api_key)
+
+    async def api_restrictions(self, signer: Signer) -> ApiRestrictions:
+        return await self._call(ep.API_RESTRICTIONS, {}, parsing.api_restrictions, signer=signer)
+
+    async def _ip_call(self, endpoint: Endpoint, params: dict, api_key: str) -> IpRestriction:
+        return await self._call(endpoint, params, lambda body: parsing.ip_restriction(body, api_key))
+
+    # -- one logical call ------------------------------------------------------------------
+
+    async def _call(
+        self,
+        endpoint: Endpoint,
+        params: Mapping[str, Any],
+        parse: Callable[[Any], Any],
+        *,
+        signer: Signer | None = None,
+    ) -> Any:
+        """Send with retries, then parse the JSON body with `parse`."""
+        policy = _RetryPolicy(endpoint, self._read_retries, self._rate_limit_retries, self._backoff)
+        retrying = AsyncRetrying(
+            retry=policy.should_retry,
+            stop=stop_never,
+            wait=policy.wait,
+            sleep=self._backoff_sleep,
+            reraise=True,
+        )
+        signer = signer or self._signer
+        async for attempt in retrying:
+            with attempt:
+                number = attempt.retry_state.attempt_number
+                body = await self._send_with_resync(endpoint, params, signer, number)
+        return self._parse(endpoint, parse, body)
+
+    async def _backoff_sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            await self._sleep(seconds)
+
+    async def _send_with_resync(
+        self, endpoint: Endpoint, params: Mapping[str, Any], signer: Signer, attempt: int
+    ) -> Any:
+        """-1021 means Binance rejected the request unseen, so resyncing and resending once is
+        safe even for a write."""
+        try:
+            return await self._send(endpoint, params, signer, attempt)
+        except TimestampOutOfWindow:
+            await self.sync_time()
+            return await self._send(endpoint, params, signer, attempt)
+
+    async def _send(
+        self, endpoint: Endpoint, params: Mapping[str, Any], signer: Signer, attempt: int
+    ) -> Any:
+        reservation = await self._pacer.acquire(endpoint.budget_key, endpoint.weight, endpoint.budget)
+        request = self._build_request(endpoint, params, signer)
+        started = time.perf_counter()
+        status: int | str = "error"
+        try:
+            response = await self._transmit(endpoint, request)
+            status = response.status_code
+            self._pacer.observe(reservation, _used_weight(endpoint, response))
+            return self._interpret(endpoint, response, signer)
+        except ExchangeError as exc:
+            status = status if isinstance(status, int) else type(exc).__name__
+            raise
+        finally:
+            log.info(
+                "exchange.call",
+                endpoint=endpoint.name,
+                method=endpoint.method,
+                weight=endpoint.weight,
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                attempt=attempt,
+            )
+
+    # -- building requests -----------------------------------------------------------------
+
+    def _build_request(
+        self, endpoint: Endpoint, params: Mapping[str, Any], signer: Signer
+    ) -> httpx.Request:
+        """The request, with `signature` last over exactly the urlencoded string sent: the
+        query string for GET/DELETE, the form body for POST."""
+        encoded = urlencode([(k, _wire(v)) for k, v in params.items() if v is not None])
+        headers: dict[str, str] = {}
+        if endpoint.signed:
+            encoded = self._sign(encoded, signer)
+            headers[API_KEY_HEADER] = signer.api_key
+        if endpoint.method == "POST":
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            return self._http.build_request(
+                "POST", endpoint.path, content=encoded.encode(), headers=headers
+            )
+        url = f"{endpoint.path}?{encoded}" if encoded else endpoint.path
+        return self._http.build_request(endpoint.method, url, headers=headers)
+
+    def _sign(self, encoded: str, signer: Signer) -> str:
+        tail = urlencode({"recvWindow": self._recv_window_ms, "timestamp": self._timestamp_ms()})
+        payload = f"{encoded}&{tail}" if encoded else tail
+        signature = quote(signer.sign(payload.encode()), safe="")
+        return f"{payload}&signature={signature}"
+
+    # -- sending ---------------------------------------------------------------------------
+
+    async def _transmit(self, endpoint: Endpoint, request: httpx.Request) -> httpx.Response:
+        """Send, telling apart 'nothing was sent' (safe to retry) from 'it may have arrived'."""
+        try:
+            response = await self._http.send(request)
+        except _NOTHING_SENT as exc:
+            raise ConnectFailed(
+                f"could not connect to {request.url.host} ({type(exc).__name__}); nothing was sent",
+                endpoint=endpoint.name,
+            ) from None
+        except httpx.UnsupportedProtocol:
+            raise ExchangeError(
+                f"unsupported URL scheme in base URL {request.url.scheme!r}", endpoint=endpoint.name
+            ) from None
+        except httpx.TransportError as exc:
+            self._calls[endpoint.name] += 1
+            raise self._lost(endpoint, type(exc).__name__) from None
+        self._calls[endpoint.name] += 1
+        return response
+
+    def _lost(self, endpoint: Endpoint, what: str, http_status: int | None = None) -> ExchangeError:
+        """The error for a request that may have reached Binance but got no usable answer."""
+        if endpoint.mutating:
+            return AmbiguousOutcome(
+                f"{endpoint.method} {endpoint.path} failed after sending ({what})",
+                endpoint=endpoint.name,
+                http_status=http_status,
+                hint=HINT_AMBIGUOUS,
+            )
+        error = ServerError if http_status else NetworkError
+        return error(
+            f"{endpoint.method} {endpoint.path} failed ({what})",
+            endpoint=endpoint.name,
+            http_status=http_status,
+            hint="Binance or the network is having trouble; try again later",
+        )
+
+    # -- interpreting answers --------------------------------------------------------------
+
+    def _interpret(self, endpoint: Endpoint, response: httpx.Response, signer: Signer) -> Any:
+        status = response.status_code
+        if 200 <= status < 300:
+            return self._json(endpoint, response)
+        if status == 418:
+            raise IpBanned(
+                "this IP is banned by Binance for calling on after 429s",
+                retry_after=_retry_after(response),
+                endpoint=endpoint.name,
+                http_status=status,
+                hint="wait until the ban ends (Retry-After) before calling again",
+            )
+        if status == 429:
+            raise self._rate_limited_error(endpoint, response)
+        if status >= 500:
+            raise self._lost(endpoint, f"HTTP {status}", http_status=status)
+        code, msg = self._error_body(endpoint, response)
+        if code == -1003:
+            raise self._rate_limited_error(endpoint, response)
+        raise _error_for_code(endpoint, status, code, _clean(msg, signer), signer is self._signer)
+
+    def _rate_limited_error(self, endpoint: Endpoint, response: httpx.Response) -> RateLimited:
+        self._rate_limited[endpoint.name] += 1
+        wait_s = self._pacer.block(endpoint.budget_key, _retry_after(response))
+        return RateLimited(
+            f"over the weight budget of {endpoint.method} {endpoint.path}",
+            retry_after=wait_s,
+            endpoint=endpoint.name,
+            http_status=response.status_code,
+            hint="calls on this endpoint were paused until Retry-After",
+        )
+
+    def _json(self, endpoint: Endpoint, response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise self._malformed(endpoint, "a body that is not JSON", response) from None
+
+    def _error_body(self, endpoint: Endpoint, response: httpx.Response) -> tuple[int, str]:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and isinstance(body.get("code"), int):
+            return body["code"], str(body.get("msg", ""))
+        raise MalformedResponse(
+            f"HTTP {response.status_code} without a Binance error body",
+            endpoint=endpoint.name,
+            http_status=response.status_code,
+        )
+
+    def _parse(self, endpoint: Endpoint, parse: Callable[[Any], Any], body: Any) -> Any:
+        try:
+            return parse(body)
+        except parsing.ShapeError as exc:
+            raise self._malformed(endpoint, f"an unexpected body ({exc})", None) from None
+
+    def _malformed(
+        self, endpoint: Endpoint, what: str, response: httpx.Response | None
+    ) -> MalformedResponse:
+        status = response.status_code if response is not None else None
+        if endpoint.mutating:
+            return MalformedWriteResponse(
+                f"Binance accepted the call but answered with {what}",
+                endpoint=endpoint.name,
+                http_status=status,
+                hint=HINT_AMBIGUOUS,
+            )
+        return MalformedResponse(
+            f"Binance answered with {what}", endpoint=endpoint.name, http_status=status
+        )
+
+
+def _error_for_code(
+    endpoint: Endpoint, http_status: int, code: int, msg: str, master: bool
+) -> ApiError:
+    """Binance's error code -> the narrowest error type, with a hint a person can act on."""
+    kind: type[ApiError] = ApiError
+    hint: str | None = None
+    if code == -1022:
+        kind, hint = InvalidSignature, HINT_INVALID_SIGNATURE
+    elif code == -2014:
+        kind, hint = InvalidApiKeyFormat, HINT_KEY_FORMAT
+    elif code == -2015:
+        kind = Unauthorized
+        hint = HINT_UNAUTHORIZED if master else HINT_UNAUTHORIZED_OTHER_KEY
+    elif code == -1021:
+        kind, hint = TimestampOutOfWindow, HINT_TIMESTAMP
+    elif code in _BAD_REQUEST_CODES:
+        kind = BadRequest
+    elif code == -9000:
+        kind = Unsupported
+    msg = msg.strip().rstrip(".")
+    message = f"Binance refused the call: {msg}" if msg else "Binance refused the call"
+    return kind(message, code=code, endpoint=endpoint.name, http_status=http_status, hint=hint)
+
+
+def _clean(msg: str, signer: Signer) -> str:
+    """Binance's message, bounded, with no signature, private key or full API key in it."""
+    text = scrub_text(msg[:300])
+    return text.replace(signer.api_key, mask_key(signer.api_key)) if signer.api_key else text
+
+
+def _wire(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple | set | frozenset):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _used_weight(endpoint: Endpoint, response: httpx.Response) -> int | None:
+    value = response.headers.get(USED_WEIGHT_HEADER[endpoint.limit])
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Retry-After in seconds (fractional values like "0.4" allowed), None when absent."""
+    value = response.headers.get("Retry-After")
+    try:
+        return max(float(value), 0.0) if value is not None else None
+    except ValueError:
+        return None

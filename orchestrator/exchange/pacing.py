@@ -1,0 +1,115 @@
+"""Per-budget weight pacing, so a burst of calls uses the whole budget and gets no 429.
+
+Binance counts weight in fixed one-minute windows, one budget per /sapi endpoint
+(`Endpoint.budget_key`). A call reserves its weight in the current window before it is sent
+(so in-flight calls count); when the window is full the call sleeps until the next window
+boundary. Windows are computed on *server* time (the clock passed in should already include
+the offset from /api/v3/time), and the `X-SAPI-USED-*-WEIGHT-1M` headers raise the local
+count when someone else (another process, the web UI) spent weight on the same budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass
+class _Budget:
+    window: int = -1
+    used: int = 0
+    blocked_until: float = 0.0
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Weight reserved in one window; hand it back to `observe` with the response."""
+
+    budget_key: str
+    window: int
+    weight: int
+
+
+class WeightPacer:
+    """Reserves weight per budget key; waits for the next window when a budget is spent.
+
+    `clock` returns server time in seconds; `sleep` is awaited to wait (both injectable so
+    tests run on virtual time). `window_s` is the window length: 60 s on Binance, shorter on
+    an emulator running with `--time-scale`.
+    """
+
+    def __init__(
+        self,
+        *,
+        window_s: float = 60.0,
+        clock: Clock = time.time,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if window_s <= 0:
+            raise ValueError("window_s must be positive")
+        self.window_s = window_s
+        self._clock = clock
+        self._sleep = sleep
+        self._budgets: dict[str, _Budget] = {}
+
+    async def acquire(self, budget_key: str, weight: int, budget: int) -> Reservation:
+        """Wait until `weight` fits in the budget of the current window, then reserve it."""
+        while True:
+            now = self._clock()
+            state = self._current(budget_key, now)
+            if now < state.blocked_until:
+                await self._sleep(state.blocked_until - now)
+                continue
+            # A call heavier than the whole budget still goes out alone in a fresh window.
+            if state.used + weight <= budget or state.used == 0:
+                state.used += weight
+                return Reservation(budget_key, state.window, weight)
+            await self._sleep(max(self.next_boundary(now) - now, 0.0))
+
+    def observe(self, reservation: Reservation, used_weight: int | None) -> None:
+        """Take the server's count of used weight for the reservation's window into account."""
+        if used_weight is None:
+            return
+        state = self._budgets.get(reservation.budget_key)
+        if state is not None and state.window == reservation.window:
+            state.used = max(state.used, used_weight)
+
+    def block(self, budget_key: str, retry_after_s: float | None) -> float:
+        """After a 429: hold every call on this budget until Retry-After (or the next window).
+
+        Returns the number of seconds the budget is blocked for.
+        """
+        now = self._clock()
+        if retry_after_s is None or retry_after_s < 0:
+            retry_after_s = self.next_boundary(now) - now
+        state = self._current(budget_key, now)
+        state.blocked_until = max(state.blocked_until, now + retry_after_s)
+        return retry_after_s
+
+    def used(self, budget_key: str) -> int:
+        """Weight reserved so far in the current window (0 for an unknown key)."""
+        now = self._clock()
+        state = self._budgets.get(budget_key)
+        if state is None or state.window != self.window_of(now):
+            return 0
+        return state.used
+
+    def window_of(self, now: float) -> int:
+        return math.floor(now / self.window_s)
+
+    def next_boundary(self, now: float) -> float:
+        return (self.window_of(now) + 1) * self.window_s
+
+    def _current(self, budget_key: str, now: float) -> _Budget:
+        state = self._budgets.setdefault(budget_key, _Budget())
+        window = self.window_of(now)
+        if state.window != window:
+            state.window = window
+            state.used = 0
+        return state
