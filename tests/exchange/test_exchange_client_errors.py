@@ -46,7 +46,7 @@ async def test_error_codes_map_to_types_with_hints(mock, make_client, code, kind
         await client.get_ip_restriction(EMAIL, SUB_KEY)
     error = caught.value
     assert type(error) is kind and error.code == code and error.http_status == 400
-    assert error.endpoint == "get_ip_restriction" and "Binance says no." in str(error)
+    assert error.endpoint == "get_ip_restriction" and "Binance says no (Binance code" in str(error)
     if hint:
         assert hint in error.hint and hint in str(error)
     assert route.call_count == 1, "client errors are not retried"
