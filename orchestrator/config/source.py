@@ -1,0 +1,194 @@
+"""YAML to plain data, remembering the line and column of every key and value.
+
+PyYAML's composer gives nodes with marks; we build dicts/lists/scalars from them ourselves so
+that each value's position is kept under its key path (`subaccounts[0].keys[1].ips[0]`), and
+so that duplicate keys are reported instead of silently overwritten.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+Position = tuple[int, int]  # 1-based line, column
+
+#: a guard against alias bombs ("billion laughs"); a real plan has a few thousand nodes.
+MAX_NODES = 200_000
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+@dataclass
+class SyntaxProblem:
+    """A YAML-level problem found while reading (no file name yet)."""
+
+    path: str
+    position: Position
+    message: str
+    hint: str
+
+
+@dataclass
+class Source:
+    """Plain data of one plan file plus where each piece of it was written."""
+
+    data: Any
+    values: dict[str, Position] = field(default_factory=dict)
+    keys: dict[str, Position] = field(default_factory=dict)
+    problems: list[SyntaxProblem] = field(default_factory=list)
+
+    def locate(self, path: str, *, key: bool = False) -> Position:
+        """Where `path` is written; for a missing path, where its nearest parent is."""
+        tables = (self.keys, self.values) if key else (self.values, self.keys)
+        current = path
+        while True:
+            for table in tables:
+                if current in table:
+                    return table[current]
+            if not current:
+                return (1, 1)
+            current = parent_path(current)
+
+
+def join_path(base: str, part: str | int) -> str:
+    if isinstance(part, int):
+        return f"{base}[{part}]"
+    return f"{base}.{part}" if base else str(part)
+
+
+def parent_path(path: str) -> str:
+    if path.endswith("]"):
+        return path[: path.rindex("[")]
+    return path.rpartition(".")[0]
+
+
+def _position(node: yaml.Node) -> Position:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+class YamlSyntaxError(Exception):
+    """YAML that cannot be parsed at all."""
+
+    def __init__(self, problem: SyntaxProblem) -> None:
+        self.problem = problem
+        super().__init__(problem.message)
+
+
+def read_yaml(text: str) -> Source:
+    """Parse `text`; raise YamlSyntaxError for broken YAML, collect other problems."""
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        raise YamlSyntaxError(_reader_problem(text, exc)) from None
+    try:
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        raise YamlSyntaxError(_syntax_problem(exc)) from None
+    except yaml.reader.ReaderError as exc:
+        raise YamlSyntaxError(_reader_problem(text, exc)) from None
+    finally:
+        loader.dispose()
+    source = Source(data=None)
+    if root is None:
+        return source
+    builder = _Builder(loader, source)
+    source.data = builder.build(root, "")
+    return source
+
+
+class _Builder:
+    def __init__(self, loader: yaml.SafeLoader, source: Source) -> None:
+        self.loader = loader
+        self.source = source
+        self.count = 0
+        self.active: set[int] = set()
+
+    def build(self, node: yaml.Node, path: str) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise YamlSyntaxError(SyntaxProblem(
+                path, _position(node), f"the plan expands to more than {MAX_NODES} values",
+                "remove the aliases (*name) that repeat large parts of the file"))
+        self.source.values.setdefault(path, _position(node))
+        if isinstance(node, yaml.ScalarNode):
+            return self.loader.construct_object(node, deep=True)
+        if id(node) in self.active:
+            raise YamlSyntaxError(SyntaxProblem(
+                path, _position(node), "an alias refers to the node that contains it",
+                "remove the recursive alias"))
+        self.active.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                return [self.build(item, join_path(path, i)) for i, item in enumerate(node.value)]
+            return self._mapping(node, path)
+        finally:
+            self.active.discard(id(node))
+
+    def _mapping(self, node: yaml.MappingNode, path: str) -> dict:
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = self._key(key_node, path)
+            if key is None:
+                continue
+            child = join_path(path, key)
+            if key in result:
+                first = self.source.keys[child]
+                self._problem(child, key_node, f"duplicate key {key!r} (first at line {first[0]})",
+                              "keep one of them; YAML would silently use only the last")
+                continue
+            self.source.keys[child] = _position(key_node)
+            result[key] = self.build(value_node, child)
+        return result
+
+    def _key(self, node: yaml.Node, path: str) -> str | None:
+        if node.tag == _MERGE_TAG:
+            self._problem(path, node, "YAML merge keys (<<) are not supported in plans",
+                          "write the settings out, or put shared ones under `defaults`")
+            return None
+        if not isinstance(node, yaml.ScalarNode):
+            self._problem(path, node, "a mapping key must be a plain name",
+                          "use a simple word as the key")
+            return None
+        value = self.loader.construct_object(node, deep=True)
+        return value if isinstance(value, str) else str(value)
+
+    def _problem(self, path: str, node: yaml.Node, message: str, hint: str) -> None:
+        self.source.problems.append(SyntaxProblem(path, _position(node), message, hint))
+
+
+def _syntax_problem(exc: yaml.MarkedYAMLError) -> SyntaxProblem:
+    """The parser's own words, without its snippet of the line (which may hold a secret)."""
+    mark = exc.problem_mark or exc.context_mark
+    position = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    problem = exc.problem or "invalid YAML"
+    if exc.context:
+        opened = exc.context_mark
+        where = f" (opened at line {opened.line + 1})" if opened and opened is not mark else ""
+        problem = f"{exc.context}{where}: {problem}"
+    return SyntaxProblem("", position, f"invalid YAML: {problem}", _syntax_hint(problem))
+
+
+def _syntax_hint(problem: str) -> str:
+    if "'\\t'" in problem:
+        return "indent with spaces; YAML does not allow tab characters for indentation"
+    if "expected a single document" in problem:
+        return "keep one YAML document per plan file (remove the extra `---`)"
+    if "mapping values are not allowed" in problem or "expected <block end>" in problem:
+        return ("check the indentation (spaces, aligned under the parent) and quote values "
+                "that contain ': '")
+    if "flow" in problem or "']'" in problem or "'}'" in problem:
+        return "close every [ with ] and every { with }, and separate items with commas"
+    if "quoted scalar" in problem:
+        return "close the quoted string with a matching quote"
+    return "fix the YAML syntax here (spaces for indentation, closed brackets and quotes)"
+
+
+def _reader_problem(text: str, exc: yaml.reader.ReaderError) -> SyntaxProblem:
+    before = text[: exc.position]
+    line = before.count("\n") + 1
+    column = exc.position - (before.rfind("\n") + 1) + 1
+    char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+    return SyntaxProblem("", (line, column),
+                         f"invalid YAML: control character {ord(char):#06x} is not allowed",
+                         "remove it; a plan is plain text")
