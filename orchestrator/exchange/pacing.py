@@ -6,6 +6,11 @@ Binance counts weight in fixed one-minute windows, one budget per /sapi endpoint
 boundary. Windows are computed on *server* time (the clock passed in should already include
 the offset from /api/v3/time), and the `X-SAPI-USED-*-WEIGHT-1M` headers raise the local
 count when someone else (another process, the web UI) spent weight on the same budget.
+
+Our estimate of server time is only as good as half a round trip, so a small guard band
+keeps the two clocks' disagreement from costing 429s: a call waiting for a new window waits
+`guard_s` past the boundary (it might otherwise land in the old, full window), and a call sent
+within `guard_s` before a boundary is counted in the next window too (it may land there).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ Sleep = Callable[[float], Awaitable[None]]
 class _Budget:
     window: int = -1
     used: int = 0
+    carry: int = 0  # weight of calls sent just before the boundary, counted in the next window
     blocked_until: float = 0.0
 
 
@@ -41,7 +47,8 @@ class WeightPacer:
 
     `clock` returns server time in seconds; `sleep` is awaited to wait (both injectable so
     tests run on virtual time). `window_s` is the window length: 60 s on Binance, shorter on
-    an emulator running with `--time-scale`.
+    an emulator running with `--time-scale`. `guard_s` defaults to 1% of the window, at most
+    0.25 s.
     """
 
     def __init__(
@@ -50,10 +57,12 @@ class WeightPacer:
         window_s: float = 60.0,
         clock: Clock = time.time,
         sleep: Sleep = asyncio.sleep,
+        guard_s: float | None = None,
     ) -> None:
         if window_s <= 0:
             raise ValueError("window_s must be positive")
         self.window_s = window_s
+        self.guard_s = min(0.25, window_s * 0.01) if guard_s is None else guard_s
         self._clock = clock
         self._sleep = sleep
         self._budgets: dict[str, _Budget] = {}
@@ -69,8 +78,10 @@ class WeightPacer:
             # A call heavier than the whole budget still goes out alone in a fresh window.
             if state.used + weight <= budget or state.used == 0:
                 state.used += weight
+                if self.next_boundary(now) - now < self.guard_s:
+                    state.carry += weight
                 return Reservation(budget_key, state.window, weight)
-            await self._sleep(max(self.next_boundary(now) - now, 0.0))
+            await self._sleep(max(self.next_boundary(now) - now, 0.0) + self.guard_s)
 
     def observe(self, reservation: Reservation, used_weight: int | None) -> None:
         """Take the server's count of used weight for the reservation's window into account."""
@@ -87,18 +98,16 @@ class WeightPacer:
         """
         now = self._clock()
         if retry_after_s is None or retry_after_s < 0:
-            retry_after_s = self.next_boundary(now) - now
+            retry_after_s = self.next_boundary(now) - now + self.guard_s
         state = self._current(budget_key, now)
         state.blocked_until = max(state.blocked_until, now + retry_after_s)
         return retry_after_s
 
     def used(self, budget_key: str) -> int:
         """Weight reserved so far in the current window (0 for an unknown key)."""
-        now = self._clock()
-        state = self._budgets.get(budget_key)
-        if state is None or state.window != self.window_of(now):
+        if budget_key not in self._budgets:
             return 0
-        return state.used
+        return self._current(budget_key, self._clock()).used
 
     def window_of(self, now: float) -> int:
         return math.floor(now / self.window_s)
@@ -110,6 +119,7 @@ class WeightPacer:
         state = self._budgets.setdefault(budget_key, _Budget())
         window = self.window_of(now)
         if state.window != window:
+            state.used = state.carry if window == state.window + 1 else 0
             state.window = window
-            state.used = 0
+            state.carry = 0
         return state

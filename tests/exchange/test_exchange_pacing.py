@@ -37,7 +37,7 @@ def _record_time(vt, json_body, headers=None):
 
 
 async def test_pacer_fills_the_budget_then_waits_for_the_boundary(paused):
-    pacer = WeightPacer(window_s=60.0, clock=paused.clock, sleep=paused.sleep)
+    pacer = WeightPacer(window_s=60.0, clock=paused.clock, sleep=paused.sleep, guard_s=0)
     for _ in range(60):
         await pacer.acquire("k", 3000, 180_000)
     assert pacer.used("k") == 180_000
@@ -55,7 +55,7 @@ async def test_pacer_fills_the_budget_then_waits_for_the_boundary(paused):
 
 
 async def test_pacer_keys_are_independent(paused):
-    pacer = WeightPacer(clock=paused.clock, sleep=paused.sleep)
+    pacer = WeightPacer(clock=paused.clock, sleep=paused.sleep, guard_s=0)
     for _ in range(60):
         await pacer.acquire("a", 3000, 180_000)
     await asyncio.wait_for(pacer.acquire("b", 3000, 180_000), timeout=1)
@@ -63,7 +63,7 @@ async def test_pacer_keys_are_independent(paused):
 
 
 async def test_pacer_takes_the_larger_of_local_and_header_count(paused):
-    pacer = WeightPacer(clock=paused.clock, sleep=paused.sleep)
+    pacer = WeightPacer(clock=paused.clock, sleep=paused.sleep, guard_s=0)
     first = await pacer.acquire("k", 3000, 180_000)
     pacer.observe(first, 150_000)
     assert pacer.used("k") == 150_000
@@ -72,7 +72,7 @@ async def test_pacer_takes_the_larger_of_local_and_header_count(paused):
 
 
 async def test_pacer_ignores_headers_of_an_earlier_window(paused):
-    pacer = WeightPacer(clock=paused.clock, sleep=paused.sleep)
+    pacer = WeightPacer(clock=paused.clock, sleep=paused.sleep, guard_s=0)
     old = await pacer.acquire("k", 3000, 180_000)
     paused.advance(60)
     await pacer.acquire("k", 3000, 180_000)
@@ -81,7 +81,7 @@ async def test_pacer_ignores_headers_of_an_earlier_window(paused):
 
 
 async def test_pacer_blocks_a_key_until_retry_after(paused):
-    pacer = WeightPacer(clock=paused.clock, sleep=paused.sleep)
+    pacer = WeightPacer(clock=paused.clock, sleep=paused.sleep, guard_s=0)
     assert pacer.block("k", 0.4) == 0.4
     blocked = asyncio.ensure_future(pacer.acquire("k", 1, 12_000))
     other = asyncio.ensure_future(pacer.acquire("other", 1, 12_000))
@@ -93,7 +93,7 @@ async def test_pacer_blocks_a_key_until_retry_after(paused):
 
 
 async def test_pacer_uses_the_configured_window(paused):
-    pacer = WeightPacer(window_s=1.0, clock=paused.clock, sleep=paused.sleep)
+    pacer = WeightPacer(window_s=1.0, clock=paused.clock, sleep=paused.sleep, guard_s=0)
     paused.advance(0.25)
     for _ in range(60):
         await pacer.acquire("k", 3000, 180_000)
@@ -106,8 +106,21 @@ async def test_pacer_uses_the_configured_window(paused):
 
 
 async def test_a_call_heavier_than_the_budget_still_goes_alone(paused):
-    pacer = WeightPacer(clock=paused.clock, sleep=paused.sleep)
+    pacer = WeightPacer(clock=paused.clock, sleep=paused.sleep, guard_s=0)
     await asyncio.wait_for(pacer.acquire("k", 20_000, 12_000), timeout=1)
+
+
+async def test_guard_band_around_the_boundary(paused):
+    pacer = WeightPacer(window_s=60.0, clock=paused.clock, sleep=paused.sleep, guard_s=0.25)
+    paused.advance(49.9)  # 0.1 s before the boundary: inside the guard band
+    for _ in range(10):
+        await pacer.acquire("k", 3000, 180_000)
+    paused.advance(0.1)
+    assert pacer.used("k") == 30_000, "calls sent just before the boundary may land after it"
+    paused.advance(30.0)
+    await pacer.acquire("k", 3000, 180_000)
+    paused.advance(30.0)
+    assert pacer.used("k") == 0, "only the calls near the boundary are carried over"
 
 
 def test_window_must_be_positive():
@@ -132,10 +145,15 @@ async def test_61st_call_waits_for_the_next_window_other_endpoint_does_not(
     await paused.settle()
     assert len(keys_sent) == 60, "the window's budget goes out at once"
     assert other.done() and ips_sent == [start], "another endpoint is not delayed"
-    assert paused.sleepers == 1 and paused.sleeps == [pytest.approx(50.0)]
+    guard = client.pacer.guard_s
+    assert guard == 0.25
+    assert paused.sleepers == 1 and paused.sleeps == [pytest.approx(50.0 + guard)]
     paused.advance(50.0)
+    await paused.settle()
+    assert len(keys_sent) == 60, "not before the guard band past the boundary"
+    paused.advance(guard)
     await asyncio.gather(*burst)
-    assert keys_sent[60] == pytest.approx(start + 50.0)
+    assert keys_sent[60] == pytest.approx(start + 50.0 + guard)
     assert client.rate_limited_counts() == {}
     assert client.call_counts() == {"list_api_keys": 61, "get_ip_restriction": 1}
 
@@ -151,7 +169,8 @@ async def test_burst_uses_exactly_as_many_windows_as_the_budget_needs(mock, make
 
     await paused.drive(burst())
     assert len(sent) == 150
-    assert paused.now == pytest.approx(start + 50.0 + 60.0)  # three windows: 60, 60, 30
+    guard = client.pacer.guard_s
+    assert paused.now == pytest.approx(start + 50.0 + 60.0 + guard)  # windows of 60, 60, 30
     windows = [int(t // 60) for t in sent]
     assert [windows.count(w) for w in sorted(set(windows))] == [60, 60, 30]
 
@@ -167,8 +186,8 @@ async def test_used_weight_header_slows_the_client_down(mock, make_client, pause
     third = asyncio.ensure_future(client.list_api_keys(EMAIL))
     await paused.settle()
     assert second.done() and not third.done() and len(sent) == 2
-    assert paused.sleeps == [pytest.approx(50.0)]
-    paused.advance(50.0)
+    assert paused.sleeps == [pytest.approx(50.0 + client.pacer.guard_s)]
+    paused.advance(50.0 + client.pacer.guard_s)
     await third
     assert len(sent) == 3
 
@@ -183,8 +202,9 @@ async def test_windows_follow_server_time(mock, make_client, paused, helpers):
         await client.list_api_keys(EMAIL)
     late = asyncio.ensure_future(client.list_api_keys(EMAIL))
     await paused.settle()
-    assert paused.sleeps == [pytest.approx(45.0)], "server is 15 s into its window"
-    paused.advance(45.0)
+    guard = client.pacer.guard_s
+    assert paused.sleeps == [pytest.approx(45.0 + guard)], "server is 15 s into its window"
+    paused.advance(45.0 + guard)
     await late
 
 
@@ -198,7 +218,8 @@ async def test_emulator_time_scale_window(mock, make_client, paused):
 
     start = paused.now
     await paused.drive(burst())
-    assert sent[-1] == pytest.approx(start + 1.0)  # START is on a whole second
+    assert client.pacer.guard_s == pytest.approx(0.01)
+    assert sent[-1] == pytest.approx(start + 1.01)  # START is on a whole second
     assert GET_IP_RESTRICTION.calls_per_minute == 60 and LIST_API_KEYS.weight == 3000
 
 
