@@ -1,0 +1,64 @@
+"""Key-material sinks: where secrets go. `open_sink("file:secrets/", project_dir)`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from orchestrator.sinks.base import Sink
+from orchestrator.sinks.dotenv import DotenvSink
+from orchestrator.sinks.errors import (
+    CorruptMaterial,
+    NoPendingKey,
+    SinkConfigError,
+    SinkConflict,
+    SinkError,
+    UnsafeSinkPath,
+    VaultError,
+)
+from orchestrator.sinks.filesink import FileSink
+from orchestrator.sinks.material import KeyMaterial, KeyType, split_address
+from orchestrator.sinks.paths import resolve_sink_path
+from orchestrator.sinks.vault import VaultSink, open_vault
+
+__all__ = [
+    "CorruptMaterial",
+    "DotenvSink",
+    "FileSink",
+    "KeyMaterial",
+    "KeyType",
+    "NoPendingKey",
+    "Sink",
+    "SinkConfigError",
+    "SinkConflict",
+    "SinkError",
+    "UnsafeSinkPath",
+    "VaultError",
+    "VaultSink",
+    "open_sink",
+    "split_address",
+]
+
+
+def open_sink(spec: str, project_dir: Path, env: Mapping[str, str] = os.environ) -> Sink:
+    """The sink a plan's `secrets:` value names: `file:DIR`, `dotenv:PATH`, `vault:MOUNT/PATH`.
+
+    Relative paths are taken from `project_dir` and may not leave it; absolute paths may.
+    """
+    kind, sep, target = spec.partition(":")
+    if not sep or not target:
+        raise SinkConfigError(
+            f"{spec!r} is not a sink: use file:DIR, dotenv:PATH or vault:MOUNT/PATH"
+        )
+    if kind == "file":
+        return FileSink(resolve_sink_path(target, project_dir), project_dir, spec)
+    if kind == "dotenv":
+        if target.endswith("/"):
+            raise SinkConfigError(f"{spec!r} names a directory; dotenv: takes a file path")
+        return DotenvSink(resolve_sink_path(target, project_dir), project_dir, spec)
+    if kind == "vault":
+        return open_vault(target, env, spec)
+    raise SinkConfigError(
+        f"{spec!r}: unknown sink kind {kind!r}; use file:DIR, dotenv:PATH or vault:MOUNT/PATH"
+    )

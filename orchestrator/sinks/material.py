@@ -1,0 +1,59 @@
+"""Key material: the one object that carries a secret, as a SecretStr from the start."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic.dataclasses import dataclass
+
+KeyType = Literal["hmac", "ed25519"]
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]*$")
+
+
+def split_address(address: str) -> tuple[str, str]:
+    """`quant/QuantBot-BTC` -> ("quant", "QuantBot-BTC"), refusing anything path-like."""
+    parts = address.split("/")
+    if len(parts) != 2 or not all(_NAME.match(part) for part in parts):
+        raise ValueError(f"{address!r} is not a key address of the form <sub-account>/<label>")
+    return parts[0], parts[1]
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeyMaterial:
+    """An API key and its secret: the HMAC secret, or the Ed25519 private key PEM.
+
+    A validated, frozen dataclass, so `dataclasses.replace(m, api_key=...)` works. A plain
+    str given as `secret` becomes a SecretStr. `api_key` is None (or "" on input) for an
+    Ed25519 key whose private key is stored as pending before the public key is registered;
+    write it again with the api key once Binance returns it. `address` defaults to
+    "<subaccount>/<label>" and must equal it when given.
+    """
+
+    subaccount: str
+    label: str
+    api_key: str | None
+    key_type: KeyType
+    secret: SecretStr
+    created_at: datetime
+    generation: int = Field(ge=0)
+    address: str = ""
+
+    @field_validator("api_key")
+    @classmethod
+    def _empty_is_unregistered(cls, value: str | None) -> str | None:
+        return value or None
+
+    @model_validator(mode="after")
+    def _consistent_address(self) -> KeyMaterial:
+        expected = f"{self.subaccount}/{self.label}"
+        split_address(expected)
+        if self.address and self.address != expected:
+            raise ValueError(f"address {self.address!r} does not match {expected!r}")
+        object.__setattr__(self, "address", expected)
+        return self
+
+    def __str__(self) -> str:
+        return f"{self.address} generation {self.generation} ({self.key_type})"

@@ -1,0 +1,175 @@
+"""The audit log `state/audit.jsonl`: an append-only hash chain of who changed what.
+
+Each line is the canonical JSON of an event plus `hash`, the sha256 of the canonical JSON of
+the line without `hash`. `prev` is the previous line's hash (the genesis line has
+"0" * 64) and `seq` counts from 1, so `verify` names the first line that was edited,
+deleted, inserted, reordered or mangled. Appends take an flock, because applies of
+different plans share this file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from orchestrator.store.atomic import (
+    PRIVATE_FILE,
+    fsync_dir,
+    read_last_line,
+    repair_torn_tail,
+    write_fd_fully,
+)
+from orchestrator.store.lock import current_user
+from orchestrator.store.plain import canonical_json, ensure_plain
+
+GENESIS = "0" * 64
+FIELDS = (
+    "seq", "ts", "who", "host", "command", "action", "subaccount", "label", "key",
+    "outcome", "detail", "prev", "hash",
+)  # fmt: skip
+
+
+def mask_key(api_key: str | None) -> str | None:
+    """`abcd…wxyz`: enough to tell keys apart in a log, not enough to use one."""
+    if not api_key:
+        return None
+    if len(api_key) < 12:
+        return "…"
+    return f"{api_key[:4]}…{api_key[-4:]}"
+
+
+def line_hash(event: dict[str, Any]) -> str:
+    body = {k: v for k, v in event.items() if k != "hash"}
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    lines: int
+    first_bad_line: int | None = None
+    reason: str | None = None
+
+
+class AuditLog:
+    """Appends events for one command run (`apply`, `rotate`, `lockdown`...)."""
+
+    def __init__(self, path: Path, command: str) -> None:
+        self.path = Path(path)
+        self.command = command
+        self.who = current_user()
+        self.host = socket.gethostname()
+        self._mutex = threading.Lock()
+
+    def append(
+        self,
+        action: str,
+        *,
+        subaccount: str | None = None,
+        label: str | None = None,
+        api_key: str | None = None,
+        outcome: str = "ok",
+        detail: Any = None,
+    ) -> dict[str, Any]:
+        """Append one event and return it as written. `api_key` is masked before writing."""
+        event = {
+            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "who": self.who,
+            "host": self.host,
+            "command": self.command,
+            "action": action,
+            "subaccount": subaccount,
+            "label": label,
+            "key": mask_key(api_key),
+            "outcome": outcome,
+            "detail": ensure_plain(detail, "detail"),
+        }
+        with self._mutex:
+            return self._append_locked(event)
+
+    def _append_locked(self, event: dict[str, Any]) -> dict[str, Any]:
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        created = not self.path.exists()
+        fd = os.open(self.path, flags, PRIVATE_FILE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.fchmod(fd, PRIVATE_FILE)
+            repair_torn_tail(self.path, _is_event_line)
+            seq, prev = _chain_tip(self.path)
+            event = {"seq": seq + 1, **event, "prev": prev}
+            event["hash"] = line_hash(event)
+            write_fd_fully(fd, (canonical_json(event) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if created:
+            fsync_dir(self.path.parent)
+        return event
+
+
+def _is_event_line(fragment: bytes) -> bool:
+    try:
+        return isinstance(json.loads(fragment), dict)
+    except ValueError:
+        return False
+
+
+def _chain_tip(path: Path) -> tuple[int, str]:
+    last = read_last_line(path)
+    if last is None:
+        return 0, GENESIS
+    try:
+        event = json.loads(last)
+        return int(event["seq"]), str(event["hash"])
+    except (ValueError, KeyError, TypeError):
+        # A damaged tip must not stop an incident command from being recorded; `verify`
+        # still names the damaged line.
+        count = Path(path).read_bytes().count(b"\n")
+        return count, hashlib.sha256(last).hexdigest()
+
+
+def verify(path: Path) -> VerifyResult:
+    """Walk the chain; the first line whose content, hash, link or number is wrong fails it."""
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        return VerifyResult(ok=True, lines=0)
+    lines = raw.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    prev = GENESIS
+    for number, line in enumerate(lines, start=1):
+        reason = _line_problem(line, number, prev, is_last=number == len(lines), raw=raw)
+        if reason is not None:
+            return VerifyResult(ok=False, lines=len(lines), first_bad_line=number, reason=reason)
+        prev = json.loads(line)["hash"]
+    return VerifyResult(ok=True, lines=len(lines))
+
+
+def _line_problem(line: bytes, number: int, prev: str, is_last: bool, raw: bytes) -> str | None:
+    try:
+        event = json.loads(line)
+    except ValueError:
+        if is_last and not raw.endswith(b"\n"):
+            return f"line {number} is incomplete (a write was cut off)"
+        return f"line {number} is not valid JSON"
+    if not isinstance(event, dict) or set(event) != set(FIELDS):
+        return f"line {number} does not have the audit fields"
+    if event["hash"] != line_hash(event):
+        return f"line {number} was modified (its hash does not match its content)"
+    if event["prev"] != prev:
+        return (
+            f"line {number} does not follow line {number - 1}"
+            " (a line was deleted, inserted or moved here)"
+        )
+    if event["seq"] != number:
+        return f"line {number} has sequence number {event['seq']} (lines were moved or removed)"
+    return None

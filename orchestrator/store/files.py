@@ -1,0 +1,248 @@
+"""The local-files backend: everything under `<project>/state/`.
+
+state/<plan>.state.json          the state (0600), replaced atomically
+state/<plan>.state.json.backup   the version before the last save
+state/<plan>.lock                the plan lock
+state/<plan>.journal.jsonl       the write-ahead journal
+state/audit.jsonl                the audit log, shared by all plans
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from orchestrator.store.atomic import atomic_write, ensure_private_dir, fsync_dir
+from orchestrator.store.audit import AuditLog, VerifyResult, verify
+from orchestrator.store.errors import (
+    CorruptStateError,
+    LineageMismatch,
+    NoBackupError,
+    StaleStateError,
+)
+from orchestrator.store.journal import Journal
+from orchestrator.store.lock import PlanLock
+from orchestrator.store.state import State
+
+STATE_DIR = "state"
+AUDIT_FILE = "audit.jsonl"
+
+
+def new_state(plan: str) -> State:
+    """An empty state for a plan that has none yet, with a fresh lineage."""
+    return State(lineage=str(uuid.uuid4()), serial=0, plan=plan)
+
+
+def next_serial(state: State) -> State:
+    """A copy of `state` ready to save over the one it was loaded as."""
+    return state.model_copy(update={"serial": state.serial + 1})
+
+
+class LocalFileBackend:
+    def __init__(self, project_dir: Path) -> None:
+        self.project_dir = Path(project_dir)
+        self.state_dir = self.project_dir / STATE_DIR
+
+    # paths
+
+    def state_path(self, plan: str) -> Path:
+        return self.state_dir / f"{_plan_file_name(plan)}.state.json"
+
+    def backup_path(self, plan: str) -> Path:
+        return self.state_dir / f"{_plan_file_name(plan)}.state.json.backup"
+
+    def lock_path(self, plan: str) -> Path:
+        return self.state_dir / f"{_plan_file_name(plan)}.lock"
+
+    def journal_path(self, plan: str) -> Path:
+        return self.state_dir / f"{_plan_file_name(plan)}.journal.jsonl"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.state_dir / AUDIT_FILE
+
+    def describe(self, plan: str) -> Path:
+        return self.state_path(plan)
+
+    # state
+
+    def load_state(self, plan: str, expected_lineage: str | None = None) -> State | None:
+        """The saved state of `plan`, or None when it has none yet.
+
+        Raises CorruptStateError for an unreadable file and LineageMismatch when the file
+        belongs to another plan or to another lineage than `expected_lineage`.
+        """
+        path = self.state_path(plan)
+        state = self._read(path, plan)
+        if state is None:
+            return None
+        _check_belongs(state, plan, expected_lineage, path)
+        return state
+
+    def save_state(self, state: State) -> State:
+        """Write `state` atomically, keeping the previous version as the backup.
+
+        The serial must be greater than the stored one (else StaleStateError: someone saved
+        in between); the lineage must match the stored one. A state without a lineage gets
+        a fresh one on its first save. Returns the state as written.
+        """
+        if not state.lineage:
+            state = state.model_copy(update={"lineage": str(uuid.uuid4())})
+        path = self.state_path(state.plan)
+        ensure_private_dir(self.state_dir)
+        stored = self._read(path, state.plan)
+        if stored is not None:
+            _check_successor(stored, state, path)
+        elif state.serial < 1:
+            raise StaleStateError(
+                f"refusing to save {path} with serial {state.serial}: serials start at 1"
+                " (save next_serial(state))"
+            )
+        if path.exists():
+            atomic_write(self.backup_path(state.plan), path.read_bytes())
+        atomic_write(path, _render(state))
+        return state
+
+    def restore_backup(self, plan: str) -> State:
+        """Put the backup back in place (the damaged file is kept beside it) and return it."""
+        backup = self.backup_path(plan)
+        state = self._read_backup(backup, plan)
+        path = self.state_path(plan)
+        if path.exists():
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            path.rename(path.with_name(f"{path.name}.damaged-{stamp}"))
+        atomic_write(path, backup.read_bytes())
+        fsync_dir(self.state_dir)
+        return state
+
+    # lock, journal, audit
+
+    def lock(self, plan: str, command: str, force_break_stale: bool = False) -> PlanLock:
+        ensure_private_dir(self.state_dir)
+        return PlanLock(self.lock_path(plan), command, force_break_stale)
+
+    def journal(self, plan: str) -> Journal:
+        ensure_private_dir(self.state_dir)
+        return Journal(self.journal_path(plan))
+
+    def audit(self, command: str) -> AuditLog:
+        ensure_private_dir(self.state_dir)
+        return AuditLog(self.audit_path, command)
+
+    def verify_audit(self) -> VerifyResult:
+        return verify(self.audit_path)
+
+    # reading
+
+    def _read(self, path: Path, plan: str) -> State | None:
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        problem = _parse_problem(raw)
+        if isinstance(problem, State):
+            return problem
+        raise CorruptStateError(
+            self._corrupt_message(path, plan, problem), str(path), self._usable_backup(plan)
+        )
+
+    def _read_backup(self, backup: Path, plan: str) -> State:
+        try:
+            raw = backup.read_bytes()
+        except FileNotFoundError:
+            raise NoBackupError(f"there is no backup of the state at {backup}") from None
+        parsed = _parse_problem(raw)
+        if not isinstance(parsed, State):
+            raise NoBackupError(f"the backup {backup} is not usable either: {parsed}")
+        _check_belongs(parsed, plan, None, backup)
+        return parsed
+
+    def _usable_backup(self, plan: str) -> str | None:
+        backup = self.backup_path(plan)
+        try:
+            self._read_backup(backup, plan)
+        except (NoBackupError, LineageMismatch):
+            return None
+        return str(backup)
+
+    def _corrupt_message(self, path: Path, plan: str, problem: str) -> str:
+        message = (
+            f"{path} is not a valid state file: {problem}. Was it truncated or edited by hand?"
+        )
+        backup = self._usable_backup(plan)
+        if backup:
+            message += (
+                f" The previous version is in {backup}: restore it with"
+                f" `orchestrator state restore` (or copy it over {path.name}),"
+                " then run `orchestrator plan` to see what changed since."
+            )
+        else:
+            message += " There is no usable backup; rebuild it with `orchestrator state rebuild`."
+        return message
+
+
+def _plan_file_name(plan: str) -> str:
+    if not plan or "/" in plan or "\\" in plan or plan.startswith("."):
+        raise ValueError(f"{plan!r} is not a usable plan name for a state file")
+    return plan
+
+
+def _render(state: State) -> bytes:
+    return (state.model_dump_json(indent=2) + "\n").encode()
+
+
+def _parse_problem(raw: bytes) -> State | str:
+    """The parsed state, or a one-line description of what is wrong with the bytes."""
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return "it is not UTF-8 text"
+    except json.JSONDecodeError as exc:
+        return f"invalid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})"
+    if not isinstance(data, dict):
+        return "it does not hold a JSON object"
+    try:
+        return State.model_validate(data)
+    except ValidationError as exc:
+        return _summarise(exc)
+
+
+def _summarise(exc: ValidationError) -> str:
+    problems = [
+        f"{'.'.join(str(part) for part in err['loc']) or 'top level'}: {err['msg']}"
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return "; ".join(problems[:3]) + more
+
+
+def _check_belongs(state: State, plan: str, expected_lineage: str | None, path: Path) -> None:
+    if state.plan != plan:
+        raise LineageMismatch(
+            f"{path} belongs to plan {state.plan!r} (lineage {state.lineage}), not {plan!r}:"
+            " was a state file copied or renamed? Move it back, or rebuild this plan's"
+            " state with `orchestrator state rebuild`."
+        )
+    if expected_lineage is not None and state.lineage != expected_lineage:
+        raise LineageMismatch(
+            f"{path} has lineage {state.lineage}, expected {expected_lineage}: it is a"
+            " different history of this plan (recreated or restored from elsewhere)."
+            " Run `orchestrator plan` again against the state as it is now."
+        )
+
+
+def _check_successor(stored: State, state: State, path: Path) -> None:
+    if stored.lineage != state.lineage:
+        raise LineageMismatch(
+            f"refusing to overwrite {path}: it has lineage {stored.lineage}, this state has"
+            f" {state.lineage}. They are different histories; the stored one was not loaded."
+        )
+    if state.serial <= stored.serial:
+        raise StaleStateError(
+            f"refusing to overwrite {path}: it is at serial {stored.serial}, this state is at"
+            f" {state.serial}. Someone saved it since it was loaded; run the command again."
+        )
