@@ -41,6 +41,35 @@ def _global_options(
 # ---------------------------------------------------------------- emulator (issue 2)
 
 
+@emulator_app.command("serve")
+def emulator_serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (keep it loopback)."),
+    port: int = typer.Option(8765, "--port", help="TCP port."),
+    data: Path = typer.Option(
+        Path("state/sandbox-server.json"), "--data", help="Data file (created if missing)."
+    ),
+    latency_ms: float = typer.Option(0, "--latency-ms", help="Delay added to every answer."),
+    fault_rate: float = typer.Option(
+        0.0, "--fault-rate", help="Probability (0..1) that a request suffers a random fault."
+    ),
+    time_scale: float = typer.Option(
+        1.0, "--time-scale", help="Rate-limit windows last 60/X seconds."
+    ),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for reproducible faults."),
+) -> None:
+    """Run the Binance emulator over HTTP until Ctrl-C."""
+    from orchestrator.emulator.master import MasterKeyError
+    from orchestrator.emulator.persist import DataFileError
+    from orchestrator.emulator.serve import serve
+
+    try:
+        serve(host=host, port=port, data=data, latency_ms=latency_ms, fault_rate=fault_rate,
+              time_scale=time_scale, seed=seed)
+    except (MasterKeyError, DataFileError, OSError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
 # ---------------------------------------------------------------- config: validate, schema, init (issue 3)
 
 

@@ -1,0 +1,351 @@
+"""The Binance emulator, independent of any transport: `Emulator.handle(EmuRequest)`.
+
+A request goes through: routing, fault draw, authentication (API key, caller IP, timestamp,
+signature), the endpoint's weight budget, the handler, persistence, then the fault's
+after-effect. Weight is only counted for requests that pass authentication (a refused
+signature costs nothing), and a request refused with 429 costs nothing either.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+from orchestrator.emulator import errors, faults, persist
+from orchestrator.emulator.accounts import Accounts, ApiKey
+from orchestrator.emulator.errors import BinanceError
+from orchestrator.emulator.faults import FaultPlan
+from orchestrator.emulator.handlers import MASTER_ONLY, Call, run
+from orchestrator.emulator.master import generate_master, master_from_env, restrict
+from orchestrator.emulator.ratelimit import FixedWindowLimiter, format_retry_after
+from orchestrator.emulator.signing import payload_and_signature, verify
+from orchestrator.exchange.endpoints import ALL, USED_WEIGHT_HEADER, Endpoint
+
+PING = Endpoint("ping", "GET", "/api/v3/ping", 1, "API", False, signed=False)
+ROUTES: dict[tuple[str, str], Endpoint] = {(e.method, e.path): e for e in (*ALL, PING)}
+API_KEY_HEADER = "x-mbx-apikey"
+API_KEY_FORMAT = re.compile(r"^[A-Za-z0-9]{1,128}$")
+MAX_RECV_WINDOW = 60_000
+DEFAULT_RECV_WINDOW = 5_000
+MAX_AHEAD_MS = 1_000
+JSON_TYPE = "application/json;charset=UTF-8"
+
+
+@dataclass(frozen=True)
+class EmuRequest:
+    """A request as received. `raw_query` holds the query bytes decoded as latin-1."""
+
+    method: str
+    path: str
+    raw_query: str = ""
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    client_ip: str = "127.0.0.1"
+
+
+@dataclass
+class EmuResponse:
+    """The answer; the transport waits `delay_s` first, and on `drop` closes the connection
+    without answering (the core has already committed or not, per the fault)."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    delay_s: float = 0.0
+    drop: bool = False
+
+    def json(self):
+        return json.loads(self.body)
+
+
+class Emulator:
+    def __init__(
+        self,
+        data_path: Path | str | None = None,
+        *,
+        time_scale: float = 1.0,
+        latency_ms: float = 0,
+        fault_rate: float = 0.0,
+        seed: int | None = None,
+        clock: Callable[[], float] = time.time,
+        master: ApiKey | None = None,
+        master_ips: Iterable[str] = (),
+        trusted_ip_header: str | None = None,
+        latency_spike_s: float = 1.0,
+        admin: bool = False,
+    ) -> None:
+        if time_scale <= 0:
+            raise ValueError("time_scale must be positive")
+        self.data_path = Path(data_path) if data_path is not None else None
+        self.time_scale = time_scale
+        self.latency_s = latency_ms / 1000
+        self.trusted_ip_header = trusted_ip_header.lower() if trusted_ip_header else None
+        self.admin = admin
+        self.faults = FaultPlan(fault_rate, seed, latency_spike_s)
+        self.limiter = FixedWindowLimiter(60.0 / time_scale)
+        self._clock = clock
+        self._offset = 0.0
+        self._lock = threading.RLock()
+        self.accounts, self.master_generated = self._load(master, master_ips)
+
+    # ---- public API
+
+    @property
+    def master(self) -> ApiKey:
+        return self.accounts.master
+
+    def now(self) -> float:
+        return self._clock() + self._offset
+
+    def advance(self, seconds: float) -> None:
+        """Move the emulator's clock (server time and rate-limit windows) forward."""
+        with self._lock:
+            self._offset += seconds
+
+    def inject(self, kind: str, endpoint_name: str | None = None, count: int = 1) -> None:
+        """Queue `count` faults of `kind` (see faults.py) for the next matching requests."""
+        with self._lock:
+            self.faults.inject(kind, endpoint_name, count)
+
+    def handle(self, request: EmuRequest) -> EmuResponse:
+        with self._lock:
+            endpoint = ROUTES.get((request.method.upper(), request.path))
+            if endpoint is not None:
+                return self._handle_endpoint(endpoint, request)
+            if self.admin and request.path.startswith("/_emulator/"):
+                return self._admin(request)
+            return self._error(errors.not_found(request.path))
+
+    # ---- the pipeline
+
+    def _handle_endpoint(self, endpoint: Endpoint, request: EmuRequest) -> EmuResponse:
+        fault = self.faults.draw(endpoint.name)
+        delay = self.latency_s + (self.faults.spike() if fault == faults.LATENCY else 0.0)
+        ip = self._client_ip(request)
+        budget_id = self._budget_id(endpoint, request, ip)
+        if fault in (faults.DROP_BEFORE, faults.ERROR_BEFORE, faults.RATE_LIMIT):
+            answer = self._early_fault(fault, endpoint, budget_id)
+        else:
+            answer = self._process(endpoint, request, ip, budget_id)
+        if fault == faults.ERROR_AFTER:
+            answer = self._server_error(endpoint, budget_id)
+        elif fault == faults.DROP_AFTER:
+            answer = EmuResponse(0, {}, b"", drop=True)
+        answer.delay_s = delay
+        return answer
+
+    def _process(
+        self, endpoint: Endpoint, request: EmuRequest, ip: str, budget_id: tuple
+    ) -> EmuResponse:
+        query, body = _query_bytes(request.raw_query), request.body
+        query_params, params = _params(query, body)
+        now = self.now()
+        try:
+            caller = self._authenticate(endpoint, request, params, query, ip, now)
+            self._charge(endpoint, budget_id, now)
+            call = Call(params, query_params, int(now * 1000), caller or self.master)
+            result = run(endpoint.name, self.accounts, call)
+        except BinanceError as exc:
+            return self._error(exc, endpoint, budget_id)
+        if endpoint.mutating:
+            self._save()
+        return self._answer(200, result, endpoint, budget_id)
+
+    def _early_fault(self, fault: str, endpoint: Endpoint, budget_id: tuple) -> EmuResponse:
+        if fault == faults.DROP_BEFORE:
+            return EmuResponse(0, {}, b"", drop=True)
+        if fault == faults.ERROR_BEFORE:
+            return self._server_error(endpoint, budget_id)
+        return self._too_many(endpoint, budget_id, self.now())
+
+    # ---- authentication
+
+    def _authenticate(
+        self, endpoint: Endpoint, request: EmuRequest, params: dict[str, str], query: bytes,
+        ip: str, now: float,
+    ) -> ApiKey | None:
+        if not endpoint.signed:
+            return None
+        key = self._caller(request, ip)
+        if key is not self.master and endpoint.name in MASTER_ONLY:
+            raise errors.unauthorized()
+        _check_timestamp(params, now)
+        payloads, signature = payload_and_signature(query, request.body)
+        if not signature:
+            raise errors.missing("signature")
+        if not verify(key, payloads, signature):
+            raise errors.bad_signature()
+        return key
+
+    def _caller(self, request: EmuRequest, ip: str) -> ApiKey:
+        api_key = _header(request, API_KEY_HEADER)
+        if api_key is None or not API_KEY_FORMAT.match(api_key):
+            raise errors.bad_key_format()
+        key = self.accounts.find_key(api_key)
+        if key is None or not key.allows_ip(ip):
+            raise errors.unauthorized()
+        return key
+
+    def _client_ip(self, request: EmuRequest) -> str:
+        if self.trusted_ip_header:
+            forwarded = _header(request, self.trusted_ip_header)
+            if forwarded:
+                return forwarded.split(",")[0].strip()
+        return request.client_ip
+
+    # ---- rate limits
+
+    def _budget_id(self, endpoint: Endpoint, request: EmuRequest, ip: str) -> tuple:
+        """UID budgets belong to the account of the calling key, IP budgets to the caller IP."""
+        if endpoint.limit == "UID":
+            key = self.accounts.find_key(_header(request, API_KEY_HEADER) or "")
+            account = "master" if key is self.master else getattr(key, "email", None)
+            if account is not None:
+                return (endpoint.budget_key, "uid", account)
+        return (endpoint.budget_key, "ip", ip)
+
+    def _charge(self, endpoint: Endpoint, budget_id: tuple, now: float) -> None:
+        if not self.limiter.try_consume(budget_id, endpoint.weight, endpoint.budget, now):
+            raise _TooMany()
+
+    def _too_many(self, endpoint: Endpoint, budget_id: tuple, now: float) -> EmuResponse:
+        retry = format_retry_after(self.limiter.retry_after(now), self.time_scale)
+        answer = self._error(errors.too_many_requests(endpoint.budget), endpoint, budget_id)
+        answer.headers["Retry-After"] = retry
+        return answer
+
+    # ---- answers
+
+    def _answer(
+        self, status: int, body: dict, endpoint: Endpoint | None = None,
+        budget_id: tuple | None = None,
+    ) -> EmuResponse:
+        headers = {"Content-Type": JSON_TYPE}
+        if endpoint is not None and budget_id is not None:
+            used = self.limiter.used(budget_id, self.now())
+            headers[USED_WEIGHT_HEADER[endpoint.limit]] = str(used)
+        return EmuResponse(status, headers, json.dumps(body).encode())
+
+    def _error(
+        self, exc: BinanceError, endpoint: Endpoint | None = None, budget_id: tuple | None = None
+    ) -> EmuResponse:
+        if isinstance(exc, _TooMany):
+            return self._too_many(endpoint, budget_id, self.now())
+        return self._answer(exc.status, exc.body(), endpoint, budget_id)
+
+    def _server_error(self, endpoint: Endpoint, budget_id: tuple) -> EmuResponse:
+        exc = errors.SERVER_ERRORS[self.faults.server_error_index()]
+        return self._answer(exc.status, exc.body(), endpoint, budget_id)
+
+    # ---- admin (opt-in, for tests that drive `emulator serve` in a subprocess)
+
+    def _admin(self, request: EmuRequest) -> EmuResponse:
+        try:
+            data = json.loads(request.body or b"{}")
+            if request.path == "/_emulator/inject":
+                self.faults.inject(data["kind"], data.get("endpoint"), int(data.get("count", 1)))
+            elif request.path == "/_emulator/advance":
+                self._offset += float(data["seconds"])
+            else:
+                return self._error(errors.not_found(request.path))
+        except (ValueError, KeyError, TypeError) as exc:
+            return self._answer(400, {"code": -1100, "msg": f"bad admin request: {exc}"})
+        return self._answer(200, {})
+
+    # ---- persistence
+
+    def _load(self, master: ApiKey | None, master_ips: Iterable[str]) -> tuple[Accounts, bool]:
+        """The master is the one given, else the environment's, else the data file's, else a
+        new one. Only a data-file or generated master is written to the data file."""
+        data = persist.load(self.data_path) if self.data_path else None
+        stored = (data or {}).get("master")
+        given = master or master_from_env()
+        generated = False
+        if given is not None:
+            chosen = given
+        elif stored:
+            chosen = ApiKey.from_json(stored)
+        else:
+            chosen, generated = generate_master(int(self.now() * 1000)), True
+        self._stored_master = stored if given is not None else chosen.to_json()
+        chosen = restrict(chosen, master_ips)
+        accounts = Accounts.from_json(data, chosen) if data else Accounts(chosen)
+        if generated:
+            self._save(accounts)
+        return accounts, generated
+
+    def _save(self, accounts: Accounts | None = None) -> None:
+        if self.data_path is None:
+            return
+        data = (accounts or self.accounts).to_json(include_master=False)
+        data["master"] = self._stored_master
+        persist.save(self.data_path, data)
+
+
+class _TooMany(BinanceError):
+    """Over the endpoint's budget; answered with 429 and Retry-After by the pipeline."""
+
+    def __init__(self) -> None:
+        super().__init__(-1003, "Too many requests.", status=429)
+
+
+def _check_timestamp(params: dict[str, str], now: float) -> None:
+    raw = params.get("timestamp", "")
+    if raw == "":
+        raise errors.missing("timestamp")
+    if not raw.isdigit():
+        raise errors.illegal("timestamp", "^[0-9]{1,20}$")
+    window = _recv_window(params.get("recvWindow", ""))
+    server_ms = int(now * 1000)
+    timestamp = int(raw)
+    if timestamp >= server_ms + MAX_AHEAD_MS:
+        raise errors.ahead_of_server()
+    if server_ms - timestamp > window:
+        raise errors.outside_recv_window()
+
+
+def _recv_window(raw: str) -> int:
+    if raw == "":
+        return DEFAULT_RECV_WINDOW
+    if not raw.isdigit():
+        raise errors.illegal("recvWindow", "^[0-9]{1,20}$")
+    window = int(raw)
+    if window > MAX_RECV_WINDOW:
+        raise errors.recv_window_too_large()
+    return window
+
+
+def _query_bytes(raw_query: str) -> bytes:
+    try:
+        return raw_query.encode("latin-1")
+    except UnicodeEncodeError:
+        return raw_query.encode("utf-8")
+
+
+def _params(query: bytes, body: bytes) -> tuple[dict[str, str], dict[str, str]]:
+    """(query parameters, all parameters); a parameter in both takes the query's value."""
+    query_params = _parse(query)
+    merged = _parse(body)
+    merged.update(query_params)
+    return query_params, merged
+
+
+def _parse(raw: bytes) -> dict[str, str]:
+    text = raw.decode("utf-8", errors="replace")
+    params: dict[str, str] = {}
+    for name, value in parse_qsl(text, keep_blank_values=True):
+        params.setdefault(name, value)
+    return params
+
+
+def _header(request: EmuRequest, name: str) -> str | None:
+    for key, value in request.headers.items():
+        if key.lower() == name:
+            return value
+    return None

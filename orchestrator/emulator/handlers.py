@@ -1,0 +1,282 @@
+"""One handler per endpoint: read the parameters as Binance names them, apply the account
+rules, answer with Binance's response shape. Handlers run under the emulator's lock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from orchestrator.emulator import errors
+from orchestrator.emulator.accounts import (
+    API_NAME,
+    FLAGS,
+    HMAC,
+    Accounts,
+    ApiKey,
+    check_ip_chars,
+    parse_ips,
+    random_token,
+)
+from orchestrator.emulator.signing import parse_public_key
+
+#: parameters that would grant withdrawals; none of the sub-account endpoints can (-9000).
+WITHDRAW_PARAMS = ("canWithdraw", "enableWithdrawals", "canWithdrawal")
+
+
+@dataclass
+class Call:
+    """What a handler sees of a request that passed authentication."""
+
+    params: dict[str, str]
+    query_params: dict[str, str]
+    now_ms: int
+    caller: ApiKey
+
+    def required(self, name: str) -> str:
+        value = self.params.get(name, "")
+        if value == "":
+            raise errors.missing(name)
+        return value
+
+    def optional(self, name: str) -> str | None:
+        value = self.params.get(name, "")
+        return value or None
+
+    def integer(self, name: str, default: int, low: int, high: int | None = None) -> int:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        if not raw.lstrip("-").isdigit():
+            raise errors.illegal(name, "^[0-9]{1,20}$")
+        value = int(raw)
+        if value < low or (high is not None and value > high):
+            raise errors.invalid(name)
+        return value
+
+    def flag(self, name: str) -> bool | None:
+        raw = self.optional(name)
+        if raw is None:
+            return None
+        if raw.lower() not in ("true", "false"):
+            raise errors.illegal(name, "true, false")
+        return raw.lower() == "true"
+
+
+Handler = Callable[[Accounts, Call], dict]
+
+
+def server_time(accounts: Accounts, call: Call) -> dict:
+    return {"serverTime": call.now_ms}
+
+
+def ping(accounts: Accounts, call: Call) -> dict:
+    return {}
+
+
+def create_virtual_subaccount(accounts: Accounts, call: Call) -> dict:
+    sub = accounts.create_virtual(call.required("subAccountString"), call.now_ms)
+    return {"email": sub.email}
+
+
+def list_subaccounts(accounts: Accounts, call: Call) -> dict:
+    """Binance's defaults: page 1, limit 1 (max 200)."""
+    email, freeze = call.optional("email"), call.flag("isFreeze")
+    page, limit = call.integer("page", 1, 1), call.integer("limit", 1, 1, 200)
+    subs = sorted(accounts.subs.values(), key=lambda s: s.sub_user_id)
+    subs = [
+        s for s in subs if (email is None or s.email == email)
+        and (freeze is None or s.is_freeze == freeze)
+    ]
+    chosen = subs[(page - 1) * limit: page * limit]
+    return {"subAccounts": [s.listing() for s in chosen]}
+
+
+def create_api_key(accounts: Accounts, call: Call) -> dict:
+    sub = accounts.sub(call.required("email"))
+    key = _new_key(call)
+    _refuse_withdrawals(call)
+    key.flags = {f: bool(call.flag(f)) for f in FLAGS}
+    key.status, key.ip_list, key.third_party_name = _restriction(call)
+    key.create_time = key.update_time = call.now_ms
+    accounts.add_key(sub, key)
+    answer = {"apiName": key.api_name, "apiKey": key.api_key}
+    if key.key_type == HMAC:
+        answer["secretKey"] = key.secret
+    return {**answer, **key.flags, "status": key.status, "ipList": list(key.ip_list)}
+
+
+def _new_key(call: Call) -> ApiKey:
+    """A key with its material: Ed25519/RSA from `publicKey` (body only), else HMAC."""
+    api_name = call.required("apiName")
+    if not API_NAME.match(api_name):
+        raise errors.illegal("apiName", "^[A-Za-z0-9 _.-]{1,64}$")
+    call.required("status")
+    if "publicKey" in call.query_params:
+        raise errors.bad_request("Parameter 'publicKey' must be sent in the request body.")
+    public_key = call.optional("publicKey")
+    api_key = random_token(64)
+    if public_key is None:
+        return ApiKey(api_key, HMAC, api_name, secret=random_token(64))
+    key_type, pem = parse_public_key(public_key)
+    return ApiKey(api_key, key_type, api_name, public_key=pem)
+
+
+def _refuse_withdrawals(call: Call) -> None:
+    for name in WITHDRAW_PARAMS:
+        if call.flag(name):
+            raise errors.unsupported(
+                "Withdrawals cannot be enabled through the API; only in the web UI."
+            )
+
+
+def _restriction(call: Call) -> tuple[int, list[str], str | None]:
+    """(status, ipList, thirdPartyName) from `status`, `ipAddress`, `thirdPartyName`.
+
+    Status 1 is unrestricted (any IP list sent is ignored); 2 needs `ipAddress`; 3 needs
+    `thirdPartyName` and keeps the IPs given, if any.
+    """
+    status = call.integer("status", 1, 1, 3)
+    raw_ips = call.optional("ipAddress")
+    if status == 1:
+        return 1, [], None
+    if status == 2 and raw_ips is None:
+        raise errors.missing("ipAddress")
+    third_party = call.required("thirdPartyName") if status == 3 else None
+    ips = parse_ips(raw_ips or "")
+    check_ip_chars(ips)
+    return status, ips, third_party
+
+
+def list_api_keys(accounts: Accounts, call: Call) -> dict:
+    sub = accounts.sub(call.required("email"))
+    wanted = call.optional("subAccountApiKey")
+    page, size = call.integer("page", 1, 1), call.integer("size", 30, 1, 100)
+    keys = [k for k in sub.keys if wanted is None or k.api_key == wanted]
+    chosen = keys[(page - 1) * size: page * size]
+    return {"total": len(keys), "rows": [_row(sub.email, k) for k in chosen]}
+
+
+def _row(email: str, key: ApiKey) -> dict:
+    return {
+        "email": email, "apiName": key.api_name, "apikey": key.api_key, **key.flags,
+        "timestamp": key.create_time,
+    }
+
+
+def delete_api_key(accounts: Accounts, call: Call) -> dict:
+    accounts.delete_key(call.required("email"), call.required("subAccountApiKey"))
+    return {}
+
+
+def set_permissions(accounts: Accounts, call: Call) -> dict:
+    """Flags not sent keep their value."""
+    key = accounts.key_of(call.required("email"), call.required("subAccountApiKey"))
+    _refuse_withdrawals(call)
+    sent = {name: call.flag(name) for name in FLAGS}
+    key.flags.update({name: value for name, value in sent.items() if value is not None})
+    return {
+        "apiName": key.api_name, "apikey": key.api_key, **key.flags,
+        "timestamp": key.create_time,
+    }
+
+
+def add_ip_restriction(accounts: Accounts, call: Call) -> dict:
+    """v2: status 1 lifts the restriction (and clears the list); 2 or 3 adds the IPs given."""
+    key = accounts.key_of(call.required("email"), call.required("subAccountApiKey"))
+    call.required("status")
+    status, ips, third_party = _restriction(call)
+    if status == 1:
+        key.ip_list = []
+    else:
+        merged = list(dict.fromkeys(key.ip_list + ips))
+        check_ip_chars(merged)
+        key.ip_list = merged
+        key.third_party_name = third_party
+    key.status, key.update_time = status, call.now_ms
+    return {
+        "status": str(key.status), "ipList": list(key.ip_list), "updateTime": key.update_time,
+        "apiKey": key.api_key,
+    }
+
+
+def get_ip_restriction(accounts: Accounts, call: Call) -> dict:
+    key = accounts.key_of(call.required("email"), call.required("subAccountApiKey"))
+    return _restriction_view(key)
+
+
+def delete_ips(accounts: Accounts, call: Call) -> dict:
+    """Removes the listed IPs; a restricted key stays restricted even with an empty list."""
+    key = accounts.key_of(call.required("email"), call.required("subAccountApiKey"))
+    gone = set(parse_ips(call.required("ipAddress")))
+    key.ip_list = [ip for ip in key.ip_list if ip not in gone]
+    key.update_time = call.now_ms
+    return _restriction_view(key)
+
+
+def _restriction_view(key: ApiKey) -> dict:
+    return {
+        "ipRestrict": "true" if key.ip_restricted else "false",
+        "ipList": list(key.ip_list),
+        "updateTime": key.update_time,
+        "apiKey": key.api_key,
+    }
+
+
+def api_restrictions(accounts: Accounts, call: Call) -> dict:
+    """What the key that signed the call may do; withdrawals are never enabled."""
+    key = call.caller
+    flags = key.flags
+    is_master = key is accounts.master
+    return {
+        "ipRestrict": key.ip_restricted,
+        "createTime": key.create_time,
+        "enableReading": True,
+        "enableSpotAndMarginTrading": flags["canTrade"],
+        "enableWithdrawals": False,
+        "enableInternalTransfer": is_master,
+        "enableMargin": flags["canMarginLoanRepay"],
+        "enableFutures": flags["canFuturesTrade"],
+        "permitsUniversalTransfer": flags["canUniversalTransfer"],
+        "enableVanillaOptions": flags["canVanillaOptions"],
+        "enableFixApiTrade": False,
+        "enableFixReadOnly": False,
+        "enablePortfolioMarginTrading": False,
+    }
+
+
+#: mandatory parameters, checked (in this order, -1102) before anything else is looked at.
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "create_virtual_subaccount": ("subAccountString",),
+    "create_api_key": ("email", "apiName", "status"),
+    "list_api_keys": ("email",),
+    "delete_api_key": ("email", "subAccountApiKey"),
+    "set_permissions": ("email", "subAccountApiKey"),
+    "add_ip_restriction": ("email", "subAccountApiKey", "status"),
+    "get_ip_restriction": ("email", "subAccountApiKey"),
+    "delete_ips": ("email", "subAccountApiKey", "ipAddress"),
+}
+
+
+def run(name: str, accounts: Accounts, call: Call) -> dict:
+    for param in REQUIRED.get(name, ()):
+        call.required(param)
+    return HANDLERS[name](accounts, call)
+
+
+HANDLERS: dict[str, Handler] = {
+    "server_time": server_time,
+    "ping": ping,
+    "create_virtual_subaccount": create_virtual_subaccount,
+    "list_subaccounts": list_subaccounts,
+    "create_api_key": create_api_key,
+    "list_api_keys": list_api_keys,
+    "delete_api_key": delete_api_key,
+    "set_permissions": set_permissions,
+    "add_ip_restriction": add_ip_restriction,
+    "get_ip_restriction": get_ip_restriction,
+    "delete_ips": delete_ips,
+    "api_restrictions": api_restrictions,
+}
+
+#: endpoints only the master key may call (a sub-account key gets -2015).
+MASTER_ONLY = frozenset(HANDLERS) - {"server_time", "ping", "api_restrictions"}

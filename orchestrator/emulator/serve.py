@@ -1,0 +1,54 @@
+"""`orchestrator emulator serve`: build the emulator, announce it, serve until interrupted."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from orchestrator.emulator.core import Emulator
+from orchestrator.emulator.master import master_from_env
+from orchestrator.emulator.server import run_server
+
+
+def serve(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    data: Path = Path("state/sandbox-server.json"),
+    latency_ms: float = 0,
+    fault_rate: float = 0.0,
+    time_scale: float = 1.0,
+    seed: int | None = None,
+    out: TextIO = sys.stdout,
+) -> None:
+    from_env = master_from_env() is not None
+    emulator = Emulator(
+        data, time_scale=time_scale, latency_ms=latency_ms, fault_rate=fault_rate, seed=seed,
+        admin=True,
+    )
+    signal.signal(signal.SIGTERM, _interrupt)
+
+    def announce(base_url: str) -> None:
+        _announce(out, emulator, base_url, from_env, data)
+
+    run_server(emulator, host, port, on_ready=announce)
+    print("emulator stopped", file=out, flush=True)
+
+
+def _announce(out: TextIO, emulator: Emulator, base_url: str, from_env: bool, data: Path) -> None:
+    master = emulator.master
+    print(f"Binance emulator listening on {base_url} (data: {data})", file=out)
+    if from_env:
+        print(f"master key: {master.api_key} (from BINANCE_API_KEY)", file=out)
+    else:
+        print(f"master key:    {master.api_key}", file=out)
+        print(f"master secret: {master.secret}", file=out)
+        print(f"export BINANCE_API_KEY={master.api_key} BINANCE_API_SECRET={master.secret}",
+              file=out)
+    print("Ctrl-C to stop.", file=out, flush=True)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt

@@ -1,0 +1,75 @@
+"""The data file: written atomically after each change, read back on restart."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from emulator_kit import SUBACCOUNT_API, VIRTUAL, HmacSigner, SignedClient, create_hmac_key
+
+from orchestrator.emulator import persist
+from orchestrator.emulator.core import Emulator
+
+
+def client_for(emulator: Emulator) -> SignedClient:
+    return SignedClient(emulator, HmacSigner(emulator.master.api_key, emulator.master.secret))
+
+
+def test_state_and_generated_master_survive_a_restart(tmp_path, clock):
+    path = tmp_path / "state" / "sandbox.json"
+    first = Emulator(path, clock=clock)
+    assert first.master_generated and path.exists()
+    master = client_for(first)
+    email = master.ok("POST", VIRTUAL, {"subAccountString": "keep"})["email"]
+    key = create_hmac_key(master, email)
+
+    second = Emulator(path, clock=clock)
+    assert not second.master_generated
+    assert second.master.api_key == first.master.api_key
+    again = client_for(second)
+    rows = again.ok("GET", SUBACCOUNT_API, {"email": email})["rows"]
+    assert [r["apikey"] for r in rows] == [key["apiKey"]]
+    sub = again.with_signer(HmacSigner(key["apiKey"], key["secretKey"]))
+    assert sub.ok("GET", "/sapi/v1/account/apiRestrictions")["enableReading"] is True
+    assert again.ok("POST", VIRTUAL, {"subAccountString": "next"})["email"].endswith(
+        email.partition("@")[2])
+
+
+def test_missing_file_starts_empty_and_leftover_temp_file_is_ignored(tmp_path, clock):
+    path = tmp_path / "sandbox.json"
+    (tmp_path / ".sandbox.json.abc.tmp").write_text('{"half": ')
+    emulator = Emulator(path, clock=clock)
+    assert emulator.accounts.subs == {}
+    assert json.loads(path.read_text())["version"] == 1
+
+
+def test_failed_write_leaves_the_old_file_intact(tmp_path, monkeypatch):
+    path = tmp_path / "data.json"
+    persist.save(path, {"version": 1, "n": 1})
+
+    def crash(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        persist.save(path, {"version": 1, "n": 2})
+    assert json.loads(path.read_text()) == {"version": 1, "n": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["data.json"]
+
+
+def test_corrupt_data_file_is_reported_not_overwritten(tmp_path):
+    path = tmp_path / "data.json"
+    path.write_text("{not json")
+    with pytest.raises(persist.DataFileError):
+        Emulator(path)
+    assert path.read_text() == "{not json"
+
+
+def test_master_from_environment_is_not_written_to_the_file(tmp_path, monkeypatch, clock):
+    monkeypatch.setenv("BINANCE_API_KEY", "K" * 64)
+    monkeypatch.setenv("BINANCE_API_SECRET", "S" * 64)
+    path = tmp_path / "data.json"
+    emulator = Emulator(path, clock=clock)
+    client_for(emulator).ok("POST", VIRTUAL, {"subAccountString": "env"})
+    assert "S" * 64 not in path.read_text()
