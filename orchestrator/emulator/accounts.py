@@ -70,7 +70,7 @@ class SubAccount:
     sub_user_id: int
     create_time: int
     is_freeze: bool = False
-    keys: list[ApiKey] = field(default_factory=list)
+    keys: dict[str, ApiKey] = field(default_factory=dict)  # by apiKey, in creation order
 
     def listing(self) -> dict:
         return {
@@ -85,13 +85,13 @@ class SubAccount:
 
     def to_json(self) -> dict:
         data = asdict(self)
-        data["keys"] = [k.to_json() for k in self.keys]
+        data["keys"] = [k.to_json() for k in self.keys.values()]
         return data
 
     @classmethod
     def from_json(cls, data: dict) -> SubAccount:
         keys = [ApiKey.from_json(k) for k in data.get("keys", [])]
-        return cls(**{**data, "keys": keys})
+        return cls(**{**data, "keys": {k.api_key: k for k in keys}})
 
 
 def parse_ips(raw: str, name: str = "ipAddress") -> list[str]:
@@ -142,19 +142,20 @@ class Accounts:
             ) from None
 
     def key_of(self, email: str, api_key: str) -> ApiKey:
-        for key in self.sub(email).keys:
-            if key.api_key == api_key:
-                return key
-        raise errors.bad_request(f"API key '{api_key}' does not exist for sub-account '{email}'.")
+        try:
+            return self.sub(email).keys[api_key]
+        except KeyError:
+            raise errors.bad_request(
+                f"API key '{api_key}' does not exist for sub-account '{email}'."
+            ) from None
 
     def find_key(self, api_key: str) -> ApiKey | None:
         """The master key or a sub-account key with this apiKey, or None."""
         if api_key == self.master.api_key:
             return self.master
         for sub in self.subs.values():
-            for key in sub.keys:
-                if key.api_key == api_key:
-                    return key
+            if api_key in sub.keys:
+                return sub.keys[api_key]
         return None
 
     # ---- changes
@@ -178,11 +179,11 @@ class Accounts:
         if self.find_key(key.api_key) is not None:
             raise errors.unsupported("This API key is already registered.")
         key.email = sub.email
-        sub.keys.append(key)
+        sub.keys[key.api_key] = key
 
     def delete_key(self, email: str, api_key: str) -> None:
-        key = self.key_of(email, api_key)
-        self.subs[email].keys.remove(key)
+        self.key_of(email, api_key)
+        del self.subs[email].keys[api_key]
 
     # ---- persistence
 

@@ -29,6 +29,7 @@ from orchestrator.exchange.endpoints import ALL, USED_WEIGHT_HEADER, Endpoint
 
 PING = Endpoint("ping", "GET", "/api/v3/ping", 1, "API", False, signed=False)
 ROUTES: dict[tuple[str, str], Endpoint] = {(e.method, e.path): e for e in (*ALL, PING)}
+ENDPOINT_NAMES = frozenset(e.name for e in ROUTES.values())
 API_KEY_HEADER = "x-mbx-apikey"
 API_KEY_FORMAT = re.compile(r"^[A-Za-z0-9]{1,128}$")
 MAX_RECV_WINDOW = 60_000
@@ -76,6 +77,7 @@ class Emulator:
         clock: Callable[[], float] = time.time,
         master: ApiKey | None = None,
         master_ips: Iterable[str] = (),
+        persist_master: bool = False,
         trusted_ip_header: str | None = None,
         latency_spike_s: float = 1.0,
         admin: bool = False,
@@ -92,7 +94,7 @@ class Emulator:
         self._clock = clock
         self._offset = 0.0
         self._lock = threading.RLock()
-        self.accounts, self.master_generated = self._load(master, master_ips)
+        self.accounts, self.master_generated = self._load(master, master_ips, persist_master)
 
     # ---- public API
 
@@ -110,6 +112,8 @@ class Emulator:
 
     def inject(self, kind: str, endpoint_name: str | None = None, count: int = 1) -> None:
         """Queue `count` faults of `kind` (see faults.py) for the next matching requests."""
+        if endpoint_name is not None and endpoint_name not in ENDPOINT_NAMES:
+            raise ValueError(f"unknown endpoint {endpoint_name!r}; see exchange/endpoints.py")
         with self._lock:
             self.faults.inject(kind, endpoint_name, count)
 
@@ -249,7 +253,7 @@ class Emulator:
         try:
             data = json.loads(request.body or b"{}")
             if request.path == "/_emulator/inject":
-                self.faults.inject(data["kind"], data.get("endpoint"), int(data.get("count", 1)))
+                self.inject(data["kind"], data.get("endpoint"), int(data.get("count", 1)))
             elif request.path == "/_emulator/advance":
                 self._offset += float(data["seconds"])
             else:
@@ -260,9 +264,12 @@ class Emulator:
 
     # ---- persistence
 
-    def _load(self, master: ApiKey | None, master_ips: Iterable[str]) -> tuple[Accounts, bool]:
+    def _load(
+        self, master: ApiKey | None, master_ips: Iterable[str], persist_given: bool
+    ) -> tuple[Accounts, bool]:
         """The master is the one given, else the environment's, else the data file's, else a
-        new one. Only a data-file or generated master is written to the data file."""
+        new one. A master from the environment is never written to the data file; a given
+        one only with `persist_master`."""
         data = persist.load(self.data_path) if self.data_path else None
         stored = (data or {}).get("master")
         given = master or master_from_env()
@@ -273,10 +280,11 @@ class Emulator:
             chosen = ApiKey.from_json(stored)
         else:
             chosen, generated = generate_master(int(self.now() * 1000)), True
-        self._stored_master = stored if given is not None else chosen.to_json()
+        keep = given is None or (persist_given and master is not None)
+        self._stored_master = chosen.to_json() if keep else stored
         chosen = restrict(chosen, master_ips)
         accounts = Accounts.from_json(data, chosen) if data else Accounts(chosen)
-        if generated:
+        if keep and self._stored_master != stored:
             self._save(accounts)
         return accounts, generated
 

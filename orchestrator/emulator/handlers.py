@@ -151,7 +151,7 @@ def list_api_keys(accounts: Accounts, call: Call) -> dict:
     sub = accounts.sub(call.required("email"))
     wanted = call.optional("subAccountApiKey")
     page, size = call.integer("page", 1, 1), call.integer("size", 30, 1, 100)
-    keys = [k for k in sub.keys if wanted is None or k.api_key == wanted]
+    keys = [k for k in sub.keys.values() if wanted is None or k.api_key == wanted]
     chosen = keys[(page - 1) * size: page * size]
     return {"total": len(keys), "rows": [_row(sub.email, k) for k in chosen]}
 

@@ -113,3 +113,8 @@ async def test_async_transport_sleeps_and_drops(clock):
         emulator.inject("drop_before")
         with pytest.raises(httpx.RemoteProtocolError):
             await client.get("/api/v3/time")
+
+
+def test_injecting_for_an_unknown_endpoint_is_refused(emulator):
+    with pytest.raises(ValueError):
+        emulator.inject("error_before", "create_api_keys")

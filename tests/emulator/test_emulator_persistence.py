@@ -73,3 +73,14 @@ def test_master_from_environment_is_not_written_to_the_file(tmp_path, monkeypatc
     emulator = Emulator(path, clock=clock)
     client_for(emulator).ok("POST", VIRTUAL, {"subAccountString": "env"})
     assert "S" * 64 not in path.read_text()
+
+
+def test_given_master_is_persisted_only_when_asked(tmp_path, clock):
+    from orchestrator.emulator.master import hmac_master
+
+    path = tmp_path / "data.json"
+    Emulator(path, clock=clock, master=hmac_master("G" * 64, "T" * 64))
+    assert not path.exists()
+    Emulator(path, clock=clock, master=hmac_master("G" * 64, "T" * 64), persist_master=True)
+    reloaded = Emulator(path, clock=clock)
+    assert reloaded.master.api_key == "G" * 64 and not reloaded.master_generated
