@@ -25,6 +25,7 @@ FLAGS: tuple[str, ...] = tuple(FLAG_OF.values())
 SUB_ACCOUNT_STRING = re.compile(r"^[A-Za-z0-9]{1,20}$")
 #: apiName: 1..64 characters of letters, digits, space, '_', '-', '.'.
 API_NAME = re.compile(r"^[A-Za-z0-9 _.-]{1,64}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ALNUM = string.ascii_letters + string.digits
 
 
@@ -166,6 +167,14 @@ class Accounts:
         email = f"{sub_account_string}_virtual@{self.email_token}noemail.com"
         if email in self.subs:
             raise errors.unsupported(f"Sub-account '{email}' already exists.")
+        return self.add_existing(email, now_ms)
+
+    def add_existing(self, email: str, now_ms: int) -> SubAccount:
+        """A sub-account made outside the API (Binance's web UI), e.g. `quant@example.com`."""
+        if not EMAIL.match(email):
+            raise ValueError(f"not an e-mail address: {email!r}")
+        if email in self.subs:
+            return self.subs[email]
         sub = SubAccount(email=email, sub_user_id=self.next_sub_user_id, create_time=now_ms)
         self.next_sub_user_id += 1
         self.subs[email] = sub

@@ -117,6 +117,13 @@ class Emulator:
         with self._lock:
             self.faults.inject(kind, endpoint_name, count)
 
+    def add_subaccount(self, email: str) -> None:
+        """Create a sub-account the way Binance's web UI does (no API endpoint exists for
+        non-virtual sub-accounts). Idempotent."""
+        with self._lock:
+            self.accounts.add_existing(email, int(self.now() * 1000))
+            self._save()
+
     def handle(self, request: EmuRequest) -> EmuResponse:
         with self._lock:
             endpoint = ROUTES.get((request.method.upper(), request.path))
@@ -254,6 +261,8 @@ class Emulator:
             data = json.loads(request.body or b"{}")
             if request.path == "/_emulator/inject":
                 self.inject(data["kind"], data.get("endpoint"), int(data.get("count", 1)))
+            elif request.path == "/_emulator/subaccount":
+                self.add_subaccount(data["email"])
             elif request.path == "/_emulator/advance":
                 self._offset += float(data["seconds"])
             else:

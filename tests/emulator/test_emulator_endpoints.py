@@ -181,3 +181,11 @@ def test_signature_in_body_with_params_split_between_query_and_body(master, sub_
     answer = master.ok("POST", SUBACCOUNT_API, {"email": sub_email},
                        body={"apiName": "split", "status": "1"})
     assert answer["apiName"] == "split"
+
+
+def test_sub_accounts_made_in_the_web_ui_can_be_added(emulator, master):
+    emulator.add_subaccount("quant@example.com")
+    emulator.add_subaccount("quant@example.com")
+    listed = master.ok("GET", LIST_SUBS, {"limit": 200})["subAccounts"]
+    assert [s["email"] for s in listed] == ["quant@example.com"]
+    assert create_hmac_key(master, "quant@example.com")["apiKey"]

@@ -85,8 +85,11 @@ def test_admin_inject_over_http_drops_the_connection(data):
         assert injected.status_code == 200
         with pytest.raises(httpx.TransportError):
             client.call("POST", VIRTUAL, {"subAccountString": "dropped"})
+        added = httpx.post(served.base_url + "/_emulator/subaccount",
+                           json={"email": "ui@example.com"})
+        assert added.status_code == 200
         listed = client.ok("GET", LIST_SUBS, {"limit": 5})["subAccounts"]
-        assert [s["email"].split("@")[0] for s in listed] == ["dropped_virtual"]
+        assert [s["email"].split("@")[0] for s in listed] == ["dropped_virtual", "ui"]
     finally:
         served.stop()
 
