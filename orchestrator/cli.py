@@ -6,8 +6,9 @@ that `orchestrator --help` starts fast.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -23,13 +24,13 @@ app.add_typer(emulator_app, name="emulator")
 
 
 class Globals:
-    plan: Optional[Path] = None
+    plan: Path | None = None
     verbose: bool = False
 
 
 @app.callback()
 def _global_options(
-    plan: Optional[Path] = typer.Option(
+    plan: Path | None = typer.Option(
         None, "--plan", help="Plan file (default: the only plans/*.yaml here)."
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every exchange call."),
@@ -55,7 +56,7 @@ def emulator_serve(
     time_scale: float = typer.Option(
         1.0, "--time-scale", help="Rate-limit windows last 60/X seconds."
     ),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for reproducible faults."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed for reproducible faults."),
 ) -> None:
     """Run the Binance emulator over HTTP until Ctrl-C."""
     from orchestrator.emulator.master import MasterKeyError
@@ -63,8 +64,15 @@ def emulator_serve(
     from orchestrator.emulator.serve import serve
 
     try:
-        serve(host=host, port=port, data=data, latency_ms=latency_ms, fault_rate=fault_rate,
-              time_scale=time_scale, seed=seed)
+        serve(
+            host=host,
+            port=port,
+            data=data,
+            latency_ms=latency_ms,
+            fault_rate=fault_rate,
+            time_scale=time_scale,
+            seed=seed,
+        )
     except (MasterKeyError, DataFileError, OSError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -95,15 +103,27 @@ def validate(
         raise typer.Exit(1) from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:  # load_plan maps these; a guard
         shown = str(plan or Globals.plan or "plans/")
-        _report_problems([Problem(shown, None, None, "", f"cannot read the plan: {exc}",
-                                  "check the file")], json_output, None)
+        _report_problems(
+            [Problem(shown, None, None, "", f"cannot read the plan: {exc}", "check the file")],
+            json_output,
+            None,
+        )
         raise typer.Exit(1) from None
     subs, keys = len(loaded.desired.subaccounts), loaded.key_count
     summary = f"{display_path(path)}: valid ({subs} sub-accounts, {keys} keys)"
     if json_output:
-        typer.echo(json.dumps({"file": display_path(path), "valid": True, "subaccounts": subs,
-                               "keys": keys, "problems": [w.to_dict() for w in loaded.warnings]},
-                              indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "file": display_path(path),
+                    "valid": True,
+                    "subaccounts": subs,
+                    "keys": keys,
+                    "problems": [w.to_dict() for w in loaded.warnings],
+                },
+                indent=2,
+            )
+        )
         return
     _report_problems(loaded.warnings, False, summary)
 
@@ -113,8 +133,9 @@ def _report_problems(problems, json_output: bool, summary: str | None) -> None:
     import json
 
     if json_output:
-        typer.echo(json.dumps({"valid": False, "problems": [p.to_dict() for p in problems]},
-                              indent=2))
+        typer.echo(
+            json.dumps({"valid": False, "problems": [p.to_dict() for p in problems]}, indent=2)
+        )
         return
     for problem in problems:
         color = "red" if problem.is_error else "yellow"
@@ -146,8 +167,9 @@ def init(
     try:
         results = init_project(directory)
     except OSError as exc:
-        typer.secho(f"{directory}: cannot create the project: {exc.strerror or exc}",
-                    fg="red", err=True)
+        typer.secho(
+            f"{directory}: cannot create the project: {exc.strerror or exc}", fg="red", err=True
+        )
         raise typer.Exit(1) from None
     for path, outcome in results:
         suffix = "/" if path.is_dir() else ""
@@ -156,8 +178,403 @@ def init(
     typer.echo(f"Next: {enter}orchestrator validate, then orchestrator plan.")
 
 
-
 # ---------------------------------------------------------------- plan (issue 3)
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one message, exit 1, no traceback."""
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn every expected failure into a clear message and exit code 1."""
+    from orchestrator.config import PlanError
+    from orchestrator.engine.workspace import StaleChangeset
+    from orchestrator.exchange.errors import ExchangeError
+    from orchestrator.sinks.errors import SinkError
+    from orchestrator.store.errors import StoreError
+
+    try:
+        yield
+    except PlanError as exc:
+        for problem in exc.problems:
+            typer.secho(problem.format(), fg="red", err=True)
+        raise typer.Exit(1) from None
+    except (UserError, StaleChangeset, ExchangeError, StoreError, SinkError) as exc:
+        typer.secho(f"Error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _configure_logging() -> None:
+    from orchestrator.logs import configure
+
+    configure(verbose=Globals.verbose)
+
+
+@contextlib.contextmanager
+def _progress(label: str, enabled: bool):
+    """A progress bar on stderr while refreshing, only on a terminal."""
+    import sys
+
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), console=_console(True), transient=True
+    ) as bar:
+        task = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+@app.command()
+def plan(
+    plan_file: Path | None = typer.Argument(None, metavar="[PLAN]", help="Plan file."),
+    out: Path | None = typer.Option(None, "--out", help="Save the changeset for apply."),
+    detailed_exitcode: bool = typer.Option(
+        False, "--detailed-exitcode", help="Exit 0 with no changes, 2 with changes, 1 on error."
+    ),
+    target: list[str] = typer.Option([], "--target", help="Only this label (repeatable)."),
+    refresh: bool = typer.Option(True, "--refresh/--no-refresh", help="Read live state first."),
+    json_output: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Refresh live state, diff it against the plan, and show what would change."""
+    import asyncio
+
+    _configure_logging()
+    with user_errors():
+        changeset, calls, recovered = asyncio.run(
+            _plan(plan_file or Globals.plan, target, refresh, not json_output)
+        )
+        if out:
+            _write_changeset(out, changeset)
+    _show_plan(changeset, calls, recovered, json_output)
+    if out and not json_output:
+        typer.echo(f"Saved the changeset to {out}; run `orchestrator apply {out}` to apply it.")
+    if changeset.blocking:
+        raise typer.Exit(1)
+    if detailed_exitcode and changeset.has_changes:
+        raise typer.Exit(2)
+
+
+async def _plan(plan_file, targets, refresh: bool, show_progress: bool):
+    from orchestrator.engine.workspace import Workspace
+
+    ws = Workspace.open(plan_file)
+    _check_targets(ws, targets)
+    if not refresh:
+        changeset, _ = await ws.make_changeset(None, targets=targets)
+        return changeset, {}, []
+    async with ws.exchange() as exchange:
+        recovered = await ws.recover(exchange, "plan")
+        with _progress("Refreshing", show_progress) as progress:
+            changeset, _ = await ws.make_changeset(exchange, targets=targets, progress=progress)
+        return changeset, exchange.call_counts(), recovered
+
+
+def _check_targets(ws, targets) -> None:
+    known = {k.label for k in ws.plan.desired.keys()} | {k.address for k in ws.plan.desired.keys()}
+    unknown = [t for t in targets if t not in known]
+    if unknown:
+        raise UserError(
+            f"--target {', '.join(unknown)}: no such label in {ws.plan.path.name} "
+            f"(labels: {', '.join(sorted({k.label for k in ws.plan.desired.keys()}))})"
+        )
+
+
+def _write_changeset(path: Path, changeset) -> None:
+    from orchestrator.store.atomic import atomic_write
+
+    try:
+        atomic_write(path, changeset.to_json().encode())
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _show_plan(changeset, calls, recovered, json_output: bool) -> None:
+    import json
+    import sys
+
+    from orchestrator.engine.render import plan_json, plan_lines
+
+    if json_output:
+        data = plan_json(changeset, calls)
+        data["recovered"] = recovered
+        typer.echo(json.dumps(data, indent=2))
+        return
+    console = _console()
+    for message in recovered:
+        console.print(f"[yellow]recovered:[/yellow] {message}")
+    color = sys.stdout.isatty()
+    for line in plan_lines(changeset, color=color):
+        console.print(line) if color else typer.echo(line)
+    if Globals.verbose and calls:
+        typer.echo(
+            "Calls: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(calls.items()))
+            + f" (total {sum(calls.values())})"
+        )
+
+
+# ---------------------------------------------------------------- apply (issue 4)
+
+
+@app.command()
+def apply(
+    source: Path | None = typer.Argument(
+        None, metavar="[PLAN | CHANGESET]", help="A plan file, or a changeset saved by plan --out."
+    ),
+    auto_approve: bool = typer.Option(False, "--auto-approve", help="Do not ask for 'yes'."),
+    target: list[str] = typer.Option([], "--target", help="Only this label (repeatable)."),
+    break_stale_lock: bool = typer.Option(
+        False, "--break-stale-lock", help="Remove a lock left by a dead process on this host."
+    ),
+) -> None:
+    """Plan (or load a saved changeset), show it, ask for 'yes', and carry it out."""
+    import asyncio
+
+    _configure_logging()
+    with user_errors():
+        saved, plan_file = _saved_changeset(source)
+        ok = asyncio.run(
+            _apply(plan_file or Globals.plan, saved, target, auto_approve, break_stale_lock)
+        )
+    if not ok:
+        raise typer.Exit(1)
+
+
+def _saved_changeset(source: Path | None):
+    """(changeset, None) when `source` is a saved changeset, else (None, source)."""
+    from orchestrator.engine.changeset import Changeset
+
+    if source is None or source.suffix in (".yaml", ".yml"):
+        return None, source
+    try:
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {source}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        return Changeset.from_json(text), None
+    except ValueError as exc:
+        raise UserError(
+            f"{source}: not a usable changeset: {exc}. Pass a plan file, or a changeset saved "
+            "with `orchestrator plan --out FILE`."
+        ) from None
+
+
+async def _apply(plan_file, saved, targets, auto_approve: bool, break_stale: bool) -> bool:
+    import sys
+
+    from orchestrator.engine.render import plan_lines
+    from orchestrator.engine.workspace import Workspace
+
+    ws = Workspace.open(plan_file)
+    targets = list(saved.targets) if saved else targets
+    _check_targets(ws, targets)
+    if not auto_approve and not sys.stdin.isatty():
+        raise UserError(
+            "apply needs confirmation but stdin is not a terminal; review with "
+            "`orchestrator plan` and pass --auto-approve"
+        )
+    with ws.backend.lock(ws.name, "apply", force_break_stale=break_stale):
+        async with ws.exchange() as exchange:
+            for message in await ws.recover(exchange, "apply", locked=True):
+                typer.echo(f"recovered: {message}")
+            with _progress("Refreshing", True) as progress:
+                changeset, _ = await ws.make_changeset(exchange, targets=targets, progress=progress)
+            if saved is not None:
+                ws.check_saved(saved, changeset)
+                changeset = saved
+            color = sys.stdout.isatty()
+            console = _console()
+            for line in plan_lines(changeset, color=color):
+                console.print(line) if color else typer.echo(line)
+            if changeset.blocking:
+                raise UserError("the plan cannot be applied until the findings above are fixed")
+            if not changeset.has_changes:
+                return True
+            if not auto_approve and not _confirmed():
+                typer.echo("Apply cancelled.")
+                return False
+            results = await ws.execute(exchange, changeset, "apply", _print_result)
+    failed = [r for r in results if not r.ok]
+    typer.echo(f"\nApply complete: {len(results) - len(failed)} done, {len(failed)} failed.")
+    return not failed
+
+
+def _confirmed() -> bool:
+    answer = typer.prompt(
+        "\nDo you want to perform these actions? Only 'yes' will be accepted",
+        default="",
+        show_default=False,
+    )
+    return answer.strip() == "yes"
+
+
+def _print_result(result) -> None:
+    mark = typer.style("ok", fg="green") if result.ok else typer.style("FAILED", fg="red")
+    typer.echo(
+        f"{mark:>6}  {result.action.kind.value:<18} {result.action.address}: {result.message}"
+    )
+
+
+# ---------------------------------------------------------------- import, state, log (issue 4)
+
+state_app = typer.Typer(
+    help="Inspect state, or rebuild it from live apiNames.", no_args_is_help=True
+)
+log_app = typer.Typer(help="The audit log.", no_args_is_help=True)
+app.add_typer(state_app, name="state")
+app.add_typer(log_app, name="log")
+
+
+@app.command("import")
+def import_(
+    subaccount: str | None = typer.Option(None, "--subaccount", help="Plan sub-account name."),
+    apikey: str | None = typer.Option(None, "--apikey", help="The live API key to adopt."),
+    label: str | None = typer.Option(None, "--label", help="The plan label to bind it to."),
+    all_keys: bool = typer.Option(
+        False, "--all", help="Adopt every key whose apiName names a label."
+    ),
+) -> None:
+    """Adopt existing live keys into state."""
+    import asyncio
+
+    _configure_logging()
+    if all_keys == bool(subaccount or apikey or label) or (
+        not all_keys and not (subaccount and apikey and label)
+    ):
+        typer.secho(
+            "Error: use either --all, or --subaccount, --apikey and --label together.",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(1)
+    with user_errors():
+        messages = asyncio.run(_adopt("import", subaccount, apikey, label))
+    for message in messages:
+        typer.echo(message)
+
+
+@state_app.command("rebuild")
+def state_rebuild() -> None:
+    """Rebuild state from the apiNames of live keys (when the state file is lost)."""
+    import asyncio
+
+    _configure_logging()
+    with user_errors():
+        messages = asyncio.run(_adopt("state rebuild", None, None, None))
+    for message in messages or ["State already matches the live keys."]:
+        typer.echo(message)
+
+
+async def _adopt(command: str, subaccount, apikey, label) -> list[str]:
+    from orchestrator.engine import adopt
+    from orchestrator.engine.refresh import refresh
+    from orchestrator.engine.workspace import Workspace
+    from orchestrator.store.files import next_serial
+
+    ws = Workspace.open(Globals.plan)
+    with ws.backend.lock(ws.name, command):
+        async with ws.exchange() as exchange:
+            await ws.recover(exchange, command, locked=True)
+            state = ws.state_or_new()
+            live = await refresh(exchange, ws.plan.desired, state)
+        try:
+            if apikey:
+                state = adopt.import_key(
+                    ws.plan.desired, live, state, subaccount=subaccount, api_key=apikey, label=label
+                )
+                messages = [f"{subaccount}/{label}: imported"]
+            else:
+                state, messages = adopt.rebuild(ws.plan.desired, live, state)
+        except adopt.AdoptError as exc:
+            raise UserError(str(exc)) from None
+        ws.backend.save_state(next_serial(state))
+        audit = ws.backend.audit(command)
+        for message in messages:
+            audit.append(command.replace(" ", "_"), detail=message)
+    return messages
+
+
+@state_app.command("list")
+def state_list(json_output: bool = typer.Option(False, "--json")) -> None:
+    """The keys state records, one per line."""
+    import json
+
+    from orchestrator.store.audit import mask_key
+
+    with user_errors():
+        state = _load_state_only()
+    records = sorted(state.keys.values(), key=lambda r: (r.subaccount, r.label)) if state else []
+    if json_output:
+        typer.echo(json.dumps([_record_json(r) for r in records], indent=2))
+        return
+    if not records:
+        typer.echo("State records no keys.")
+        return
+    for r in records:
+        retired = f"; {len(r.previous)} previous" if r.previous else ""
+        typer.echo(
+            f"{r.subaccount + '/' + r.label:<32} g{r.generation:<3} {mask_key(r.api_key)}  "
+            f"created {r.created_at:%Y-%m-%d %H:%M}  {r.sink}{retired}"
+        )
+
+
+@state_app.command("show")
+def state_show(label: str = typer.Argument(..., help="Label or sub-account/label.")) -> None:
+    """One key's record (it holds no secret)."""
+    import json
+
+    with user_errors():
+        state = _load_state_only()
+        matches = [r for a, r in (state.keys.items() if state else []) if label in (a, r.label)]
+        if len(matches) != 1:
+            known = ", ".join(sorted(state.keys)) if state else "none"
+            what = "several keys" if matches else "no key"
+            raise UserError(f"{what} labelled {label!r} in state (known: {known})")
+    typer.echo(json.dumps(_record_json(matches[0]), indent=2))
+
+
+def _record_json(record) -> dict:
+    from orchestrator.store.audit import mask_key
+
+    data = record.model_dump(mode="json")
+    data["api_key"] = mask_key(record.api_key)
+    for old in data["previous"]:
+        old["api_key"] = mask_key(old["api_key"])
+    return data
+
+
+def _load_state_only():
+    from orchestrator.config import find_plan
+    from orchestrator.store.files import LocalFileBackend
+
+    path = find_plan(Globals.plan, Path.cwd())
+    return LocalFileBackend(Path.cwd()).load_state(path.stem)
+
+
+@log_app.command("verify")
+def log_verify() -> None:
+    """Check the audit log's hash chain; name the first bad line."""
+    from orchestrator.store.files import LocalFileBackend
+
+    with user_errors():
+        result = LocalFileBackend(Path.cwd()).verify_audit()
+    if result.ok:
+        typer.echo(f"state/audit.jsonl: intact ({result.lines} lines).")
+        return
+    typer.secho(
+        f"state/audit.jsonl: line {result.first_bad_line}: {result.reason}", fg="red", err=True
+    )
+    raise typer.Exit(1)
 
 
 def main() -> None:

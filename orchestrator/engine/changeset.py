@@ -68,7 +68,9 @@ class Action:
 
     @property
     def address(self) -> str:
-        return f"{self.subaccount}/{self.label or self.api_name}"
+        """`sub/label` for keys (`sub/apiName` for keys not in the plan), `sub` otherwise."""
+        name = self.label or self.api_name
+        return f"{self.subaccount}/{name}" if name else self.subaccount
 
     def to_dict(self) -> dict:
         data = asdict(self)

@@ -220,6 +220,8 @@ def _permission_update(
             api_name=current.api_name,
             permissions=key.permissions,
             previous_permissions=current.permissions,
+            key_type=key.key_type,
+            sink=key.sink,
             reason=reason,
             security=bool(unexplained),
         )
@@ -263,6 +265,8 @@ def _ip_action(key, email, current, add, remove, unrestrict, reason, security) -
         ips_add=tuple(add),
         ips_remove=tuple(remove),
         unrestrict=unrestrict,
+        key_type=key.key_type,
+        sink=key.sink,
         reason=reason,
         security=security,
     )
@@ -405,3 +409,20 @@ def _ago(delta: timedelta) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def current_keys(desired: Desired, live: Live, prior: State | None) -> dict[str, LiveKey]:
+    """The live key the diff treats as current for each planned address (`sub/label`)."""
+    found: dict[str, LiveKey] = {}
+    for sub in desired.subaccounts:
+        email = resolve_email(sub, live, prior)
+        if email is None:
+            continue
+        records = _records_of(prior, sub.name)
+        live_keys = live.keys.get(email, ())
+        for key in sub.keys:
+            others = [k for k in live_keys if k.api_key not in _recorded_keys(records, key.label)]
+            current = _generations(key, others, records.get(key.label)).current
+            if current is not None:
+                found[key.address] = current
+    return found

@@ -71,8 +71,7 @@ def _action_row(action: Action) -> tuple[str, str, str, str, str]:
     symbol, verb, style = _SYMBOL[action.kind]
     if action.security:
         style = "bold red"
-    address = action.subaccount if action.kind == ActionKind.CREATE_SUBACCOUNT else action.address
-    return symbol, verb, address, describe(action), style
+    return symbol, verb, action.address, describe(action), style
 
 
 def _finding_row(finding: Finding) -> tuple[str, str, str, str, str]:

@@ -1,0 +1,119 @@
+"""Refresh: read the live account through the `Exchange`, each fact once.
+
+Sub-accounts are listed once; the keys of every sub-account the plan names are listed (all
+pages), and each key's IP restriction is fetched as soon as its sub-account's list arrives.
+Different endpoints have independent rate-limit budgets, so the listing of one sub-account
+and the IP lookups of another proceed in parallel; the client paces each endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC
+
+from orchestrator.engine.diff import resolve_email
+from orchestrator.engine.model import Desired, Live, LiveKey
+from orchestrator.exchange.interface import Exchange
+from orchestrator.exchange.models import ApiKey, Permission
+from orchestrator.store.state import State
+
+Progress = Callable[[int, int], None]  # (facts fetched, facts known so far)
+
+
+class _Counter:
+    def __init__(self, progress: Progress | None) -> None:
+        self.done = 0
+        self.total = 0
+        self._progress = progress
+
+    def expect(self, n: int) -> None:
+        self.total += n
+        self._report()
+
+    def tick(self) -> None:
+        self.done += 1
+        self._report()
+
+    def _report(self) -> None:
+        if self._progress:
+            self._progress(self.done, self.total)
+
+
+async def refresh(
+    exchange: Exchange,
+    desired: Desired,
+    prior: State | None,
+    *,
+    progress: Progress | None = None,
+) -> Live:
+    counter = _Counter(progress)
+    counter.expect(1)
+    subaccounts = tuple(await exchange.list_all_subaccounts())
+    counter.tick()
+    bare = Live(subaccounts=subaccounts)
+    emails = sorted(
+        {e for s in desired.subaccounts if (e := resolve_email(s, bare, prior)) is not None}
+    )
+    counter.expect(len(emails))
+    results = await asyncio.gather(*(_keys_of(exchange, email, counter) for email in emails))
+    return Live(subaccounts=subaccounts, keys=dict(zip(emails, results, strict=True)))
+
+
+async def _keys_of(exchange: Exchange, email: str, counter: _Counter) -> tuple[LiveKey, ...]:
+    rows = await exchange.list_all_api_keys(email)
+    counter.tick()
+    counter.expect(len(rows))
+    keys = await asyncio.gather(*(_with_ips(exchange, row, counter) for row in rows))
+    return tuple(keys)
+
+
+async def _with_ips(exchange: Exchange, row: ApiKey, counter: _Counter) -> LiveKey:
+    restriction = await exchange.get_ip_restriction(row.email, row.api_key)
+    counter.tick()
+    return LiveKey(
+        email=row.email,
+        api_name=row.api_name,
+        api_key=row.api_key,
+        permissions=row.permissions,
+        restricted=restriction.restricted,
+        ips=tuple(sorted(restriction.ips)) if restriction.restricted else (),
+        created_ms=row.created_ms,
+    )
+
+
+def live_from_state(state: State | None) -> Live:
+    """What state believes is live, for `plan --no-refresh` (no call to the exchange)."""
+    from orchestrator.exchange.models import SubAccount
+
+    if state is None:
+        return Live(subaccounts=())
+    subs = {r.email for r in state.subaccounts.values()} | {r.email for r in state.keys.values()}
+    keys: dict[str, list[LiveKey]] = {email: [] for email in subs}
+    for record in state.keys.values():
+        perms = frozenset(Permission(p) for p in record.permissions)
+        current = LiveKey(
+            email=record.email,
+            api_name=record.api_name,
+            api_key=record.api_key,
+            permissions=perms,
+            restricted=bool(record.ips),
+            ips=tuple(sorted(record.ips)),
+            created_ms=int(record.created_at.astimezone(UTC).timestamp() * 1000),
+        )
+        keys[record.email].append(current)
+        for old in record.previous:
+            keys[record.email].append(
+                LiveKey(
+                    record.email,
+                    old.api_name,
+                    old.api_key,
+                    perms,
+                    bool(record.ips),
+                    tuple(sorted(record.ips)),
+                )
+            )
+    return Live(
+        subaccounts=tuple(SubAccount(email=e) for e in sorted(subs)),
+        keys={e: tuple(ks) for e, ks in keys.items()},
+    )

@@ -1,0 +1,171 @@
+"""A user's project as the commands see it: the plan, its state store, its exchange, its sinks.
+
+Commands in cli.py open a Workspace, then call `make_changeset` / `run_apply` here; this is
+where the steps are put in order (lock, journal reconciliation, refresh, diff, execute).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Collection
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from orchestrator.config import LoadedPlan, find_plan, load_plan
+from orchestrator.engine.changeset import Changeset
+from orchestrator.engine.diff import diff
+from orchestrator.engine.model import Live
+from orchestrator.engine.recovery import reconcile_journal
+from orchestrator.engine.refresh import Progress, live_from_state, refresh
+from orchestrator.exchange.interface import Exchange
+from orchestrator.sinks import Sink, open_sink
+from orchestrator.store.files import LocalFileBackend, new_state, next_serial
+from orchestrator.store.state import State
+
+
+def utcnow() -> datetime:
+    """Now, or the instant in ORCHESTRATOR_NOW (ISO 8601) so tests can move the clock."""
+    import os
+
+    fixed = os.environ.get("ORCHESTRATOR_NOW")
+    if fixed:
+        return datetime.fromisoformat(fixed).astimezone(UTC)
+    return datetime.now(UTC)
+
+
+@dataclass
+class Workspace:
+    root: Path
+    plan: LoadedPlan
+    backend: LocalFileBackend
+    clock: Callable[[], datetime] = utcnow
+    _sinks: dict[str, Sink] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, explicit_plan: Path | None, cwd: Path | None = None) -> Workspace:
+        """Find and load the plan (PlanError on any problem) and its state store."""
+        root = Path(cwd or Path.cwd())
+        plan = load_plan(find_plan(explicit_plan, root))
+        return cls(root=root, plan=plan, backend=LocalFileBackend(root))
+
+    @property
+    def name(self) -> str:
+        return self.plan.name
+
+    def load_state(self) -> State | None:
+        return self.backend.load_state(self.name)
+
+    def state_or_new(self) -> State:
+        return self.load_state() or new_state(self.name)
+
+    def sink(self, spec: str) -> Sink:
+        if spec not in self._sinks:
+            self._sinks[spec] = open_sink(spec, self.root)
+        return self._sinks[spec]
+
+    @contextlib.asynccontextmanager
+    async def exchange(self) -> AsyncIterator[Exchange]:
+        from orchestrator.engine.connect import open_exchange
+
+        emails = [s.email for s in self.plan.desired.subaccounts if s.email]
+        client = open_exchange(self.plan.exchange, self.root, emails)
+        try:
+            yield client
+        finally:
+            await client.aclose()
+
+    async def recover(self, exchange: Exchange, command: str, *, locked: bool = False) -> list[str]:
+        """Reconcile an interrupted run's journal, then clear it. Takes the lock unless the
+        caller already holds it."""
+        journal = self.backend.journal(self.name)
+        if not journal.pending():
+            return []
+        guard = contextlib.nullcontext() if locked else self.backend.lock(self.name, command)
+        with guard:
+            state = self.state_or_new()
+            state, messages = await reconcile_journal(
+                exchange=exchange,
+                journal=journal,
+                state=state,
+                open_sink=self.sink,
+                audit=self.backend.audit(command),
+                now=self.clock(),
+            )
+            self.backend.save_state(next_serial(state))
+            journal.clear()
+        return messages
+
+    async def make_changeset(
+        self,
+        exchange: Exchange | None,
+        *,
+        targets: Collection[str] = (),
+        progress: Progress | None = None,
+    ) -> tuple[Changeset, Live]:
+        """Refresh (unless `exchange` is None: plan from state alone) and diff."""
+        state = self.load_state()
+        if exchange is None:
+            live = live_from_state(state)
+        else:
+            live = await refresh(exchange, self.plan.desired, state, progress=progress)
+        changeset = diff(
+            self.plan.desired,
+            live,
+            state,
+            self.clock(),
+            targets=targets,
+            plan_hash=self.plan.source_hash,
+        )
+        return changeset, live
+
+    def check_saved(self, saved: Changeset, fresh: Changeset) -> None:
+        """Refuse a saved changeset computed from another plan, state or live account."""
+        reasons = []
+        if saved.plan_name != self.name:
+            reasons.append(f"it was made for plan {saved.plan_name!r}, not {self.name!r}")
+        elif saved.plan_hash != self.plan.source_hash:
+            reasons.append(f"{self.plan.path.name} changed since it was made")
+        if (saved.state_serial, saved.state_lineage) != (fresh.state_serial, fresh.state_lineage):
+            reasons.append(
+                f"the state changed since (serial {saved.state_serial} then, "
+                f"{fresh.state_serial} now)"
+            )
+        if saved.live_fingerprint != fresh.live_fingerprint:
+            reasons.append("the live account changed since")
+        if reasons:
+            raise StaleChangeset(
+                "refusing the saved changeset: "
+                + "; ".join(reasons)
+                + ". Run `orchestrator plan --out FILE` again and review it."
+            )
+
+    async def execute(
+        self,
+        exchange: Exchange,
+        changeset: Changeset,
+        command: str,
+        on_result: Callable | None = None,
+    ):
+        """Run the changeset (caller holds the lock). Returns the action results."""
+        from orchestrator.engine.apply import Applier
+
+        applier = Applier(
+            exchange=exchange,
+            backend=self.backend,
+            state=self.state_or_new(),
+            journal=self.backend.journal(self.name),
+            audit=self.backend.audit(command),
+            open_sink=self.sink,
+            clock=self.clock,
+            on_result=on_result,
+        )
+        results = await applier.apply(changeset)
+        journal = self.backend.journal(self.name)
+        if not journal.pending():  # an intent left open is reconciled by the next run
+            journal.clear()
+        return results
+
+
+class StaleChangeset(Exception):
+    """A saved changeset no longer matches the plan, state or live account."""

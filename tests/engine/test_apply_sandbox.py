@@ -1,0 +1,156 @@
+"""End to end through the CLI against the in-process sandbox: plan, apply, drift, recovery."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from orchestrator.cli import app
+from orchestrator.config import init_project
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch) -> Path:
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    init_project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    for name in ("BINANCE_API_KEY", "BINANCE_API_SECRET", "BINANCE_PRIVATE_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def cli(*args: str, code: int | None = 0):
+    result = runner.invoke(app, list(args), catch_exceptions=False)
+    if code is not None:
+        assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    return result
+
+
+def sandbox(project: Path):
+    from orchestrator.engine.connect import open_sandbox
+
+    return open_sandbox(project / "state" / "sandbox.json")
+
+
+def hmac_plan(project: Path) -> None:
+    text = (project / "plans" / "example.yaml").read_text()
+    (project / "plans" / "example.yaml").write_text(
+        text.replace("key_type: ed25519", "key_type: hmac")
+    )
+
+
+def all_secrets(project: Path) -> list[str]:
+    found = []
+    for path in (project / "secrets").rglob("*.json"):
+        data = json.loads(path.read_text())
+        found += [v for k, v in data.items() if k in ("secret", "private_key") and v]
+    return found
+
+
+def test_init_plan_apply_then_plan_shows_no_changes(project: Path):
+    first = cli("plan", "--detailed-exitcode", code=2)
+    assert "+ create" in first.output and "Plan: 4 to create" in first.output
+    cli("apply", "--auto-approve")
+    again = cli("plan", "--detailed-exitcode", code=0)
+    assert "No changes" in again.output
+    state = json.loads((project / "state" / "example.state.json").read_text())
+    assert sorted(state["keys"]) == ["copy/CopyTrade-Bot", "quant/Koinly-Tax", "quant/QuantBot-BTC"]
+    cli("log", "verify")
+
+
+def test_sink_files_are_private_and_secrets_never_leak(project: Path):
+    hmac_plan(project)
+    outputs = [cli("plan").output, cli("apply", "--auto-approve").output]
+    outputs.append(cli("plan", "--json", "--out", "cs.json").output)
+    outputs.append(cli("state", "list").output)
+    secrets = all_secrets(project)
+    assert len(secrets) == 3
+    for path in (project / "secrets").rglob("*"):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), path
+    leaks_in = [
+        project / "state" / "example.state.json",
+        project / "state" / "audit.jsonl",
+        project / "cs.json",
+        project / "state" / "example.journal.jsonl",
+    ]
+    texts = outputs + [p.read_text() for p in leaks_in if p.exists()]
+    for secret in secrets:
+        assert not any(secret in text for text in texts)
+
+
+def test_key_widened_out_of_band_is_flagged_and_narrowed(project: Path):
+    cli("apply", "--auto-approve")
+    from orchestrator.demo import widen_out_of_band
+
+    widen_out_of_band(project)
+    flagged = cli("plan", "--detailed-exitcode", code=2)
+    assert "possible compromise" in flagged.output
+    cli("apply", "--auto-approve")
+    assert "No changes" in cli("plan").output
+
+
+def test_saved_changeset_is_applied_exactly_or_refused_when_stale(project: Path):
+    cli("plan", "--out", "cs.json")
+    cli("apply", "cs.json", "--auto-approve")
+    assert "No changes" in cli("plan").output
+    (project / "plans" / "example.yaml").write_text(
+        (project / "plans" / "example.yaml").read_text().replace("198.51.100.7", "198.51.100.8")
+    )
+    cli("plan", "--out", "cs2.json")
+    (project / "plans" / "example.yaml").write_text(
+        (project / "plans" / "example.yaml").read_text().replace("198.51.100.8", "198.51.100.9")
+    )
+    refused = cli("apply", "cs2.json", "--auto-approve", code=1)
+    assert "changed since" in refused.output
+
+
+def test_apply_without_terminal_or_auto_approve_refuses(project: Path):
+    refused = cli("apply", code=1)
+    assert "--auto-approve" in refused.output
+    assert not (project / "state" / "example.state.json").exists()
+
+
+def test_second_apply_while_locked_names_the_holder(project: Path):
+    from orchestrator.store.files import LocalFileBackend
+
+    with LocalFileBackend(project).lock("example", "apply"):
+        refused = cli("apply", "--auto-approve", code=1)
+    assert str(os.getpid()) in refused.output
+
+
+def test_lost_state_is_rebuilt_from_api_names(project: Path):
+    cli("apply", "--auto-approve")
+    for path in (project / "state").glob("example.state.json*"):
+        path.unlink()
+    assert "No changes" in cli("plan").output
+    rebuilt = cli("state", "rebuild")
+    assert "quant/QuantBot-BTC: recorded orc-QuantBot-BTC-g1" in rebuilt.output
+    assert "QuantBot-BTC" in cli("state", "show", "QuantBot-BTC").output
+
+
+@pytest.mark.parametrize("key_type", ["ed25519", "hmac"])
+@pytest.mark.parametrize("fault", ["error_after", "drop_after", "error_before"])
+def test_ambiguous_create_converges_without_duplicates(project: Path, monkeypatch, key_type, fault):
+    if key_type == "hmac":
+        hmac_plan(project)
+    from orchestrator.engine import connect
+
+    emulator = sandbox(project)
+    emulator.inject(fault, "create_api_key", count=1)
+    monkeypatch.setattr(connect, "open_sandbox", lambda path: emulator)
+    cli("apply", "--auto-approve", code=None)
+    cli("apply", "--auto-approve")
+    assert "No changes" in cli("plan").output
+    names = [k.api_name for s in emulator.accounts.subs.values() for k in s.keys.values()]
+    assert sorted(names) == ["orc-CopyTrade-Bot-g1", "orc-Koinly-Tax-g1", "orc-QuantBot-BTC-g1"]
+    assert len(all_secrets(project)) == 3
