@@ -577,5 +577,214 @@ def log_verify() -> None:
     raise typer.Exit(1)
 
 
+# ---------------------------------------------------------------- rotate, audit, lockdown (issue 5)
+
+
+@app.command()
+def rotate(
+    due: bool = typer.Option(False, "--due", help="Rotate every key past its rotate_after."),
+    label: list[str] = typer.Option([], "--label", help="Rotate this key now (repeatable)."),
+    auto_approve: bool = typer.Option(False, "--auto-approve", help="Do not ask for 'yes'."),
+) -> None:
+    """Rotate keys: create the next generation, store it, promote it, retire the old one."""
+    import asyncio
+
+    _configure_logging()
+    if not due and not label:
+        typer.secho("Error: say which keys: --due, or --label LABEL.", fg="red", err=True)
+        raise typer.Exit(1)
+    with user_errors():
+        ok = asyncio.run(_rotate(due, label, auto_approve))
+    if not ok:
+        raise typer.Exit(1)
+
+
+async def _rotate(due: bool, labels: list[str], auto_approve: bool) -> bool:
+    from orchestrator.engine.refresh import refresh
+    from orchestrator.engine.rotate import RotationRefused, rotation_changeset
+    from orchestrator.engine.workspace import Workspace
+
+    ws = Workspace.open(Globals.plan)
+    _need_confirmation_channel(auto_approve, "--auto-approve")
+    with ws.backend.lock(ws.name, "rotate"):
+        async with ws.exchange() as exchange:
+            for message in await ws.recover(exchange, "rotate", locked=True):
+                typer.echo(f"recovered: {message}")
+            state = ws.load_state()
+            live = await refresh(exchange, ws.plan.desired, state)
+            try:
+                changeset = rotation_changeset(
+                    ws.plan.desired, live, state, ws.clock(), due=due, labels=labels,
+                    plan_hash=ws.plan.source_hash,
+                )
+            except RotationRefused as exc:
+                raise UserError(str(exc)) from None
+            if not changeset.has_changes:
+                typer.echo("Nothing to rotate.")
+                return True
+            _print_changeset(changeset)
+            if not auto_approve and not _confirmed():
+                typer.echo("Rotation cancelled.")
+                return False
+            results = await ws.execute(exchange, changeset, "rotate", _print_result)
+    return _report_results(results, "Rotation")
+
+
+@app.command()
+def audit(
+    json_output: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    fail_on: str | None = typer.Option(
+        None, "--fail-on", help="Exit 1 if any finding is this severe: low, medium, high, critical."
+    ),
+) -> None:
+    """Security hygiene report: unknown, widened, unwhitelisted, overdue and orphaned keys."""
+    import asyncio
+
+    from orchestrator.engine.changeset import Severity
+
+    _configure_logging()
+    threshold = None
+    if fail_on is not None:
+        try:
+            threshold = Severity(fail_on.lower())
+        except ValueError:
+            typer.secho(f"Error: --fail-on {fail_on}: use low, medium, high or critical.",
+                        fg="red", err=True)
+            raise typer.Exit(1) from None
+    with user_errors():
+        found, calls = asyncio.run(_audit())
+    _show_findings(found, calls, json_output)
+    if threshold and any(f.severity.rank >= threshold.rank for f in found):
+        raise typer.Exit(1)
+
+
+async def _audit():
+    from orchestrator.engine import hygiene
+    from orchestrator.engine.refresh import refresh
+    from orchestrator.engine.workspace import Workspace
+
+    ws = Workspace.open(Globals.plan)
+    async with ws.exchange() as exchange:
+        state = ws.load_state()
+        live = await refresh(exchange, ws.plan.desired, state)
+        evidence = await hygiene.gather(exchange, ws.plan.desired, live, state, ws.sink)
+        found = hygiene.findings(ws.plan.desired, live, state, ws.clock(), evidence)
+        return found, exchange.call_counts()
+
+
+def _show_findings(found, calls, json_output: bool) -> None:
+    import json
+    from collections import Counter
+
+    if json_output:
+        counts = Counter(f.severity.value for f in found)
+        typer.echo(json.dumps({"findings": [f.to_dict() for f in found], "counts": counts,
+                               "calls": calls}, indent=2))
+        return
+    if not found:
+        typer.echo("No findings.")
+        return
+    colors = {"critical": "red", "high": "red", "medium": "yellow", "low": "cyan", "info": None}
+    for f in found:
+        head = typer.style(f"{f.severity.value.upper():<8}", fg=colors[f.severity.value], bold=True)
+        typer.echo(f"{head} {f.kind:<15} {f.address}: {f.message}")
+        if f.fix:
+            typer.echo(f"{'':<8} {'':<15} fix: {f.fix}")
+    counts = Counter(f.severity.value for f in found)
+    typer.echo("\n" + ", ".join(f"{n} {s}" for s, n in counts.most_common()) + ".")
+
+
+@app.command()
+def lockdown(
+    subaccount: list[str] = typer.Option(
+        [], "--subaccount", help="Only this sub-account (plan name or email; repeatable)."
+    ),
+    all_keys: bool = typer.Option(False, "--all", help="Required: every key in scope goes."),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+) -> None:
+    """Delete every key in scope, managed or not, as fast as the rate limits allow."""
+    import asyncio
+
+    _configure_logging()
+    if not all_keys:
+        typer.secho("Error: lockdown deletes every key in scope, managed or not; pass --all to "
+                    "confirm (and --subaccount NAME to narrow the scope).", fg="red", err=True)
+        raise typer.Exit(1)
+    with user_errors():
+        ok = asyncio.run(_lockdown(subaccount, yes))
+    if not ok:
+        raise typer.Exit(1)
+
+
+async def _lockdown(names: list[str], yes: bool) -> bool:
+    from orchestrator.engine.lockdown import ScopeError, lockdown, scope_emails
+    from orchestrator.engine.workspace import Workspace
+    from orchestrator.store.files import next_serial
+
+    ws = Workspace.open(Globals.plan)
+    _need_confirmation_channel(yes, "--yes")
+    plan_emails = {}
+    with ws.backend.lock(ws.name, "lockdown"):
+        async with ws.exchange() as exchange:
+            state = ws.state_or_new()
+            plan_emails = {n: r.email for n, r in state.subaccounts.items()}
+            plan_emails |= {s.name: s.email for s in ws.plan.desired.subaccounts if s.email}
+            try:
+                emails = await scope_emails(exchange, names, plan_emails)
+            except ScopeError as exc:
+                raise UserError(str(exc)) from None
+            typer.echo(f"Lockdown: every API key of {len(emails)} sub-account(s) will be deleted:")
+            for email in emails:
+                typer.echo(f"  {email}")
+            if not yes and not _confirmed():
+                typer.echo("Lockdown cancelled.")
+                return False
+            audit_log = ws.backend.audit("lockdown")
+            audit_log.append("lockdown", detail={"scope": emails})
+            deleted = await lockdown(
+                exchange, emails, state=state, journal=ws.backend.journal(ws.name),
+                audit=audit_log, open_sink=ws.sink, on_deleted=_print_deleted,
+            )
+            ws.backend.save_state(next_serial(state))
+            ws.backend.journal(ws.name).clear()
+    failed = [d for d in deleted if d.error]
+    typer.echo(f"\nLockdown: {len(deleted) - len(failed)} key(s) deleted, {len(failed)} failed.")
+    typer.echo("To recreate the planned keys with fresh material: orchestrator apply")
+    return not failed
+
+
+def _print_deleted(d) -> None:
+    from orchestrator.store.audit import mask_key
+
+    mark = typer.style("FAILED", fg="red") if d.error else typer.style("deleted", fg="green")
+    managed = f" (managed as {d.managed_as})" if d.managed_as else ""
+    typer.echo(f"{mark:>8}  {d.email} {d.api_name} {mask_key(d.api_key)}{managed}"
+               + (f": {d.error}" if d.error else ""))
+
+
+def _need_confirmation_channel(skip: bool, flag: str) -> None:
+    import sys
+
+    if not skip and not sys.stdin.isatty():
+        raise UserError(f"this needs confirmation but stdin is not a terminal; pass {flag}")
+
+
+def _print_changeset(changeset) -> None:
+    import sys
+
+    from orchestrator.engine.render import plan_lines
+
+    color = sys.stdout.isatty()
+    console = _console()
+    for line in plan_lines(changeset, color=color):
+        console.print(line) if color else typer.echo(line)
+
+
+def _report_results(results, what: str) -> bool:
+    failed = [r for r in results if not r.ok]
+    typer.echo(f"\n{what} complete: {len(results) - len(failed)} done, {len(failed)} failed.")
+    return not failed
+
+
 def main() -> None:
     app()

@@ -1,0 +1,125 @@
+"""Which rotations to run: due ones (`rotate --due`), named ones (`rotate --label`), and the
+deletes of previous generations whose grace has passed. Pure, like the diff it builds on.
+
+The rotation itself (create next generation with material pending, record, verify, promote,
+delete previous) is carried out by the apply executor, step by step and journaled.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection
+from dataclasses import replace
+from datetime import datetime
+
+from orchestrator.engine.changeset import Action, ActionKind, Changeset
+from orchestrator.engine.diff import current_keys, diff, resolve_email
+from orchestrator.engine.model import Desired, DesiredKey, Live
+from orchestrator.engine.naming import api_name, parse_api_name
+from orchestrator.store.state import State
+
+KEY_CAP = 30
+
+
+class RotationRefused(Exception):
+    """The rotation cannot start (unknown label, or it would exceed the 30-key cap)."""
+
+
+def rotation_changeset(
+    desired: Desired,
+    live: Live,
+    state: State | None,
+    now: datetime,
+    *,
+    due: bool,
+    labels: Collection[str] = (),
+    plan_hash: str = "",
+) -> Changeset:
+    """Rotations asked for (due ones with `due`, plus every key named in `labels`) and the
+    deletes of retired keys whose grace has passed. Raises RotationRefused before any change
+    if a rotation would take a sub-account past 30 keys."""
+    planned = {k.label: k for k in desired.keys()} | {k.address: k for k in desired.keys()}
+    unknown = [label for label in labels if label not in planned]
+    if unknown:
+        raise RotationRefused(
+            f"no key labelled {', '.join(unknown)} in the plan "
+            f"(labels: {', '.join(sorted(k.label for k in desired.keys()))})"
+        )
+    full = diff(desired, live, state, now, plan_hash=plan_hash)
+    wanted = {planned[label].address for label in labels}
+    actions = [a for a in full.actions if _retired_delete(a, state)]
+    actions += [
+        a for a in full.actions if a.kind == ActionKind.ROTATE and (due or a.address in wanted)
+    ]
+    rotating = {a.address for a in actions if a.kind == ActionKind.ROTATE}
+    current = current_keys(desired, live, state)
+    for address in sorted(wanted - rotating):
+        key = planned[address]
+        if address not in current:
+            raise RotationRefused(f"{address} has no live key to rotate; run `orchestrator apply`")
+        actions.append(_forced(key, current[address], live, state))
+    _check_cap(desired, live, state, [a for a in actions if a.kind == ActionKind.ROTATE])
+    return replace(full, actions=tuple(actions))
+
+
+def _retired_delete(action: Action, state: State | None) -> bool:
+    """A delete of a previous generation that state retired (its grace has passed)."""
+    if action.kind != ActionKind.DELETE_KEY or state is None:
+        return False
+    return any(
+        p.api_key == action.api_key for record in state.keys.values() for p in record.previous
+    )
+
+
+def _forced(key: DesiredKey, current, live: Live, state: State | None) -> Action:
+    generation = _highest_generation(key, live, state) + 1
+    return Action(
+        kind=ActionKind.ROTATE,
+        subaccount=key.subaccount,
+        label=key.label,
+        email=current.email,
+        api_key=current.api_key,
+        api_name=api_name(key.label, generation),
+        generation=generation,
+        permissions=key.permissions,
+        ips=key.ips,
+        key_type=key.key_type,
+        sink=key.sink,
+        grace_s=key.grace.total_seconds(),
+        verify=key.verify,
+        reason="rotation requested",
+    )
+
+
+def _highest_generation(key: DesiredKey, live: Live, state: State | None) -> int:
+    generations = [0]
+    for keys in live.keys.values():
+        for k in keys:
+            parsed = parse_api_name(k.api_name)
+            if parsed and parsed[0] == key.label:
+                generations.append(parsed[1])
+    record = state.keys.get(key.address) if state else None
+    if record:
+        generations += [record.generation] + [p.generation for p in record.previous]
+    return max(generations)
+
+
+def _check_cap(desired: Desired, live: Live, state: State | None, rotations: list[Action]) -> None:
+    """Every rotation holds one extra key until its previous one is deleted."""
+    extra = Counter(a.email for a in rotations)
+    names = {resolve_email(s, live, state): s.name for s in desired.subaccounts}
+    over = []
+    for email, count in sorted(extra.items()):
+        total = len(live.keys.get(email, ())) + count
+        if total > KEY_CAP:
+            over.append(
+                f"{names.get(email, email)}: {len(live.keys.get(email, ()))} keys live + "
+                f"{count} rotating = {total} > {KEY_CAP}"
+            )
+    if over:
+        raise RotationRefused(
+            "rotation would exceed Binance's 30-key cap: "
+            + "; ".join(over)
+            + ". Delete unused keys (prune: true, or `orchestrator lockdown --subaccount`) or "
+            "rotate fewer labels at once with --label."
+        )
