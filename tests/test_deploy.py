@@ -1,0 +1,54 @@
+"""The schedule files under deploy/ run what the README says, and the script works."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from orchestrator.config import init_project
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+JOB = "orchestrator rotate --due --auto-approve && orchestrator audit --fail-on high"
+
+
+def test_kubernetes_cronjob_runs_rotate_then_audit_with_secret_credentials():
+    job = yaml.safe_load((DEPLOY / "kubernetes" / "cronjob.yaml").read_text())
+    assert job["kind"] == "CronJob" and job["spec"]["concurrencyPolicy"] == "Forbid"
+    container = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == [JOB]
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+    assert set(env) == {"BINANCE_API_KEY", "BINANCE_API_SECRET"}
+
+
+def test_cron_and_systemd_call_the_scheduled_script():
+    assert "deploy/scheduled.sh" in (DEPLOY / "cron" / "orchestrator").read_text()
+    service = (DEPLOY / "systemd" / "orchestrator-rotate.service").read_text()
+    assert "ExecStart=/srv/orchestrator/deploy/scheduled.sh" in service
+    assert "EnvironmentFile=/etc/orchestrator/env" in service
+    assert "OnCalendar=" in (DEPLOY / "systemd" / "orchestrator-rotate.timer").read_text()
+    script = (DEPLOY / "scheduled.sh").read_text()
+    assert "rotate --due --auto-approve" in script and "audit --fail-on high" in script
+
+
+def test_scheduled_script_rotates_and_fails_on_high_findings(tmp_path: Path):
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    init_project(tmp_path)
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "ORCHESTRATOR_PROJECT": str(tmp_path),
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    orchestrator = [sys.executable, "-m", "orchestrator"]
+    subprocess.run([*orchestrator, "apply", "--auto-approve"], cwd=tmp_path, env=env,
+                   check=True, capture_output=True)
+    clean = subprocess.run([str(DEPLOY / "scheduled.sh")], env=env, capture_output=True, text=True)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "Nothing to rotate" in clean.stdout
+    plan = tmp_path / "plans" / "example.yaml"
+    plan.write_text(plan.read_text().replace("ips: [198.51.100.7]", "ips: [198.51.100.8]"))
+    (tmp_path / "secrets" / "copy" / "CopyTrade-Bot.json").unlink()
+    risky = subprocess.run([str(DEPLOY / "scheduled.sh")], env=env, capture_output=True, text=True)
+    assert risky.returncode == 1
+    assert "missing_secret" in risky.stdout
