@@ -13,6 +13,9 @@ from orchestrator.emulator.core import Emulator, EmuRequest
 class EmulatorServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 drops the SYNs of a client opening many connections
+    # at once (httpx opens up to 100); each retransmitted SYN then costs 1 s, 3 s, 7 s...
+    request_queue_size = 256
 
     def __init__(self, emulator: Emulator, host: str = "127.0.0.1", port: int = 0) -> None:
         self.emulator = emulator
