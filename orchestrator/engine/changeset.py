@@ -185,7 +185,7 @@ class Changeset:
                 actions=tuple(Action.from_dict(a) for a in data["actions"]),
                 findings=tuple(Finding.from_dict(f) for f in data["findings"]),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"malformed changeset: {exc!r}") from None
 
 

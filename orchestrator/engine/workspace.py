@@ -133,6 +133,11 @@ class Workspace:
             )
         if saved.live_fingerprint != fresh.live_fingerprint:
             reasons.append("the live account changed since")
+        if not reasons and saved.actions != fresh.actions:
+            reasons.append(
+                "its actions differ from what the same plan, state and account give now "
+                "(edited by hand, or a rotation or grace period fell due in between)"
+            )
         if reasons:
             raise StaleChangeset(
                 "refusing the saved changeset: "

@@ -154,3 +154,29 @@ def test_ambiguous_create_converges_without_duplicates(project: Path, monkeypatc
     names = [k.api_name for s in emulator.accounts.subs.values() for k in s.keys.values()]
     assert sorted(names) == ["orc-CopyTrade-Bot-g1", "orc-Koinly-Tax-g1", "orc-QuantBot-BTC-g1"]
     assert len(all_secrets(project)) == 3
+
+
+def test_edited_changeset_is_refused(project: Path):
+    cli("plan", "--out", "cs.json")
+    data = json.loads((project / "cs.json").read_text())
+    data["actions"][1]["permissions"] = ["futures", "spot", "universal_transfer"]
+    (project / "cs.json").write_text(json.dumps(data))
+    refused = cli("apply", "cs.json", "--auto-approve", code=1)
+    assert "differ" in refused.output
+    assert not (project / "state" / "example.state.json").exists()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "",
+        "{",
+        "[]",
+        '{"format": 1}',
+        '{"format": 1, "plan_name": "example", "plan_hash": "", "live_fingerprint": "", "state_serial": 0, "actions": [{"kind": "nuke"}], "findings": []}',
+    ],
+)
+def test_hostile_changeset_files_are_refused_cleanly(project: Path, content: str):
+    (project / "cs.json").write_text(content)
+    refused = cli("apply", "cs.json", "--auto-approve", code=1)
+    assert "not a usable changeset" in refused.output
