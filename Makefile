@@ -25,7 +25,8 @@ bench: install
 	$(BIN)/python bench/run.py
 
 chaos: install
-	$(BIN)/python -m pytest -q -m slow
+	ORCHESTRATOR_CHAOS_REPORT=bench/chaos.json $(BIN)/python -m pytest -q -m slow
+	@cat bench/chaos.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -420,9 +420,9 @@ def _confirmed() -> bool:
 
 def _print_result(result) -> None:
     mark = typer.style("ok", fg="green") if result.ok else typer.style("FAILED", fg="red")
-    typer.echo(
-        f"{mark:>6}  {result.action.kind.value:<18} {result.action.address}: {result.message}"
-    )
+    address = result.action.address
+    message = result.message.removeprefix(f"{address}: ")
+    typer.echo(f"{mark:>6}  {result.action.kind.value:<18} {address}: {message}")
 
 
 # ---------------------------------------------------------------- import, state, log (issue 4)

@@ -1,7 +1,33 @@
-"""Suite-wide test isolation."""
+"""Suite-wide fixtures: test isolation, and the figures `make chaos` reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from collections import Counter
+from pathlib import Path
 
 import pytest
 import structlog
+
+#: `make chaos` sets this to bench/chaos.json; the reliability tests add their counts.
+CHAOS_REPORT = "ORCHESTRATOR_CHAOS_REPORT"
+_figures: Counter[str] = Counter()
+
+FIGURES = (
+    "crash_points_tried",
+    "crash_points_converged",
+    "fault_applies_run",
+    "fault_applies_converged",
+    "bad_inputs_tried",
+    "bad_inputs_refused_cleanly",
+    "secret_leaks_found",
+    "orphan_keys_found",
+    "duplicate_keys_found",
+    "corrupt_states_found",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -9,3 +35,30 @@ def _reset_structlog():
     """CLI commands configure structlog globally (level filter, stderr); undo it per test."""
     yield
     structlog.reset_defaults()
+
+
+class ChaosFigures:
+    """Counts what the reliability tests tried and what they found, for bench/chaos.json."""
+
+    def add(self, figure: str, n: int = 1) -> None:
+        if figure not in FIGURES:
+            raise KeyError(f"unknown chaos figure {figure!r}; one of {FIGURES}")
+        _figures[figure] += n
+
+
+@pytest.fixture
+def chaos() -> ChaosFigures:
+    return ChaosFigures()
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    target = os.environ.get(CHAOS_REPORT)
+    if not target:
+        return
+    report = {figure: _figures[figure] for figure in FIGURES}
+    report["tests_failed"] = session.testsfailed
+    report["tests_collected"] = session.testscollected
+    report["python"] = sys.version.split()[0]
+    report["machine"] = f"{platform.machine()} {platform.system()} {os.cpu_count()} cores"
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    Path(target).write_text(json.dumps(report, indent=2) + "\n")
