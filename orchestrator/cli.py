@@ -504,6 +504,21 @@ async def _adopt(command: str, subaccount, apikey, label) -> list[str]:
     return messages
 
 
+@state_app.command("restore")
+def state_restore() -> None:
+    """Put the backup of the state file back (the damaged file is kept beside it)."""
+    from orchestrator.config import find_plan
+    from orchestrator.store.files import LocalFileBackend
+
+    with user_errors():
+        plan = find_plan(Globals.plan, Path.cwd()).stem
+        backend = LocalFileBackend(Path.cwd())
+        with backend.lock(plan, "state restore"):
+            state = backend.restore_backup(plan)
+    typer.echo(f"Restored {backend.state_path(plan)} from its backup (serial {state.serial}). "
+               "Run `orchestrator plan` to see how it compares with the live account.")
+
+
 @state_app.command("list")
 def state_list(json_output: bool = typer.Option(False, "--json")) -> None:
     """The keys state records, one per line."""

@@ -130,6 +130,11 @@ def _parse(raw: bytes, shown: str) -> Source:
         found = exc.problem
         raise PlanError([Problem(shown, *found.position, found.path, found.message,
                                  found.hint)]) from None
+    except RecursionError:
+        raise _whole_file(
+            shown, "the YAML is nested too deeply to read",
+            "a plan needs a few levels (subaccounts, keys, ips): flatten the file",
+        ) from None
 
 
 def _whole_file(shown: str, message: str, hint: str) -> PlanError:

@@ -9,7 +9,7 @@ and the IP lookups of another proceed in parallel; the client paces each endpoin
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC
 
 from orchestrator.engine.diff import resolve_email
@@ -82,15 +82,21 @@ async def _with_ips(exchange: Exchange, row: ApiKey, counter: _Counter) -> LiveK
     )
 
 
-def live_from_state(state: State | None) -> Live:
-    """What state believes is live, for `plan --no-refresh` (no call to the exchange)."""
+def live_from_state(state: State | None, existing_emails: Iterable[str] = ()) -> Live:
+    """What state believes is live, for `plan --no-refresh` (no call to the exchange).
+
+    Sub-accounts named by email in the plan are assumed to exist: only Binance's web UI makes
+    them, and without a refresh there is no one to ask.
+    """
     from orchestrator.exchange.models import SubAccount
 
-    if state is None:
-        return Live(subaccounts=())
-    subs = {r.email for r in state.subaccounts.values()} | {r.email for r in state.keys.values()}
+    subs = set(existing_emails)
+    if state is not None:
+        subs |= {r.email for r in state.subaccounts.values()}
+        subs |= {r.email for r in state.keys.values()}
+    records = state.keys.values() if state else ()
     keys: dict[str, list[LiveKey]] = {email: [] for email in subs}
-    for record in state.keys.values():
+    for record in records:
         perms = frozenset(Permission(p) for p in record.permissions)
         current = LiveKey(
             email=record.email,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from orchestrator.engine.changeset import Action, ActionKind, Changeset, Finding
+from orchestrator.exchange.models import Permission
 
 _SYMBOL = {
     ActionKind.CREATE_SUBACCOUNT: ("  +", "create", "green"),
@@ -21,7 +22,7 @@ def describe(action: Action) -> str:
     if action.kind == ActionKind.CREATE_SUBACCOUNT:
         return f"virtual sub-account {action.virtual}"
     if action.kind == ActionKind.CREATE_KEY:
-        perms = ", ".join(["read"] + sorted(p.value for p in action.permissions))
+        perms = ", ".join(["read"] + [p.value for p in Permission if p in action.permissions])
         ips = f"ips {', '.join(action.ips)}" if action.ips else "no IP whitelist"
         return f"{perms}; {ips}; {action.key_type} as {action.api_name}"
     return action.reason

@@ -44,10 +44,13 @@ class Workspace:
 
     @classmethod
     def open(cls, explicit_plan: Path | None, cwd: Path | None = None) -> Workspace:
-        """Find and load the plan (PlanError on any problem) and its state store."""
+        """Find and load the plan (PlanError on any problem) and its state store. A state
+        file that cannot be used fails here, before anything reaches the exchange."""
         root = Path(cwd or Path.cwd())
         plan = load_plan(find_plan(explicit_plan, root))
-        return cls(root=root, plan=plan, backend=LocalFileBackend(root))
+        workspace = cls(root=root, plan=plan, backend=LocalFileBackend(root))
+        workspace.load_state()
+        return workspace
 
     @property
     def name(self) -> str:
@@ -106,7 +109,8 @@ class Workspace:
         """Refresh (unless `exchange` is None: plan from state alone) and diff."""
         state = self.load_state()
         if exchange is None:
-            live = live_from_state(state)
+            emails = [s.email for s in self.plan.desired.subaccounts if s.email]
+            live = live_from_state(state, emails)
         else:
             live = await refresh(exchange, self.plan.desired, state, progress=progress)
         changeset = diff(

@@ -33,8 +33,11 @@ def credentials() -> dict[str, str]:
 
 @pytest.fixture
 def env(credentials) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith("BINANCE_") and k != "ORCHESTRATOR_NOW"}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("BINANCE_") and k != "ORCHESTRATOR_NOW"
+    }
     return {**clean, **credentials}
 
 
@@ -42,9 +45,21 @@ def env(credentials) -> dict[str, str]:
 def server(tmp_path: Path, env):
     """`emulator serve --port 0`; yields (base URL, announcement); always stopped."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "emulator", "serve", "--port", "0",
-         "--data", str(tmp_path / "emu.json")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "emulator",
+            "serve",
+            "--port",
+            "0",
+            "--data",
+            str(tmp_path / "emu.json"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         lines: list[str] = []
@@ -77,8 +92,9 @@ def project(tmp_path: Path, server) -> Path:
     text = plan.read_text()
     text = re.sub(r"(?m)^  kind: sandbox.*$", f"  kind: binance\n  endpoint: {base_url}", text)
     # one system-generated key too, so an HMAC secret travels back over HTTP
-    text = text.replace("        profile: read-only\n",
-                        "        profile: read-only\n        key_type: hmac\n", 1)
+    text = text.replace(
+        "        profile: read-only\n", "        profile: read-only\n        key_type: hmac\n", 1
+    )
     plan.write_text(text)
     return root
 
@@ -86,7 +102,11 @@ def project(tmp_path: Path, server) -> Path:
 def run(project: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "orchestrator", *args],
-        cwd=project, env=env, capture_output=True, text=True, timeout=120,
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

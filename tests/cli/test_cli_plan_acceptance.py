@@ -158,11 +158,6 @@ def test_no_refresh_makes_no_call_and_plans_from_state(project, monkeypatch):
     assert [a["label"] for a in changed["actions"]] == ["CopyTrade-Bot"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: live_from_state(None) knows no sub-account, so --no-refresh reports the "
-    "plan's existing (email) sub-account as missing and blocks; see the contract/CLI report",
-)
 def test_no_refresh_without_state_plans_every_create(project, monkeypatch):
     no_exchange(monkeypatch)
     planned = cli("plan", "--no-refresh", "--detailed-exitcode", code=2)
@@ -235,11 +230,6 @@ def test_two_plans_exit_1_listing_them(project, monkeypatch):
     assert "valid" in chosen.output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: store/files.py suggests `orchestrator state restore`, which no command "
-    "implements (state has list/show/rebuild)",
-)
 def test_corrupt_state_message_names_only_commands_that_exist(project):
     cli("apply", "--auto-approve")
     cli("apply", "--auto-approve")  # a second save leaves a usable backup

@@ -197,7 +197,7 @@ def test_render_matches_spec_shape():
     cs = diff(plan(key("QuantBot-BTC", perms=(SPOT, FUTURES))), live(foreign), None, NOW)
     text = "\n".join(plan_lines(cs))
     assert "  + create   quant/QuantBot-BTC" in text
-    assert "read, futures, spot; ips 203.0.113.10" in text
+    assert "read, spot, futures; ips 203.0.113.10" in text
     assert "  ! unmanaged quant/mystery-key" in text
     assert text.endswith("Plan: 1 to create, 0 to update, 0 to rotate, 0 to delete.")
 
