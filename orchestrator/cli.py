@@ -403,10 +403,35 @@ async def _apply(plan_file, saved, targets, auto_approve: bool, break_stale: boo
             if not auto_approve and not _confirmed():
                 typer.echo("Apply cancelled.")
                 return False
-            results = await ws.execute(exchange, changeset, "apply", _print_result)
+            results = await _execute_with_progress(ws, exchange, changeset, "apply")
     failed = [r for r in results if not r.ok]
     typer.echo(f"\nApply complete: {len(results) - len(failed)} done, {len(failed)} failed.")
     return not failed
+
+
+async def _execute_with_progress(ws, exchange, changeset, command: str):
+    """Run the changeset with a line per finished action and, on a terminal, a progress bar
+    below the lines."""
+    import sys
+
+    if not sys.stdout.isatty():
+        return await ws.execute(exchange, changeset, command, _print_result)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn("Applying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=_console(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("apply", total=len(changeset.actions))
+
+        def on_result(result) -> None:
+            bar.console.print(_result_line(result), highlight=False)
+            bar.advance(task)
+
+        return await ws.execute(exchange, changeset, command, on_result)
 
 
 def _confirmed() -> bool:
@@ -420,9 +445,21 @@ def _confirmed() -> bool:
 
 def _print_result(result) -> None:
     mark = typer.style("ok", fg="green") if result.ok else typer.style("FAILED", fg="red")
+    typer.echo(f"{mark:>6}  {_result_text(result)}")
+
+
+def _result_line(result) -> str:
+    """The line of a finished action as rich markup."""
+    from rich.markup import escape
+
+    mark = "[green]    ok[/green]" if result.ok else "[red]FAILED[/red]"
+    return f"{mark}  {escape(_result_text(result))}"
+
+
+def _result_text(result) -> str:
     address = result.action.address
     message = result.message.removeprefix(f"{address}: ")
-    typer.echo(f"{mark:>6}  {result.action.kind.value:<18} {address}: {message}")
+    return f"{result.action.kind.value:<18} {address}: {message}"
 
 
 # ---------------------------------------------------------------- import, state, log (issue 4)
@@ -515,8 +552,10 @@ def state_restore() -> None:
         backend = LocalFileBackend(Path.cwd())
         with backend.lock(plan, "state restore"):
             state = backend.restore_backup(plan)
-    typer.echo(f"Restored {backend.state_path(plan)} from its backup (serial {state.serial}). "
-               "Run `orchestrator plan` to see how it compares with the live account.")
+    typer.echo(
+        f"Restored {backend.state_path(plan)} from its backup (serial {state.serial}). "
+        "Run `orchestrator plan` to see how it compares with the live account."
+    )
 
 
 @state_app.command("list")
@@ -629,7 +668,12 @@ async def _rotate(due: bool, labels: list[str], auto_approve: bool) -> bool:
             live = await refresh(exchange, ws.plan.desired, state)
             try:
                 changeset = rotation_changeset(
-                    ws.plan.desired, live, state, ws.clock(), due=due, labels=labels,
+                    ws.plan.desired,
+                    live,
+                    state,
+                    ws.clock(),
+                    due=due,
+                    labels=labels,
                     plan_hash=ws.plan.source_hash,
                 )
             except RotationRefused as exc:
@@ -641,7 +685,7 @@ async def _rotate(due: bool, labels: list[str], auto_approve: bool) -> bool:
             if not auto_approve and not _confirmed():
                 typer.echo("Rotation cancelled.")
                 return False
-            results = await ws.execute(exchange, changeset, "rotate", _print_result)
+            results = await _execute_with_progress(ws, exchange, changeset, "rotate")
     return _report_results(results, "Rotation")
 
 
@@ -663,8 +707,11 @@ def audit(
         try:
             threshold = Severity(fail_on.lower())
         except ValueError:
-            typer.secho(f"Error: --fail-on {fail_on}: use low, medium, high or critical.",
-                        fg="red", err=True)
+            typer.secho(
+                f"Error: --fail-on {fail_on}: use low, medium, high or critical.",
+                fg="red",
+                err=True,
+            )
             raise typer.Exit(1) from None
     with user_errors():
         found, calls = asyncio.run(_audit())
@@ -693,8 +740,12 @@ def _show_findings(found, calls, json_output: bool) -> None:
 
     if json_output:
         counts = Counter(f.severity.value for f in found)
-        typer.echo(json.dumps({"findings": [f.to_dict() for f in found], "counts": counts,
-                               "calls": calls}, indent=2))
+        typer.echo(
+            json.dumps(
+                {"findings": [f.to_dict() for f in found], "counts": counts, "calls": calls},
+                indent=2,
+            )
+        )
         return
     if not found:
         typer.echo("No findings.")
@@ -722,8 +773,12 @@ def lockdown(
 
     _configure_logging()
     if not all_keys:
-        typer.secho("Error: lockdown deletes every key in scope, managed or not; pass --all to "
-                    "confirm (and --subaccount NAME to narrow the scope).", fg="red", err=True)
+        typer.secho(
+            "Error: lockdown deletes every key in scope, managed or not; pass --all to "
+            "confirm (and --subaccount NAME to narrow the scope).",
+            fg="red",
+            err=True,
+        )
         raise typer.Exit(1)
     with user_errors():
         ok = asyncio.run(_lockdown(subaccount, yes))
@@ -757,8 +812,13 @@ async def _lockdown(names: list[str], yes: bool) -> bool:
             audit_log = ws.backend.audit("lockdown")
             audit_log.append("lockdown", detail={"scope": emails})
             deleted = await lockdown(
-                exchange, emails, state=state, journal=ws.backend.journal(ws.name),
-                audit=audit_log, open_sink=ws.sink, on_deleted=_print_deleted,
+                exchange,
+                emails,
+                state=state,
+                journal=ws.backend.journal(ws.name),
+                audit=audit_log,
+                open_sink=ws.sink,
+                on_deleted=_print_deleted,
             )
             ws.backend.save_state(next_serial(state))
             ws.backend.journal(ws.name).clear()
@@ -773,8 +833,10 @@ def _print_deleted(d) -> None:
 
     mark = typer.style("FAILED", fg="red") if d.error else typer.style("deleted", fg="green")
     managed = f" (managed as {d.managed_as})" if d.managed_as else ""
-    typer.echo(f"{mark:>8}  {d.email} {d.api_name} {mask_key(d.api_key)}{managed}"
-               + (f": {d.error}" if d.error else ""))
+    typer.echo(
+        f"{mark:>8}  {d.email} {d.api_name} {mask_key(d.api_key)}{managed}"
+        + (f": {d.error}" if d.error else "")
+    )
 
 
 def _need_confirmation_channel(skip: bool, flag: str) -> None:
