@@ -4,7 +4,8 @@
 - `transport.EmulatorTransport` plugs it into httpx (sync and async clients).
 - `server.start_in_thread` / `server.run_server` put it on a loopback socket.
 
-Data file (JSON, replaced atomically after every change)::
+Data file (JSON, replaced atomically; changes in between are appended to `<data>.journal`,
+see persist.py)::
 
     {"version": 1,
      "master": {api_key, key_type, secret | public_key, ...} | null,

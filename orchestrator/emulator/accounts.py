@@ -85,9 +85,13 @@ class SubAccount:
         }
 
     def to_json(self) -> dict:
-        data = asdict(self)
-        data["keys"] = [k.to_json() for k in self.keys.values()]
-        return data
+        return {
+            "email": self.email,
+            "sub_user_id": self.sub_user_id,
+            "create_time": self.create_time,
+            "is_freeze": self.is_freeze,
+            "keys": [k.to_json() for k in self.keys.values()],
+        }
 
     @classmethod
     def from_json(cls, data: dict) -> SubAccount:

@@ -36,6 +36,7 @@ MAX_RECV_WINDOW = 60_000
 DEFAULT_RECV_WINDOW = 5_000
 MAX_AHEAD_MS = 1_000
 JSON_TYPE = "application/json;charset=UTF-8"
+JOURNAL_LIMIT = 500  # journal entries between two full snapshots of the data file
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,8 @@ class Emulator:
         self._clock = clock
         self._offset = 0.0
         self._lock = threading.RLock()
+        self.stats = _Stats()
+        self._journaled = 0
         self.accounts, self.master_generated = self._load(master, master_ips, persist_master)
 
     # ---- public API
@@ -124,6 +127,15 @@ class Emulator:
             self.accounts.add_existing(email, int(self.now() * 1000))
             self._save()
 
+    def add_subaccounts(self, emails: Iterable[str]) -> None:
+        """`add_subaccount` for many at once, saving the data file once."""
+        with self._lock:
+            for email in emails:
+                if not isinstance(email, str):
+                    raise TypeError("emails must be strings")
+                self.accounts.add_existing(email, int(self.now() * 1000))
+            self._save()
+
     def handle(self, request: EmuRequest) -> EmuResponse:
         with self._lock:
             endpoint = ROUTES.get((request.method.upper(), request.path))
@@ -149,6 +161,7 @@ class Emulator:
         elif fault == faults.DROP_AFTER:
             answer = EmuResponse(0, {}, b"", drop=True)
         answer.delay_s = delay
+        self.stats.count(endpoint.name, answer.status)
         return answer
 
     def _process(
@@ -165,7 +178,7 @@ class Emulator:
         except BinanceError as exc:
             return self._error(exc, endpoint, budget_id)
         if endpoint.mutating:
-            self._save()
+            self._save(changed=params.get("email") or result.get("email"))
         return self._answer(200, result, endpoint, budget_id)
 
     def _early_fault(self, fault: str, endpoint: Endpoint, budget_id: tuple) -> EmuResponse:
@@ -257,12 +270,17 @@ class Emulator:
     # ---- admin (opt-in, for tests that drive `emulator serve` in a subprocess)
 
     def _admin(self, request: EmuRequest) -> EmuResponse:
+        if request.path == "/_emulator/stats":
+            stats = self.stats.to_json()
+            if request.method.upper() == "POST":  # read and reset in one step
+                self.stats = _Stats()
+            return self._answer(200, stats)
         try:
             data = json.loads(request.body or b"{}")
             if request.path == "/_emulator/inject":
                 self.inject(data["kind"], data.get("endpoint"), int(data.get("count", 1)))
             elif request.path == "/_emulator/subaccount":
-                self.add_subaccount(data["email"])
+                self.add_subaccounts([data["email"]] if "email" in data else data["emails"])
             elif request.path == "/_emulator/advance":
                 self._offset += float(data["seconds"])
             else:
@@ -297,12 +315,49 @@ class Emulator:
             self._save(accounts)
         return accounts, generated
 
-    def _save(self, accounts: Accounts | None = None) -> None:
+    def _save(self, accounts: Accounts | None = None, changed: str | None = None) -> None:
+        """Persist: the changed sub-account to the journal when one is named and a snapshot
+        exists, else (and every JOURNAL_LIMIT entries) a full snapshot."""
         if self.data_path is None:
             return
+        accounts = accounts or self.accounts
+        sub = accounts.subs.get(changed) if changed else None
+        if sub is not None and self.data_path.exists():
+            persist.append(self.data_path, {
+                "sub": sub.to_json(),
+                "top": {"emailToken": accounts.email_token,
+                        "nextSubUserId": accounts.next_sub_user_id},
+            })
+            self._journaled += 1
+            if self._journaled < JOURNAL_LIMIT:
+                return
+        self._journaled = 0
         data = (accounts or self.accounts).to_json(include_master=False)
         data["master"] = self._stored_master
         persist.save(self.data_path, data)
+
+
+class _Stats:
+    """Requests received per endpoint, and how many were answered 429 (for benchmarks)."""
+
+    def __init__(self) -> None:
+        self.started = time.time()
+        self.calls: dict[str, int] = {}
+        self.rate_limited: dict[str, int] = {}
+
+    def count(self, endpoint_name: str, status: int) -> None:
+        self.calls[endpoint_name] = self.calls.get(endpoint_name, 0) + 1
+        if status == 429:
+            self.rate_limited[endpoint_name] = self.rate_limited.get(endpoint_name, 0) + 1
+
+    def to_json(self) -> dict:
+        return {
+            "since": self.started,
+            "calls": dict(sorted(self.calls.items())),
+            "calls_total": sum(self.calls.values()),
+            "rate_limited": dict(sorted(self.rate_limited.items())),
+            "rate_limited_total": sum(self.rate_limited.values()),
+        }
 
 
 class _TooMany(BinanceError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 from orchestrator.engine.changeset import Action, ActionKind, Changeset, Finding, Severity
 from orchestrator.engine.model import Desired, DesiredKey, DesiredSubaccount, Live, LiveKey
@@ -74,7 +75,8 @@ def _diff_subaccount(
     actions: list[Action] = []
     claimed: set[str] = set()
     for key in sub.keys:
-        others = [k for k in live_keys if k.api_key not in _recorded_keys(records, key.label)]
+        elsewhere = _recorded_keys(records, key.label)
+        others = [k for k in live_keys if k.api_key not in elsewhere]
         key_actions, key_claimed = _diff_key(key, email, tuple(others), records.get(key.label), now)
         actions.extend(key_actions)
         claimed |= key_claimed
@@ -366,13 +368,19 @@ def _phase(action: Action) -> int:
     }[action.kind]
 
 
+@lru_cache(maxsize=65_536)
+def _parsed(name: str) -> tuple[str, int] | None:
+    """parse_api_name, memoized: each live key's name is looked at once per desired key."""
+    return parse_api_name(name)
+
+
 def _label_of(key: LiveKey) -> str | None:
-    parsed = parse_api_name(key.api_name)
+    parsed = _parsed(key.api_name)
     return parsed[0] if parsed else None
 
 
 def _generation_of(key: LiveKey) -> int:
-    parsed = parse_api_name(key.api_name)
+    parsed = _parsed(key.api_name)
     return parsed[1] if parsed else 0
 
 
@@ -421,7 +429,8 @@ def current_keys(desired: Desired, live: Live, prior: State | None) -> dict[str,
         records = _records_of(prior, sub.name)
         live_keys = live.keys.get(email, ())
         for key in sub.keys:
-            others = [k for k in live_keys if k.api_key not in _recorded_keys(records, key.label)]
+            elsewhere = _recorded_keys(records, key.label)
+            others = [k for k in live_keys if k.api_key not in elsewhere]
             current = _generations(key, others, records.get(key.label)).current
             if current is not None:
                 found[key.address] = current

@@ -204,11 +204,16 @@ class BinanceClient:
         return self._offset_ms
 
     async def sync_time(self) -> int:
-        """Measure the offset to Binance's clock (applied to timestamps and rate windows)."""
-        before = self._clock()
+        """Measure the offset to Binance's clock (applied to timestamps and rate windows).
+
+        The server read its clock somewhere within our round trip; we take the end of it, so
+        any error makes our timestamps late, never early: Binance refuses a timestamp 1 s
+        ahead of its clock but accepts one up to recvWindow (5 s) behind, and a round trip
+        can be long when the event loop is busy (taking the midpoint then made timestamps
+        run ahead and fail with -1021)."""
         server_ms = await self.server_time()
         after = self._clock()
-        self._offset_ms = round(server_ms - (before + after) * 500)
+        self._offset_ms = round(server_ms - after * 1000)
         log.info("exchange.time_synced", offset_ms=self._offset_ms)
         return self._offset_ms
 
@@ -380,12 +385,17 @@ class BinanceClient:
     async def _send(
         self, endpoint: Endpoint, params: Mapping[str, Any], signer: Signer, attempt: int
     ) -> Any:
-        reservation = await self._pacer.acquire(endpoint.budget_key, endpoint.weight, endpoint.budget)
-        request = self._build_request(endpoint, params, signer)
+        reservation = await self._pacer.acquire(
+            endpoint.budget_key, endpoint.weight, endpoint.budget, in_flight=True
+        )
         started = time.perf_counter()
         status: int | str = "error"
         try:
-            response = await self._transmit(endpoint, request)
+            try:
+                request = self._build_request(endpoint, params, signer)
+                response = await self._transmit(endpoint, request)
+            finally:
+                self._pacer.release(reservation)
             status = response.status_code
             self._pacer.observe(reservation, _used_weight(endpoint, response))
             return self._interpret(endpoint, response, signer)

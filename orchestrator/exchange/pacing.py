@@ -11,6 +11,12 @@ Our estimate of server time is only as good as half a round trip, so a small gua
 keeps the two clocks' disagreement from costing 429s: a call waiting for a new window waits
 `guard_s` past the boundary (it might otherwise land in the old, full window), and a call sent
 within `guard_s` before a boundary is counted in the next window too (it may land there).
+
+A call can also land in the next window because it spent long in flight (queued behind a
+burst at the server, a slow network). Callers that report completion (`acquire(...,
+in_flight=True)`, then `release`) get those counted too: when a window starts, the weight of
+calls from earlier windows still awaiting their answer is counted in it, since Binance may
+count them there.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -31,6 +37,10 @@ class _Budget:
     used: int = 0
     carry: int = 0  # weight of calls sent just before the boundary, counted in the next window
     blocked_until: float = 0.0
+    in_flight: dict[int, int] = field(default_factory=dict)  # window -> weight awaiting answers
+
+    def pending_before(self, window: int) -> int:
+        return sum(w for n, w in self.in_flight.items() if n < window)
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,7 @@ class Reservation:
     budget_key: str
     window: int
     weight: int
+    tracked: bool = False
 
 
 class WeightPacer:
@@ -67,8 +78,13 @@ class WeightPacer:
         self._sleep = sleep
         self._budgets: dict[str, _Budget] = {}
 
-    async def acquire(self, budget_key: str, weight: int, budget: int) -> Reservation:
-        """Wait until `weight` fits in the budget of the current window, then reserve it."""
+    async def acquire(
+        self, budget_key: str, weight: int, budget: int, *, in_flight: bool = False
+    ) -> Reservation:
+        """Wait until `weight` fits in the budget of the current window, then reserve it.
+
+        With `in_flight`, the call counts in later windows too until `release` is called
+        with its reservation (when its answer, or its failure, arrives)."""
         while True:
             now = self._clock()
             state = self._current(budget_key, now)
@@ -80,8 +96,21 @@ class WeightPacer:
                 state.used += weight
                 if self.next_boundary(now) - now < self.guard_s:
                     state.carry += weight
-                return Reservation(budget_key, state.window, weight)
+                if in_flight:
+                    state.in_flight[state.window] = state.in_flight.get(state.window, 0) + weight
+                return Reservation(budget_key, state.window, weight, in_flight)
             await self._sleep(max(self.next_boundary(now) - now, 0.0) + self.guard_s)
+
+    def release(self, reservation: Reservation) -> None:
+        """The call of a tracked reservation got its answer (or failed): no longer in flight."""
+        state = self._budgets.get(reservation.budget_key)
+        if not reservation.tracked or state is None:
+            return
+        left = state.in_flight.get(reservation.window, 0) - reservation.weight
+        if left > 0:
+            state.in_flight[reservation.window] = left
+        else:
+            state.in_flight.pop(reservation.window, None)
 
     def observe(self, reservation: Reservation, used_weight: int | None) -> None:
         """Take the server's count of used weight for the reservation's window into account."""
@@ -119,7 +148,8 @@ class WeightPacer:
         state = self._budgets.setdefault(budget_key, _Budget())
         window = self.window_of(now)
         if state.window != window:
-            state.used = state.carry if window == state.window + 1 else 0
+            carried = state.carry if window == state.window + 1 else 0
+            state.used = carried + state.pending_before(window)
             state.window = window
             state.carry = 0
         return state

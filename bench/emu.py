@@ -1,0 +1,78 @@
+"""Running `orchestrator emulator serve` in a subprocess and talking to its admin routes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+MASTER_KEY = "BenchMasterKey" + "0" * 50
+MASTER_SECRET = "BenchMasterSecret" + "1" * 47
+
+
+def master_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(BINANCE_API_KEY=MASTER_KEY, BINANCE_API_SECRET=MASTER_SECRET)
+    env.pop("BINANCE_PRIVATE_KEY_FILE", None)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class EmulatorProcess:
+    """`python -m orchestrator emulator serve` with Binance's weights, scaled time and latency."""
+
+    def __init__(self, data: Path, *, time_scale: float, latency_ms: float) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.time_scale = time_scale
+        command = [
+            sys.executable, "-m", "orchestrator", "emulator", "serve",
+            "--port", str(self.port), "--data", str(data),
+            "--time-scale", str(time_scale), "--latency-ms", str(latency_ms),
+        ]
+        self.proc = subprocess.Popen(
+            command, env=master_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        line = self.proc.stdout.readline()
+        if "listening" not in line:
+            self.proc.kill()
+            raise RuntimeError(f"emulator did not start: {line}{self.proc.stdout.read()}")
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+
+    @property
+    def window_s(self) -> float:
+        return 60.0 / self.time_scale
+
+    def add_subaccounts(self, emails: list[str]) -> None:
+        self.http.post("/_emulator/subaccount", json={"emails": emails}).raise_for_status()
+
+    def take_stats(self) -> dict:
+        """Requests per endpoint and 429s since the last call (and reset the counters)."""
+        response = self.http.post("/_emulator/stats")
+        response.raise_for_status()
+        return response.json()
+
+    def wait_fresh_window(self) -> None:
+        """Sleep past the next window boundary so every budget starts empty, then reset stats."""
+        now = time.time()
+        time.sleep(self.window_s - (now % self.window_s) + 0.02)
+        self.take_stats()
+
+    def close(self) -> None:
+        self.http.close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
