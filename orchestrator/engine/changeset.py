@@ -73,7 +73,7 @@ class Action:
         return f"{self.subaccount}/{name}" if name else self.subaccount
 
     def to_dict(self) -> dict:
-        data = asdict(self)
+        data = {f.name: getattr(self, f.name) for f in _ACTION_FIELDS}  # asdict deep-copies
         data["kind"] = self.kind.value
         data["permissions"] = sorted(p.value for p in self.permissions)
         data["previous_permissions"] = sorted(p.value for p in self.previous_permissions)
@@ -94,6 +94,9 @@ class Action:
         for name in ("ips", "ips_add", "ips_remove"):
             values[name] = tuple(values.get(name, ()))
         return cls(**values)
+
+
+_ACTION_FIELDS = fields(Action)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,9 @@ state/audit.jsonl                the audit log, shared by all plans
 from __future__ import annotations
 
 import json
+import os
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -46,6 +48,7 @@ class LocalFileBackend:
     def __init__(self, project_dir: Path) -> None:
         self.project_dir = Path(project_dir)
         self.state_dir = self.project_dir / STATE_DIR
+        self._written: dict[Path, tuple[tuple | None, _Identity]] = {}
 
     # paths
 
@@ -94,7 +97,7 @@ class LocalFileBackend:
             state = state.model_copy(update={"lineage": str(uuid.uuid4())})
         path = self.state_path(state.plan)
         ensure_private_dir(self.state_dir)
-        stored = self._read(path, state.plan)
+        stored = self._stored_identity(path, state.plan)
         if stored is not None:
             _check_successor(stored, state, path)
         elif state.serial < 1:
@@ -102,10 +105,20 @@ class LocalFileBackend:
                 f"refusing to save {path} with serial {state.serial}: serials start at 1"
                 " (save next_serial(state))"
             )
-        if path.exists():
-            atomic_write(self.backup_path(state.plan), path.read_bytes())
+        if stored is not None:
+            _link_backup(path, self.backup_path(state.plan))
         atomic_write(path, _render(state))
+        self._written[path] = (_signature(path), _Identity(state.lineage, state.serial))
         return state
+
+    def _stored_identity(self, path: Path, plan: str):
+        """Lineage and serial of the stored state. Re-reading a file this backend wrote
+        itself (unchanged since, by its inode, size and mtime) is skipped: at a thousand keys
+        parsing it again cost more than the write."""
+        remembered = self._written.get(path)
+        if remembered is not None and remembered[0] == _signature(path):
+            return remembered[1]
+        return self._read(path, plan)
 
     def restore_backup(self, plan: str) -> State:
         """Put the backup back in place (the damaged file is kept beside it) and return it."""
@@ -235,7 +248,33 @@ def _check_belongs(state: State, plan: str, expected_lineage: str | None, path: 
         )
 
 
-def _check_successor(stored: State, state: State, path: Path) -> None:
+@dataclass(frozen=True)
+class _Identity:
+    lineage: str
+    serial: int
+
+
+def _signature(path: Path) -> tuple | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _link_backup(path: Path, backup: Path) -> None:
+    """Keep the current file as the backup without copying it: a hard link, renamed into
+    place, so the backup is always a complete earlier version."""
+    staging = backup.with_name(f".{backup.name}.{uuid.uuid4().hex[:12]}.tmp")
+    os.link(path, staging)
+    try:
+        os.replace(staging, backup)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+
+
+def _check_successor(stored: State | _Identity, state: State, path: Path) -> None:
     if stored.lineage != state.lineage:
         raise LineageMismatch(
             f"refusing to overwrite {path}: it has lineage {stored.lineage}, this state has"
