@@ -89,6 +89,11 @@ HINT_AMBIGUOUS = (
 )
 
 
+#: requests on the wire at once; a request waits for a slot *before* it is signed, so a queue
+#: in the connection pool can never make its timestamp stale.
+MAX_IN_FLIGHT = 100
+
+
 @dataclass
 class _RetryPolicy:
     """Which failures of one logical call are retried, and how many times each."""
@@ -161,10 +166,14 @@ class BinanceClient:
         self._offset_ms = 0
         self._backoff = wait_random_exponential(multiplier=0.2, max=8.0)
         self._pacer = WeightPacer(window_s=rate_window_s, clock=self._server_clock_s, sleep=sleep)
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._http = httpx.AsyncClient(
             base_url=base_url,
             transport=transport,
             timeout=timeout_s,
+            limits=httpx.Limits(
+                max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT
+            ),
             headers=dict(source_ip_header or {}),
         )
         self._calls: Counter[str] = Counter()
@@ -392,8 +401,9 @@ class BinanceClient:
         status: int | str = "error"
         try:
             try:
-                request = self._build_request(endpoint, params, signer)
-                response = await self._transmit(endpoint, request)
+                async with self._slots:  # sign only once a connection is free: fresh timestamps
+                    request = self._build_request(endpoint, params, signer)
+                    response = await self._transmit(endpoint, request)
             finally:
                 self._pacer.release(reservation)
             status = response.status_code
