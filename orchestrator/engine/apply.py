@@ -27,6 +27,7 @@ from orchestrator.engine import crashpoints
 from orchestrator.engine.changeset import Action, ActionKind, Changeset
 from orchestrator.engine.diff import VIRTUAL_EMAIL_MARKER, _phase
 from orchestrator.engine.naming import parse_api_name
+from orchestrator.engine.recovery import drop_material, forget_key
 from orchestrator.exchange.errors import AmbiguousOutcome, ExchangeError
 from orchestrator.exchange.interface import Exchange
 from orchestrator.exchange.models import ApiKey, CreatedKey, Permission
@@ -85,6 +86,8 @@ class Applier:
             result = ActionResult(action, True, message)
         except (ActionFailed, ExchangeError) as exc:
             result = ActionResult(action, False, str(exc))
+        except Exception as exc:  # a sink or store failure fails this action, not the whole apply
+            result = ActionResult(action, False, f"{action.address}: {_safe(exc)}")
         self.results.append(result)
         if self.on_result:
             self.on_result(result)
@@ -104,8 +107,9 @@ class Applier:
 
     async def _create_subaccount(self, action: Action) -> str:
         op = self._intent("create_subaccount", action)
+        crashpoints.reached("before_call")
         try:
-            email = await self.exchange.create_virtual_subaccount(action.virtual)
+            email = await self._make_virtual(action.virtual)
         except AmbiguousOutcome:
             email = await self._find_virtual(action.virtual)
             if email is None:
@@ -118,6 +122,7 @@ class Applier:
             self._outcome(op, error=exc)
             self._audit("create_subaccount", action, outcome="failed", detail=str(exc))
             raise
+        crashpoints.reached("after_call")
         self.state.subaccounts[action.subaccount] = SubaccountRecord(
             name=action.subaccount, email=email, virtual=True
         )
@@ -126,29 +131,48 @@ class Applier:
         self._audit("create_subaccount", action, detail={"email": email})
         return f"created virtual sub-account {email}"
 
+    async def _make_virtual(self, virtual: str) -> str:
+        """Create the sub-account; after an unknown outcome with no such sub-account live, once
+        more: unlike a key, a second one cannot be made (Binance refuses the same name)."""
+        try:
+            return await self.exchange.create_virtual_subaccount(virtual)
+        except AmbiguousOutcome:
+            found = await self._find_virtual(virtual)
+            if found is not None:
+                return found
+        return await self.exchange.create_virtual_subaccount(virtual)
+
     async def _find_virtual(self, virtual: str) -> str | None:
         prefix = f"{virtual}{VIRTUAL_EMAIL_MARKER}".lower()
         subs = await self.exchange.list_all_subaccounts()
         return next((s.email for s in subs if s.email.lower().startswith(prefix)), None)
 
     # ------------------------------------------------------------------ keys
+    #
+    # A create (or the create step of a rotation) is one journal operation from before the
+    # key material exists until the key is recorded in state and its material promoted: the
+    # outcome is written only then. A crash anywhere in between leaves the intent open, and
+    # recovery.py finishes the job (material and key both there) or undoes it (key deleted).
 
     async def _create_key(self, action: Action) -> str:
         action = self._with_email(action)
-        created = await self._make_key(action, op_name="create_key")
-        await self._store_material(action, created, promote=True)
+        op, created = await self._make_key(action, op_name="create_key")
+        await self._store_material(action, created, op, promote=True)
         self.state.keys[action.address] = self._record(action, created, previous=[])
         self._save()
         crashpoints.reached("after_state")
+        self._outcome(op, result={"api_key": created.api_key, "api_name": created.api_name})
         self._audit("create_key", action, api_key=created.api_key)
         return f"created {action.api_name} ({_mask(created.api_key)})"
 
     async def _rotate(self, action: Action) -> str:
         """The rotation steps: create next generation (material pending), record, verify,
-        promote, and delete the previous key now if grace is zero."""
+        promote, and delete the previous key now if grace is zero. A failed verification or
+        promotion rolls back: the new key is deleted and the old one stays current."""
         old = self.state.keys.get(action.address)
-        created = await self._make_key(action, op_name="rotate_create")
-        await self._store_material(action, created, promote=False)
+        before = old.model_copy(deep=True) if old else None
+        op, created = await self._make_key(action, op_name="rotate_create")
+        await self._store_material(action, created, op, promote=False)
         now = self.clock()
         retired = RetiredKey(
             api_key=action.api_key,
@@ -161,30 +185,87 @@ class Applier:
         self.state.keys[action.address] = self._record(action, created, previous=previous)
         self._save()
         crashpoints.reached("after_state")
-        if action.verify:
-            await self._verify(action, created)
-        self.open_sink(action.sink).promote(action.address)
+        try:
+            if action.verify:
+                await self._verify(action, created)
+            self.open_sink(action.sink).promote(action.address)
+        except Exception as exc:
+            await self._roll_back(action, op, created, before, exc)
         crashpoints.reached("after_promote")
+        self._outcome(op, result={"api_key": created.api_key, "api_name": created.api_name})
         self._audit(
             "rotate", action, api_key=created.api_key, detail={"from": _mask(action.api_key)}
         )
         message = f"rotated to {action.api_name} ({_mask(created.api_key)})"
         if action.grace_s <= 0:
-            await self._delete_key(replace(action, kind=ActionKind.DELETE_KEY, reason="grace 0s"))
-            message += "; previous key deleted"
+            delete = replace(action, kind=ActionKind.DELETE_KEY, reason="grace 0s")
+            warnings = await self._delete(self._with_email(delete))
+            message = "; ".join([message + "; previous key deleted", *warnings])
         return message
 
-    async def _make_key(self, action: Action, *, op_name: str) -> CreatedKey:
-        """Create the key, key material first. Returns the live key, or raises ActionFailed."""
+    async def _roll_back(
+        self,
+        action: Action,
+        op: str,
+        created: CreatedKey,
+        before: KeyRecord | None,
+        cause: Exception,
+    ) -> None:
+        """Undo a rotation whose new key failed verification (or could not be promoted).
+
+        The rotate op is closed and a `rotate_rollback` intent opened (with the old record)
+        before anything is undone, so that recovery, after a crash anywhere in here, finishes
+        the rollback instead of adopting the new key. Then: state back to the old key, the
+        pending material dropped, the new key deleted.
+        """
+        why = cause if isinstance(cause, ActionFailed | ExchangeError) else _safe(cause)
+        self._outcome(op, error=f"rolling back: {why}")
+        undo = uuid.uuid4().hex
+        self.journal.intent(
+            undo,
+            {
+                "op": "rotate_rollback",
+                **replace(action, api_key=created.api_key).to_dict(),
+                "before": before.model_dump(mode="json") if before else None,
+            },
+        )
+        if before is None:
+            self.state.keys.pop(action.address, None)
+        else:
+            self.state.keys[action.address] = before
+        self._save()
+        crashpoints.reached("after_rollback_state")
+        _quietly(lambda: self.open_sink(action.sink).discard_pending(action.address))
+        await self._delete_orphan(action, created.api_key, op)
+        self._outcome(undo, result={"deleted": _mask(created.api_key)})
+        self._audit(
+            "rotate", action, api_key=created.api_key, outcome="rolled_back", detail=str(why)
+        )
+        raise ActionFailed(
+            f"{action.address}: rotation rolled back: {why}; the new key was deleted and "
+            f"{_mask(action.api_key)} stays current"
+        )
+
+    async def _make_key(self, action: Action, *, op_name: str) -> tuple[str, CreatedKey]:
+        """Create the key, key material first. Returns (journal op, live key) with the op left
+        open for the caller to close, or raises ActionFailed/ExchangeError (op closed)."""
         sink = self.open_sink(action.sink)
+        sink.check(action.address)
+        op = self._intent(op_name, action)
         public_pem = None
         if action.key_type == "ed25519":
             from orchestrator.exchange.signing import generate_ed25519
 
             private_pem, public_pem = generate_ed25519()
-            sink.write_pending(self._material(action, api_key="", secret=private_pem))
+            try:
+                sink.write_pending(self._material(action, api_key="", secret=private_pem))
+            except Exception as exc:
+                self._outcome(op, error=f"sink failure: {_safe(exc)}")
+                raise ActionFailed(
+                    f"{action.address}: could not store the private key in {action.sink} "
+                    f"({_safe(exc)}); no key was created"
+                ) from None
             crashpoints.reached("after_pending_material")
-        op = self._intent(op_name, action)
         crashpoints.reached("before_create")
         try:
             created = await self.exchange.create_api_key(
@@ -197,17 +278,18 @@ class Applier:
         except AmbiguousOutcome as exc:
             created = await self._reconcile_create(action, op, exc)
         except ExchangeError as exc:
+            _quietly(lambda: sink.discard_pending(action.address))
             self._outcome(op, error=exc)
             self._audit(op_name, action, outcome="failed", detail=str(exc))
             raise
         crashpoints.reached("after_create")
-        self._outcome(op, result={"api_key": created.api_key, "api_name": created.api_name})
-        return created
+        return op, created
 
     async def _reconcile_create(self, action: Action, op: str, exc: AmbiguousOutcome) -> CreatedKey:
         """A create whose outcome is unknown: look for its apiName, never create again."""
         found = await self._find_by_name(action.email, action.api_name)
         if found is None:
+            _quietly(lambda: self.open_sink(action.sink).discard_pending(action.address))
             self._outcome(op, error="ambiguous outcome; key not live")
             raise ActionFailed(
                 f"{action.address}: the create had an unknown outcome ({exc.message}) and no key "
@@ -215,6 +297,7 @@ class Applier:
             ) from None
         if action.key_type != "ed25519":
             await self._delete_orphan(action, found.api_key, op)
+            self._outcome(op, error="ambiguous outcome; HMAC secret lost, key deleted")
             raise ActionFailed(
                 f"{action.address}: the create had an unknown outcome; the key was made but "
                 "Binance returns an HMAC secret only once, so it was deleted again. Re-run apply."
@@ -233,16 +316,28 @@ class Applier:
         return next((r for r in rows if r.api_name == api_name), None)
 
     async def _delete_orphan(self, action: Action, api_key: str, cause_op: str) -> None:
+        """Delete a key we made but cannot keep. An ambiguous delete is confirmed by reading."""
         op = self._intent("delete_orphan", replace(action, api_key=api_key))
-        await self.exchange.delete_api_key(action.email, api_key)
+        try:
+            await self.exchange.delete_api_key(action.email, api_key)
+        except AmbiguousOutcome:
+            page = await self.exchange.list_api_keys(action.email, api_key=api_key)
+            if page.rows:
+                self._outcome(op, error="ambiguous outcome; key still live")
+                raise ActionFailed(
+                    f"{action.address}: could not delete the unusable key {_mask(api_key)}; "
+                    "the next apply deletes it"
+                ) from None
         self._outcome(op, result={"deleted": _mask(api_key), "cause": cause_op})
         self._audit("delete_key", action, api_key=api_key, detail="secret could not be kept")
 
-    async def _store_material(self, action: Action, created: CreatedKey, *, promote: bool) -> None:
+    async def _store_material(
+        self, action: Action, created: CreatedKey, op: str, *, promote: bool
+    ) -> None:
         """Put the key's material in its sink as pending (and current unless rotating).
 
-        For HMAC keys the secret exists only in this response: if it cannot be stored the
-        key is deleted again rather than left live with no one holding its secret.
+        A key whose material cannot be stored is deleted again rather than left live with no
+        one holding its secret (for HMAC the secret exists only in this response).
         """
         sink = self.open_sink(action.sink)
         try:
@@ -257,14 +352,14 @@ class Applier:
             if promote:
                 sink.promote(action.address)
         except Exception as exc:  # any sink failure: never leave a key nobody can use
-            if action.key_type != "ed25519":
-                await self._delete_orphan(action, created.api_key, "sink failure")
-                raise ActionFailed(
-                    f"{action.address}: could not store the secret in {action.sink} "
-                    f"({_safe(exc)}); the key was deleted again"
-                ) from None
+            reason = _safe(exc)
+            _quietly(lambda: sink.discard_pending(action.address))
+            await self._delete_orphan(action, created.api_key, op)
+            self._outcome(op, error=f"sink failure, key deleted: {reason}")
+            self._audit(op_name_of(action), action, outcome="failed", detail=reason)
             raise ActionFailed(
-                f"{action.address}: could not store key material in {action.sink} ({_safe(exc)})"
+                f"{action.address}: could not store the key material in {action.sink} "
+                f"({reason}); the key was deleted again"
             ) from None
 
     async def _verify(self, action: Action, created: CreatedKey) -> None:
@@ -288,15 +383,26 @@ class Applier:
     async def _update_permissions(self, action: Action) -> str:
         action = self._with_email(action)
         op = self._intent("update_permissions", action)
+        crashpoints.reached("before_call")
         try:
             await self.exchange.set_permissions(action.email, action.api_key, action.permissions)
         except AmbiguousOutcome:
-            rows = await self.exchange.list_api_keys(action.email, api_key=action.api_key)
-            if not rows.rows or rows.rows[0].permissions != action.permissions:
-                self._outcome(op, error="ambiguous outcome; permissions not changed")
-                raise ActionFailed(f"{action.address}: permission change not confirmed") from None
+            if not await self._permissions_set(action):
+                try:  # setting permissions is idempotent: once more is safe
+                    await self.exchange.set_permissions(
+                        action.email, action.api_key, action.permissions
+                    )
+                except AmbiguousOutcome:
+                    if not await self._permissions_set(action):
+                        self._outcome(op, error="ambiguous outcome; permissions not changed")
+                        raise ActionFailed(
+                            f"{action.address}: permission change not confirmed; re-run apply"
+                        ) from None
+                except ExchangeError as exc:
+                    self._fail(op, "update_permissions", action, exc)
         except ExchangeError as exc:
             self._fail(op, "update_permissions", action, exc)
+        crashpoints.reached("after_call")
         record = self._adopted(action)
         record.permissions = sorted(p.value for p in action.permissions)
         self._save()
@@ -304,70 +410,104 @@ class Applier:
         self._audit("update_permissions", action, api_key=action.api_key, detail=action.reason)
         return action.reason
 
+    async def _permissions_set(self, action: Action) -> bool:
+        rows = await self.exchange.list_api_keys(action.email, api_key=action.api_key)
+        return bool(rows.rows) and rows.rows[0].permissions == action.permissions
+
     async def _update_ips(self, action: Action) -> str:
+        """At most one add call and one delete call; add first so the list is never empty.
+        An ambiguous outcome is read back and, the calls being idempotent, the remaining
+        difference applied once more. If a call fails, state records what the calls before it
+        did."""
         action = self._with_email(action)
         op = self._intent("update_ips", action)
+        crashpoints.reached("before_call")
+        seen: list = []
         try:
-            restriction = await self._change_ips(action)
+            restriction = await self._change_ips(action, action.ips_add, action.ips_remove, seen)
         except AmbiguousOutcome:
             restriction = await self.exchange.get_ip_restriction(action.email, action.api_key)
-            if _ips_of(restriction) != (action.ips if not action.unrestrict else ()):
-                self._outcome(op, error="ambiguous outcome; whitelist not as planned")
-                raise ActionFailed(f"{action.address}: whitelist change not confirmed") from None
+            if _ips_of(restriction) != _planned_ips(action):
+                seen.append(restriction)
+                try:
+                    add, remove = _ip_delta(action, restriction)
+                    restriction = await self._change_ips(action, add, remove, seen)
+                except ExchangeError as exc:
+                    self._record_ips(action, seen[-1])
+                    self._outcome(op, error=exc)
+                    raise ActionFailed(
+                        f"{action.address}: whitelist change not confirmed ({exc}); re-run apply"
+                    ) from None
         except ExchangeError as exc:
+            if seen:
+                self._record_ips(action, seen[-1])
             self._fail(op, "update_ips", action, exc)
-        record = self._adopted(action)
-        record.ips = list(_ips_of(restriction))
-        self._save()
+        crashpoints.reached("after_call")
+        record = self._record_ips(action, restriction)
         self._outcome(op, result={"ips": record.ips})
         self._audit("update_ips", action, api_key=action.api_key, detail=action.reason)
         return action.reason
 
-    async def _change_ips(self, action: Action):
-        """At most one add call and one delete call; add first so the list is never empty."""
+    async def _change_ips(self, action: Action, add, remove, seen: list):
+        """The calls that take the whitelist to the plan; each answer is appended to `seen`."""
         if action.unrestrict:
-            return await self.exchange.remove_ip_restriction(action.email, action.api_key)
-        restriction = None
-        if action.ips_add:
-            restriction = await self.exchange.add_ip_restriction(
-                action.email, action.api_key, action.ips_add
-            )
-        if action.ips_remove:
-            restriction = await self.exchange.delete_ips(
-                action.email, action.api_key, action.ips_remove
-            )
-        return restriction
+            seen.append(await self.exchange.remove_ip_restriction(action.email, action.api_key))
+            return seen[-1]
+        if add:
+            seen.append(await self.exchange.add_ip_restriction(action.email, action.api_key, add))
+            crashpoints.reached("between_calls")
+        if remove:
+            seen.append(await self.exchange.delete_ips(action.email, action.api_key, remove))
+        return seen[-1] if seen else None
+
+    def _record_ips(self, action: Action, restriction) -> KeyRecord:
+        record = self._adopted(action)
+        record.ips = list(_ips_of(restriction))
+        self._save()
+        return record
 
     async def _delete_key(self, action: Action) -> str:
         action = self._with_email(action)
+        warnings = await self._delete(action)
+        message = f"deleted {action.api_name or ''} ({_mask(action.api_key)}): {action.reason}"
+        return "; ".join([message, *warnings])
+
+    async def _delete(self, action: Action) -> list[str]:
+        """Delete the key, forget it, drop its material; returns warnings about the sinks."""
         op = self._intent("delete_key", action)
         crashpoints.reached("before_delete")
         try:
             await self.exchange.delete_api_key(action.email, action.api_key)
         except AmbiguousOutcome:
-            page = await self.exchange.list_api_keys(action.email, api_key=action.api_key)
-            if page.rows:
-                self._outcome(op, error="ambiguous outcome; key still live")
-                raise ActionFailed(
-                    f"{action.address}: delete not confirmed; re-run apply"
-                ) from None
+            if await self._still_live(action.email, action.api_key):
+                try:  # the key is still there, so deleting it once more is safe
+                    await self.exchange.delete_api_key(action.email, action.api_key)
+                except AmbiguousOutcome:
+                    if await self._still_live(action.email, action.api_key):
+                        self._outcome(op, error="ambiguous outcome; key still live")
+                        raise ActionFailed(
+                            f"{action.address}: delete not confirmed; re-run apply"
+                        ) from None
+                except ExchangeError as exc:
+                    self._fail(op, "delete_key", action, exc)
         except ExchangeError as exc:
             self._fail(op, "delete_key", action, exc)
         crashpoints.reached("after_delete")
-        self._forget(action)
-        self._save()
+        warnings = self._forget(action.api_key)
         self._outcome(op, result={"deleted": _mask(action.api_key)})
         self._audit("delete_key", action, api_key=action.api_key, detail=action.reason)
-        return f"deleted {action.api_name or ''} ({_mask(action.api_key)}): {action.reason}"
+        return warnings
 
-    def _forget(self, action: Action) -> None:
-        """Drop a deleted key from state, and its material from the sink if it was retired."""
-        for address, record in list(self.state.keys.items()):
-            if record.api_key == action.api_key:
-                del self.state.keys[address]
-            elif any(p.api_key == action.api_key for p in record.previous):
-                record.previous = [p for p in record.previous if p.api_key != action.api_key]
-                self.open_sink(record.sink).delete_previous(address)
+    async def _still_live(self, email: str, api_key: str) -> bool:
+        page = await self.exchange.list_api_keys(email, api_key=api_key)
+        return bool(page.rows)
+
+    def _forget(self, api_key: str) -> list[str]:
+        """Drop a deleted key from state (saved first), then its material from the sinks.
+        A sink that cannot be cleaned is a warning: the key is gone either way."""
+        slots = forget_key(self.state, api_key)
+        self._save()
+        return drop_material(self.open_sink, slots, api_key)
 
     # ------------------------------------------------------------------ helpers
 
@@ -467,6 +607,16 @@ class Applier:
         )
 
 
+def _planned_ips(action: Action) -> tuple[str, ...]:
+    return () if action.unrestrict else tuple(sorted(action.ips))
+
+
+def _ip_delta(action: Action, restriction) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(add, remove) that take the live whitelist `restriction` to the planned one."""
+    have, want = set(_ips_of(restriction)), set(_planned_ips(action))
+    return tuple(sorted(want - have)), tuple(sorted(have - want))
+
+
 def _ips_of(restriction) -> tuple[str, ...]:
     if restriction is None or not restriction.restricted:
         return ()
@@ -477,6 +627,18 @@ def _mask(api_key: str | None) -> str:
     from orchestrator.store.audit import mask_key
 
     return mask_key(api_key) or "-"
+
+
+def op_name_of(action: Action) -> str:
+    return "rotate" if action.kind == ActionKind.ROTATE else "create_key"
+
+
+def _quietly(step: Callable[[], object]) -> None:
+    """Best-effort clean-up on a failure path: its own failure must not hide the first one."""
+    try:
+        step()
+    except Exception:  # noqa: BLE001 - the original error is what gets reported
+        pass
 
 
 def _safe(exc: BaseException) -> str:

@@ -1,15 +1,27 @@
 """Reconciling the write-ahead journal after a crash, before any plan or apply.
 
-An intent without an outcome means the process died around a mutating call. Only creates
-need work here: everything else the diff finds again from live state. For a create we ask
-the exchange whether a key with the intended apiName exists:
+An intent without an outcome means the process died around a mutating call (or while
+cleaning up after one). Updates need no work here: the diff finds them again from live
+state. Creates and deletes do, because state and the sinks must agree with what is live.
 
-- not live: nothing happened; pending material is discarded;
-- live, ed25519: its private key is in the sink as pending (it was written before the
-  public key was registered), so the key is adopted: material completed, state recorded,
-  promoted (for a rotation, the old key becomes previous with its grace);
-- live, hmac: its secret existed only in the lost response, so the key is deleted again and
-  the next apply creates a fresh one.
+A create (`create_key`, `rotate_create`) stays open in the journal from before its key
+material exists until the key is recorded and promoted, so for each open create we ask the
+exchange whether a key with the intended apiName exists:
+
+- not live: nothing happened; pending material of that generation is discarded;
+- live and recorded in state: the run died between recording and promoting; promote;
+- live, not recorded, its material in the sink (pending with that api key, an ed25519
+  private key still waiting for it, or already current): adopted into state and promoted
+  (for a rotation, the old key becomes previous with its grace);
+- live with no material anywhere (an HMAC secret lost with the response, or a rotation that
+  was being rolled back): deleted again; the next apply creates a fresh one.
+
+An open `rotate_rollback` (a rotation whose new key failed verification) is finished: the
+old record goes back into state, the new key's material is dropped and the key deleted.
+
+For an open delete (`delete_key`, `delete_orphan`, `lockdown_delete`): a key that is gone
+is dropped from state and its material from the sinks; an orphan that is still live (made
+by us, recorded nowhere) is deleted; anything else is re-planned from live.
 """
 
 from __future__ import annotations
@@ -21,11 +33,13 @@ from datetime import datetime, timedelta
 from orchestrator.engine.changeset import Action
 from orchestrator.exchange.interface import Exchange
 from orchestrator.exchange.models import ApiKey
-from orchestrator.sinks import Sink
+from orchestrator.sinks import KeyMaterial, Sink
+from orchestrator.store.audit import mask_key
 from orchestrator.store.backend import AuditTrail, WriteAheadJournal
 from orchestrator.store.state import KeyRecord, RetiredKey, State
 
 CREATE_OPS = ("create_key", "rotate_create")
+DELETE_OPS = ("delete_key", "delete_orphan", "lockdown_delete")
 
 
 async def reconcile_journal(
@@ -40,52 +54,207 @@ async def reconcile_journal(
     """Converge state and sinks with what the interrupted run really did.
 
     Returns the (possibly updated, unsaved) state and one message per reconciled intent.
-    The caller saves the state, then clears the journal.
+    The caller saves the state, then clears the journal. Every step is idempotent, so a
+    crash during recovery is recovered by running it again.
     """
-    messages: list[str] = []
-    listings: dict[str, list[ApiKey]] = {}
+    state = state.model_copy(deep=True)
+    rec = _Reconciler(exchange, state, open_sink, audit, now)
     for entry in journal.pending():
         data = dict(entry.action or {})
         op = data.pop("op", "")
-        if op not in CREATE_OPS:
-            messages.append(f"interrupted {op or 'call'} on {_where(data)}: re-planned from live")
-            continue
-        action = Action.from_dict(data)
-        if action.email not in listings:
-            listings[action.email] = await exchange.list_all_api_keys(action.email)
-        live = next((k for k in listings[action.email] if k.api_name == action.api_name), None)
-        sink = open_sink(action.sink)
-        if live is None:
-            sink.discard_pending(action.address)
-            messages.append(f"{action.address}: interrupted create did not happen")
-        elif _recorded(state, action, live.api_key):
-            _finish_promotion(sink, action, live.api_key)
-            messages.append(f"{action.address}: interrupted run had recorded {action.api_name}")
-        elif action.key_type == "ed25519" and sink.read_pending(action.address) is not None:
-            state = _adopt(state, sink, action, op, live, now)
-            audit.append(
-                "recover_key",
-                subaccount=action.subaccount,
-                label=action.label,
-                api_key=live.api_key,
-                detail="adopted after interrupted run",
-            )
-            messages.append(f"{action.address}: adopted {action.api_name} after interrupted run")
+        if op in CREATE_OPS:
+            rec.messages.append(await rec.create(op, Action.from_dict(data)))
+        elif op == "rotate_rollback":
+            before = data.pop("before", None)
+            rec.messages.append(await rec.roll_back(Action.from_dict(data), before))
+        elif op in DELETE_OPS and data.get("email") and data.get("api_key"):
+            rec.messages.append(await rec.delete(op, data))
         else:
-            await exchange.delete_api_key(action.email, live.api_key)
+            rec.messages.append(
+                f"interrupted {op or 'call'} on {_where(data)}: re-planned from live"
+            )
+    return rec.state, rec.messages
+
+
+class _Reconciler:
+    def __init__(self, exchange, state, open_sink, audit, now) -> None:
+        self.exchange = exchange
+        self.state: State = state
+        self.open_sink = open_sink
+        self.audit = audit
+        self.now = now
+        self.messages: list[str] = []
+        self._listings: dict[str, list[ApiKey]] = {}
+
+    async def live_keys(self, email: str) -> list[ApiKey]:
+        if email not in self._listings:
+            self._listings[email] = await self.exchange.list_all_api_keys(email)
+        return self._listings[email]
+
+    async def delete_live(self, email: str, api_key: str) -> None:
+        await self.exchange.delete_api_key(email, api_key)
+        self._listings[email] = [k for k in self._listings.get(email, []) if k.api_key != api_key]
+
+    async def create(self, op: str, action: Action) -> str:
+        keys = await self.live_keys(action.email)
+        live = next((k for k in keys if k.api_name == action.api_name), None)
+        sink = self.open_sink(action.sink)
+        pending = sink.read_pending(action.address)
+        if live is None:
+            if pending is not None and pending.generation == action.generation:
+                sink.discard_pending(action.address)
+            return f"{action.address}: interrupted create did not happen"
+        if _recorded(self.state, action, live.api_key):
+            if pending is not None and pending.api_key == live.api_key:
+                sink.promote(action.address)
+            self._audit("recover_key", action, live.api_key, "finished after interrupted run")
+            return f"{action.address}: interrupted run had recorded {action.api_name}"
+        if _holds(pending, action, live.api_key):
+            if pending.api_key is None:
+                sink.write_pending(replace(pending, api_key=live.api_key))
+            self._record(op, action, live)
+            sink.promote(action.address)
+        elif _holds(sink.read_current(action.address), action, live.api_key, registered=True):
+            self._record(op, action, live)
+        else:
+            await self.delete_live(action.email, live.api_key)
+            if pending is not None and pending.generation == action.generation:
+                sink.discard_pending(action.address)
+            self._audit("delete_key", action, live.api_key, "secret lost in interrupted run")
+            return (
+                f"{action.address}: {action.api_name} was made but its key material was lost "
+                "in the interrupted run; deleted it (apply creates a fresh one)"
+            )
+        self._audit("recover_key", action, live.api_key, "adopted after interrupted run")
+        return f"{action.address}: adopted {action.api_name} after interrupted run"
+
+    async def roll_back(self, action: Action, before: dict | None) -> str:
+        """Finish undoing a rotation whose new key (`action.api_key`) failed verification:
+        the old record back in state, the new key's pending material dropped, the key deleted."""
+        new_key = action.api_key
+        if _recorded(self.state, action, new_key):
+            if before is None:
+                del self.state.keys[action.address]
+            else:
+                self.state.keys[action.address] = KeyRecord.model_validate(before)
+        sink = self.open_sink(action.sink)
+        if _holds(sink.read_pending(action.address), action, new_key):
             sink.discard_pending(action.address)
-            audit.append(
+        if any(k.api_key == new_key for k in await self.live_keys(action.email)):
+            await self.delete_live(action.email, new_key)
+            self._audit("delete_key", action, new_key, "rotation rolled back")
+        return f"{action.address}: finished rolling back the rotation to {action.api_name}"
+
+    async def delete(self, op: str, data: dict) -> str:
+        email, api_key = data["email"], data["api_key"]
+        where = f"{_where(data)} ({mask_key(api_key)})"
+        live = any(k.api_key == api_key for k in await self.live_keys(email))
+        if not live:
+            slots = forget_key(self.state, api_key)
+            warnings = drop_material(self.open_sink, slots, api_key)
+            return "; ".join([f"{where}: interrupted delete had happened", *warnings])
+        if op == "delete_orphan" and not _known(self.state, api_key):
+            await self.delete_live(email, api_key)
+            self.audit.append(
                 "delete_key",
-                subaccount=action.subaccount,
-                label=action.label,
-                api_key=live.api_key,
-                detail="secret lost in interrupted run",
+                subaccount=data.get("subaccount"),
+                label=data.get("label") or data.get("api_name"),
+                api_key=api_key,
+                detail="orphan left by interrupted run",
             )
-            messages.append(
-                f"{action.address}: {action.api_name} was made but its secret was lost in the "
-                "interrupted run; deleted it (apply creates a fresh one)"
+            return f"{where}: deleted the orphan key an interrupted run left"
+        return f"interrupted {op} on {where}: key still live, re-planned from live"
+
+    def _record(self, op: str, action: Action, live: ApiKey) -> None:
+        old = self.state.keys.get(action.address)
+        previous = list(old.previous) if old else []
+        if op == "rotate_create" and old is not None and old.api_key != live.api_key:
+            previous.append(
+                RetiredKey(
+                    api_key=old.api_key,
+                    api_name=old.api_name,
+                    generation=old.generation,
+                    retired_at=self.now,
+                    delete_after=self.now + timedelta(seconds=action.grace_s),
+                )
             )
-    return state, messages
+        self.state.keys[action.address] = KeyRecord(
+            subaccount=action.subaccount,
+            email=action.email,
+            label=action.label,
+            api_key=live.api_key,
+            api_name=action.api_name,
+            generation=action.generation,
+            key_type=action.key_type,
+            created_at=self.now,
+            permissions=sorted(p.value for p in action.permissions),
+            ips=list(action.ips),
+            sink=action.sink,
+            previous=previous,
+        )
+
+    def _audit(self, name: str, action: Action, api_key: str, detail: str) -> None:
+        self.audit.append(
+            name, subaccount=action.subaccount, label=action.label, api_key=api_key, detail=detail
+        )
+
+
+def forget_key(state: State, api_key: str) -> list[tuple[str, str, str]]:
+    """Drop a deleted key from `state` (in place). Returns the sink slots that may hold its
+    material, as (sink spec, address, "current" | "previous")."""
+    slots = []
+    for address, record in list(state.keys.items()):
+        if record.api_key == api_key:
+            del state.keys[address]
+            slots.append((record.sink, address, "current"))
+        elif any(p.api_key == api_key for p in record.previous):
+            record.previous = [p for p in record.previous if p.api_key != api_key]
+            slots.append((record.sink, address, "previous"))
+    return slots
+
+
+def drop_material(
+    open_sink: Callable[[str], Sink], slots: list[tuple[str, str, str]], api_key: str
+) -> list[str]:
+    """Remove a deleted key's material from the slots that still hold *it* (never another
+    generation's). Returns a warning per sink that could not be cleaned."""
+    warnings = []
+    for spec, address, slot in slots:
+        try:
+            sink = open_sink(spec)
+            if slot == "previous":
+                if _is_key(sink.read_previous(address), api_key):
+                    sink.delete_previous(address)
+            elif _is_key(sink.read_current(address), api_key):
+                sink.mark_revoked(address)
+        except Exception as exc:  # noqa: BLE001 - the key is deleted either way; say so
+            warnings.append(
+                f"warning: could not remove the deleted key's material for {address} from "
+                f"{spec or 'its sink'} ({type(exc).__name__}: {exc}); remove it by hand"
+            )
+    return warnings
+
+
+def _is_key(material: KeyMaterial | None, api_key: str) -> bool:
+    return material is not None and material.api_key == api_key
+
+
+def _holds(
+    material: KeyMaterial | None, action: Action, api_key: str, *, registered: bool = False
+) -> bool:
+    """Whether `material` is this create's: its api key, or (ed25519, before the api key was
+    written back) a private key of this generation waiting for it."""
+    if material is None:
+        return False
+    if material.api_key == api_key:
+        return True
+    return (
+        not registered
+        and material.api_key is None
+        and material.key_type == "ed25519"
+        and action.key_type == "ed25519"
+        and material.generation == action.generation
+    )
 
 
 def _where(data: dict) -> str:
@@ -97,41 +266,8 @@ def _recorded(state: State, action: Action, api_key: str) -> bool:
     return record is not None and record.api_key == api_key
 
 
-def _finish_promotion(sink: Sink, action: Action, api_key: str) -> None:
-    pending = sink.read_pending(action.address)
-    if pending is not None and pending.api_key == api_key:
-        sink.promote(action.address)
-
-
-def _adopt(state: State, sink: Sink, action: Action, op: str, live: ApiKey, now: datetime) -> State:
-    pending = sink.read_pending(action.address)
-    sink.write_pending(replace(pending, api_key=live.api_key))
-    state = state.model_copy(deep=True)
-    old = state.keys.get(action.address)
-    previous = list(old.previous) if old else []
-    if op == "rotate_create" and old is not None:
-        previous.append(
-            RetiredKey(
-                api_key=old.api_key,
-                api_name=old.api_name,
-                generation=old.generation,
-                retired_at=now,
-                delete_after=now + timedelta(seconds=action.grace_s),
-            )
-        )
-    state.keys[action.address] = KeyRecord(
-        subaccount=action.subaccount,
-        email=action.email,
-        label=action.label,
-        api_key=live.api_key,
-        api_name=action.api_name,
-        generation=action.generation,
-        key_type=action.key_type,
-        created_at=now,
-        permissions=sorted(p.value for p in action.permissions),
-        ips=list(action.ips),
-        sink=action.sink,
-        previous=previous,
+def _known(state: State, api_key: str) -> bool:
+    return any(
+        r.api_key == api_key or any(p.api_key == api_key for p in r.previous)
+        for r in state.keys.values()
     )
-    sink.promote(action.address)
-    return state

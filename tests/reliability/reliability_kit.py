@@ -1,0 +1,348 @@
+"""Shared pieces of the reliability tests: a fixture project, the CLI as a subprocess, and the
+invariants every apply must leave behind whatever crashed or failed.
+
+The scenario: plan v1 is applied with the clock 31 days back, keys are made out of band,
+then plan v2 (the one under test) creates, updates permissions and IPs, rotates (grace 0s
+and 1h, ed25519 and HMAC, file and dotenv sinks, one with `verify: true`), prunes, and
+creates a virtual sub-account with its key, across a regular sub-account (by email) and two
+virtual ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from orchestrator.config import init_project, load_plan
+from orchestrator.exchange.models import FLAG_OF
+
+PLAN_V1 = """\
+version: 1
+exchange: {kind: sandbox}
+defaults:
+  key_type: ed25519
+  rotate_after: 30d
+  grace: 1h
+  secrets: file:secrets/
+  ips: [203.0.113.10]
+subaccounts:
+  - name: quant
+    email: quant@example.com
+    prune: true
+    keys:
+      - label: QuantBot-BTC
+        profile: quant
+        grace: 0s
+      - label: Koinly-Tax
+        profile: read-only
+        key_type: hmac
+        ips: []
+        verify: true
+      - label: Updater
+        permissions: [read, spot]
+        rotate_after: 365d
+      - label: OldBot
+        profile: read-only
+        ips: []
+  - name: copy
+    virtual: copytrade
+    keys:
+      - label: CopyTrade-Bot
+        profile: copy-trade
+        key_type: hmac
+        grace: 0s
+        ips: [198.51.100.7]
+        secrets: dotenv:bots/copytrade.env
+      - label: Tracker
+        profile: read-only
+        ips: []
+        rotate_after: 365d
+"""
+
+#: v2: rotate QuantBot (ed25519, grace 0s), Koinly (hmac, grace 1h, verify) and CopyTrade
+#: (hmac, dotenv, grace 0s); widen Updater's permissions and swap its IP; prune OldBot and an
+#: out-of-band key; create NewHmac, NewEd (verify) and a virtual sub-account with a key.
+PLAN_V2 = (
+    PLAN_V1.replace(
+        """      - label: Updater
+        permissions: [read, spot]
+        rotate_after: 365d
+      - label: OldBot
+        profile: read-only
+        ips: []
+""",
+        """      - label: Updater
+        permissions: [read, spot, futures]
+        ips: [203.0.113.11]
+        rotate_after: 365d
+      - label: NewHmac
+        profile: copy-trade
+        key_type: hmac
+""",
+    ).replace(
+        """        ips: []
+        rotate_after: 365d
+""",
+        """        ips: []
+        rotate_after: 365d
+      - label: NewEd
+        profile: read-only
+        ips: []
+        verify: true
+""",
+    )
+    + """  - name: fresh
+    virtual: freshbot
+    keys:
+      - label: FreshKey
+        profile: quant
+"""
+)
+assert PLAN_V2.count("NewHmac") == 1 and PLAN_V2.count("NewEd") == 1
+
+#: apiNames of keys made out of band that the plan must leave alone (copy has no prune).
+UNMANAGED = frozenset({"mystery-key"})
+PLAN_PATH = Path("plans") / "example.yaml"
+STATE_PATH = Path("state") / "example.state.json"
+JOURNAL_PATH = Path("state") / "example.journal.jsonl"
+SANDBOX_PATH = Path("state") / "sandbox.json"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("BINANCE_", "ORCHESTRATOR_", "PYTEST_"))
+    }
+    if os.environ.get("RELIABILITY_PYTHONPATH"):  # to run the matrix against another tree
+        env["PYTHONPATH"] = os.environ["RELIABILITY_PYTHONPATH"]
+    env.update(extra)
+    return env
+
+
+def run(project: Path, *args: str, timeout: float = 120, **env: str):
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        cwd=project,
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def new_project(path: Path, plan: str = PLAN_V1) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["git", "init", "-q"], cwd=path, check=True)
+    init_project(path)
+    with open(path / ".gitignore", "a", encoding="utf-8") as out:
+        out.write("bots/\n")
+    (path / PLAN_PATH).write_text(plan, encoding="utf-8")
+    return path
+
+
+def past(days: int = 31) -> str:
+    return (datetime.now(UTC) - timedelta(days=days)).isoformat()
+
+
+def build_scenario(path: Path) -> Path:
+    """A project where plan v1 was applied 31 days ago, with keys made out of band since,
+    and plan v2 in place: ready for the apply under test."""
+    project = new_project(path)
+    done = run(project, "apply", "--auto-approve", ORCHESTRATOR_NOW=past())
+    assert done.returncode == 0, done.stdout + done.stderr
+    state = read_state(project)
+    make_key_out_of_band(project, "quant@example.com", "stray-key")
+    make_key_out_of_band(project, state["subaccounts"]["copy"]["email"], "mystery-key")
+    (project / PLAN_PATH).write_text(PLAN_V2, encoding="utf-8")
+    return project
+
+
+def copy_project(base: Path, dest: Path) -> Path:
+    shutil.copytree(base, dest, symlinks=True)
+    return dest
+
+
+def make_key_out_of_band(project: Path, email: str, api_name: str) -> None:
+    """A key made in the web UI (or by an attacker): not in any plan."""
+    from orchestrator.config import ExchangeSettings
+    from orchestrator.engine.connect import open_exchange
+    from orchestrator.exchange.models import Permission
+    from orchestrator.logs import configure
+
+    configure(verbose=False)
+
+    async def make() -> None:
+        async with open_exchange(ExchangeSettings(), project) as client:
+            await client.create_api_key(
+                email, api_name, frozenset({Permission.SPOT}), ["203.0.113.99"]
+            )
+
+    asyncio.run(make())
+
+
+def read_state(project: Path) -> dict:
+    return json.loads((project / STATE_PATH).read_text())
+
+
+def serial(project: Path) -> int:
+    path = project / STATE_PATH
+    return read_state(project)["serial"] if path.exists() else 0
+
+
+def sandbox(project: Path):
+    from orchestrator.engine.connect import open_sandbox
+
+    return open_sandbox(project / SANDBOX_PATH)
+
+
+def crash_trace(project: Path, trace: Path, **env: str) -> Counter:
+    """Run apply without crashing and count how often each crash point is reached."""
+    done = run(project, "apply", "--auto-approve", ORCHESTRATOR_CRASH_TRACE=str(trace), **env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return Counter(trace.read_text().split())
+
+
+@dataclass
+class Converged:
+    runs: int
+    outputs: list[str]
+
+
+def converge(project: Path, max_runs: int = 3, **env: str) -> Converged:
+    """Re-run apply until it exits 0 (at most `max_runs` times), breaking the stale lock a
+    killed run leaves."""
+    outputs = []
+    for attempt in range(1, max_runs + 1):
+        done = run(project, "apply", "--auto-approve", "--break-stale-lock", **env)
+        outputs.append(done.stdout + done.stderr)
+        assert "Traceback" not in done.stderr, done.stderr
+        if done.returncode == 0:
+            return Converged(attempt, outputs)
+    raise AssertionError(f"apply did not converge in {max_runs} runs:\n" + "\n---\n".join(outputs))
+
+
+# ---------------------------------------------------------------- invariants
+
+
+def _live_permissions(key) -> frozenset[str]:
+    return frozenset(p.value for p, flag in FLAG_OF.items() if key.flags.get(flag))
+
+
+def _material_matches(material, live_key) -> bool:
+    """The material really is the live key's secret: the HMAC secret, or the private key of
+    the registered public key."""
+    secret = material.secret.get_secret_value()
+    if live_key.key_type == "HMAC_SHA256":
+        return secret == live_key.secret
+    from cryptography.hazmat.primitives import serialization
+
+    private = serialization.load_pem_private_key(secret.encode(), password=None)
+    public = serialization.load_pem_public_key(live_key.public_key.encode())
+    raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    return private.public_key().public_bytes(*raw) == public.public_bytes(*raw)
+
+
+def check_invariants(
+    project: Path, *, serial_before: int = 0, unmanaged=UNMANAGED, cli=None
+) -> None:
+    """What every apply must leave behind: live matches the plan; every live managed key's
+    material is in its sink; no live key unknown to state (but the unmanaged ones); no
+    duplicate apiName; state serial grew; audit chain intact; no open journal intent; no
+    pending material left over; the plan shows no changes."""
+    from orchestrator.sinks import open_sink
+    from orchestrator.store.journal import Journal
+
+    plan = load_plan(project / PLAN_PATH)
+    state = read_state(project)
+    emu = sandbox(project)
+    problems: list[str] = []
+
+    assert state["serial"] > serial_before, (state["serial"], serial_before)
+    names = Counter(
+        (email, k.api_name) for email, sub in emu.accounts.subs.items() for k in sub.keys.values()
+    )
+    problems += [f"duplicate apiName {n} in {e}" for (e, n), c in names.items() if c > 1]
+    live = {k.api_key: k for sub in emu.accounts.subs.values() for k in sub.keys.values()}
+
+    known: set[str] = set()
+    for desired in plan.desired.keys():
+        record = state["keys"].get(desired.address)
+        if record is None:
+            problems.append(f"{desired.address}: not in state")
+            continue
+        known.add(record["api_key"])
+        key = live.get(record["api_key"])
+        if key is None:
+            problems.append(f"{desired.address}: recorded key is not live")
+            continue
+        if key.api_name != f"orc-{desired.label}-g{record['generation']}":
+            problems.append(f"{desired.address}: live apiName {key.api_name}")
+        if _live_permissions(key) != {p.value for p in desired.permissions}:
+            problems.append(f"{desired.address}: permissions {sorted(_live_permissions(key))}")
+        live_ips = sorted(key.ip_list) if key.ip_restricted else []
+        if live_ips != sorted(desired.ips):
+            problems.append(f"{desired.address}: ips {live_ips} != {sorted(desired.ips)}")
+        sink = open_sink(desired.sink, project)
+        current = sink.read_current(desired.address)
+        if current is None or current.api_key != key.api_key:
+            problems.append(f"{desired.address}: sink current does not hold the live key")
+        elif not _material_matches(current, key):
+            problems.append(f"{desired.address}: sink holds a secret that is not the key's")
+        if sink.read_pending(desired.address) is not None:
+            problems.append(f"{desired.address}: pending material left in the sink")
+        for old in record["previous"]:
+            known.add(old["api_key"])
+            if old["api_key"] not in live:
+                problems.append(f"{desired.address}: retired key in state is not live")
+                continue
+            previous = sink.read_previous(desired.address)
+            if previous is None or previous.api_key != old["api_key"]:
+                problems.append(f"{desired.address}: previous material not kept through grace")
+            elif not _material_matches(previous, live[old["api_key"]]):
+                problems.append(f"{desired.address}: previous material is not the key's")
+    for api_key, key in live.items():
+        if api_key not in known and key.api_name not in unmanaged:
+            problems.append(f"live key {key.api_name} in {key.email} is unknown to state")
+    if unmanaged and not any(k.api_name in unmanaged for k in live.values()):
+        problems.append("an unmanaged key was deleted")
+    pending = Journal(project / JOURNAL_PATH).pending()
+    if pending:
+        problems.append(f"{len(pending)} open journal intents")
+    assert not problems, "\n".join(problems)
+
+    cli = cli or (lambda *args: _subprocess_cli(project, *args))
+    code, output = cli("log", "verify")
+    assert code == 0, output
+    code, output = cli("plan", "--detailed-exitcode")
+    assert code == 0, output
+
+
+def _subprocess_cli(project: Path, *args: str) -> tuple[int, str]:
+    done = run(project, *args)
+    return done.returncode, done.stdout + done.stderr
+
+
+def faulty_sandbox(project: Path, **options):
+    """The project's sandbox emulator with fault options, as open_sandbox would open it;
+    rate-limit windows of 2 s and latency spikes of 10 ms keep the tests quick."""
+    from orchestrator.emulator import persist
+    from orchestrator.emulator.accounts import ApiKey
+    from orchestrator.emulator.core import Emulator
+
+    data = persist.load(project / SANDBOX_PATH)
+    options = {"time_scale": 30.0, "latency_spike_s": 0.01, **options}
+    return Emulator(
+        project / SANDBOX_PATH,
+        master=ApiKey.from_json(data["master"]),
+        persist_master=True,
+        **options,
+    )

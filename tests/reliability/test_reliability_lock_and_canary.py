@@ -1,0 +1,162 @@
+"""Two applies at once, a stale lock from a killed apply, and the canary: no secret that
+reached a sink ever shows up in any output, state file, journal, changeset or audit log."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from reliability_kit import (
+    build_scenario,
+    check_invariants,
+    clean_env,
+    converge,
+    copy_project,
+    run,
+)
+
+SLOW_APPLY = """
+import sys
+from orchestrator.engine import connect
+from orchestrator.emulator.core import Emulator
+real = connect.open_sandbox
+
+def slow(path):
+    emu = real(path)
+    return Emulator(path, master=emu.master, persist_master=True, latency_ms=150)
+
+connect.open_sandbox = slow
+from orchestrator.cli import main
+sys.argv = ["orchestrator", "apply", "--auto-approve"]
+main()
+"""
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    return build_scenario(tmp_path_factory.mktemp("lock") / "base")
+
+
+def test_two_concurrent_applies_one_proceeds_the_other_names_the_holder(base, tmp_path):
+    project = copy_project(base, tmp_path / "p")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SLOW_APPLY],
+            cwd=project,
+            env=clean_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    results = [(p.pid, *p.communicate(timeout=120), p.returncode) for p in procs]
+    codes = sorted(r[3] for r in results)
+    assert codes == [0, 1], results
+    (winner,) = [r for r in results if r[3] == 0]
+    (loser,) = [r for r in results if r[3] == 1]
+    assert "is held by" in loser[2] and f"pid {winner[0]}" in loser[2], loser[2]
+    assert "'apply'" in loser[2]
+    planned = run(project, "plan", "--detailed-exitcode")
+    assert planned.returncode == 0, planned.stdout
+
+
+def test_stale_lock_from_a_killed_apply_says_how_to_break_it(base, tmp_path):
+    project = copy_project(base, tmp_path / "p")
+    crashed = run(project, "apply", "--auto-approve", ORCHESTRATOR_CRASH_AT="after_create")
+    assert crashed.returncode == -signal.SIGKILL
+    refused = run(project, "apply", "--auto-approve")
+    assert refused.returncode == 1
+    assert "stale" in refused.stderr and "Traceback" not in refused.stderr
+    done = run(project, "apply", "--auto-approve", "--break-stale-lock")
+    assert done.returncode == 0, done.stderr
+    assert "recovered:" in done.stdout
+    check_invariants(project, serial_before=0)
+
+
+@pytest.mark.xfail(
+    reason="store/lock.py says the stale lock 'can be broken safely' but not how; it should "
+    "name `orchestrator apply --break-stale-lock` (owner of store/ or cli.py to change)",
+    strict=False,
+)
+def test_stale_lock_message_names_the_flag(base, tmp_path):
+    project = copy_project(base, tmp_path / "p")
+    run(project, "apply", "--auto-approve", ORCHESTRATOR_CRASH_AT="before_create")
+    refused = run(project, "apply", "--auto-approve")
+    assert "--break-stale-lock" in refused.stderr
+
+
+# ---------------------------------------------------------------- the canary
+
+
+def sink_secrets(project: Path) -> set[str]:
+    """Every HMAC secret and Ed25519 private key in the sinks, in any slot. For a PEM, each
+    base64 line of its body (the header lines are not secret)."""
+    import json
+
+    found: set[str] = set()
+
+    def add(value: str) -> None:
+        if "PRIVATE KEY" in value:
+            found.update(
+                line.strip() for line in value.splitlines() if line and "-----" not in line
+            )
+        elif value:
+            found.add(value)
+
+    for path in project.rglob("*"):
+        if not path.is_file() or ".git" in path.parts or "state" in path.parts:
+            continue
+        text = path.read_text(errors="replace")
+        if path.suffix == ".json" and "secrets" in path.parts:
+            data = json.loads(text)
+            for name in ("secret", "private_key"):
+                if data.get(name):
+                    add(data[name])
+        elif "bots" in path.parts:
+            if path.name.endswith(".pem"):
+                add(text)
+            for match in re.finditer(r"^BINANCE_API_SECRET=(.+)$", text, re.M):
+                add(match.group(1).strip("'\""))
+    return found
+
+
+def test_canary_no_secret_in_any_output_or_record(base, tmp_path):
+    project = copy_project(base, tmp_path / "p")
+    outputs: list[str] = []
+    seen: set[str] = set(sink_secrets(project))
+
+    def step(*args: str, **env: str) -> None:
+        done = run(project, *args, **env)
+        outputs.append(done.stdout + done.stderr)
+        seen.update(sink_secrets(project))
+
+    step("plan")
+    step("plan", "--json", "--out", "changeset.json")
+    step(
+        "-v", "apply", "changeset.json", "--auto-approve", ORCHESTRATOR_CRASH_AT="after_material#2"
+    )
+    step("-v", "apply", "--auto-approve", "--break-stale-lock")
+    step("-v", "plan", "--json")
+    step("state", "list")
+    step("state", "show", "Koinly-Tax")
+    step("state", "list", "--json")
+    step("log", "verify")
+    later = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(time.time() + 7200))
+    step("-v", "apply", "--auto-approve", ORCHESTRATOR_NOW=later)
+    step("-v", "audit", "--json")
+    converge(project)
+    assert len(seen) >= 10, "the canary must have caught the secrets of every generation"
+    records = [
+        p
+        for p in (project / "state").iterdir()
+        if p.is_file() and p.name != "sandbox.json"  # the exchange's own data, not ours
+    ] + [project / "changeset.json"]
+    texts = outputs + [p.read_text(errors="replace") for p in records]
+    leaks = [(i, s[:6]) for i, text in enumerate(texts) for s in seen if s in text]
+    assert not leaks, leaks
