@@ -639,6 +639,9 @@ def rotate(
     due: bool = typer.Option(False, "--due", help="Rotate every key past its rotate_after."),
     label: list[str] = typer.Option([], "--label", help="Rotate this key now (repeatable)."),
     auto_approve: bool = typer.Option(False, "--auto-approve", help="Do not ask for 'yes'."),
+    break_stale_lock: bool = typer.Option(
+        False, "--break-stale-lock", help="Remove a lock left by a dead process on this host."
+    ),
 ) -> None:
     """Rotate keys: create the next generation, store it, promote it, retire the old one."""
     import asyncio
@@ -648,19 +651,19 @@ def rotate(
         typer.secho("Error: say which keys: --due, or --label LABEL.", fg="red", err=True)
         raise typer.Exit(1)
     with user_errors():
-        ok = asyncio.run(_rotate(due, label, auto_approve))
+        ok = asyncio.run(_rotate(due, label, auto_approve, break_stale_lock))
     if not ok:
         raise typer.Exit(1)
 
 
-async def _rotate(due: bool, labels: list[str], auto_approve: bool) -> bool:
+async def _rotate(due: bool, labels: list[str], auto_approve: bool, break_stale: bool) -> bool:
     from orchestrator.engine.refresh import refresh
     from orchestrator.engine.rotate import RotationRefused, rotation_changeset
     from orchestrator.engine.workspace import Workspace
 
     ws = Workspace.open(Globals.plan)
     _need_confirmation_channel(auto_approve, "--auto-approve")
-    with ws.backend.lock(ws.name, "rotate"):
+    with ws.backend.lock(ws.name, "rotate", force_break_stale=break_stale):
         async with ws.exchange() as exchange:
             for message in await ws.recover(exchange, "rotate", locked=True):
                 typer.echo(f"recovered: {message}")
@@ -767,6 +770,9 @@ def lockdown(
     ),
     all_keys: bool = typer.Option(False, "--all", help="Required: every key in scope goes."),
     yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+    break_stale_lock: bool = typer.Option(
+        False, "--break-stale-lock", help="Remove a lock left by a dead process on this host."
+    ),
 ) -> None:
     """Delete every key in scope, managed or not, as fast as the rate limits allow."""
     import asyncio
@@ -781,12 +787,12 @@ def lockdown(
         )
         raise typer.Exit(1)
     with user_errors():
-        ok = asyncio.run(_lockdown(subaccount, yes))
+        ok = asyncio.run(_lockdown(subaccount, yes, break_stale_lock))
     if not ok:
         raise typer.Exit(1)
 
 
-async def _lockdown(names: list[str], yes: bool) -> bool:
+async def _lockdown(names: list[str], yes: bool, break_stale: bool) -> bool:
     from orchestrator.engine.lockdown import ScopeError, lockdown, scope_emails
     from orchestrator.engine.workspace import Workspace
     from orchestrator.store.files import next_serial
@@ -794,7 +800,7 @@ async def _lockdown(names: list[str], yes: bool) -> bool:
     ws = Workspace.open(Globals.plan)
     _need_confirmation_channel(yes, "--yes")
     plan_emails = {}
-    with ws.backend.lock(ws.name, "lockdown"):
+    with ws.backend.lock(ws.name, "lockdown", force_break_stale=break_stale):
         async with ws.exchange() as exchange:
             state = ws.state_or_new()
             plan_emails = {n: r.email for n, r in state.subaccounts.items()}

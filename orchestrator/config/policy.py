@@ -149,6 +149,19 @@ class PolicyCheck:
                 key_path = join_path(join_path(path, "keys"), index)
                 self._settings(key, key_path)
                 self._whitelist(key, key_path)
+                self._verify_reach(key, key_path)
+
+    def _verify_reach(self, key: dict, path: str) -> None:
+        """`verify: true` calls apiRestrictions signed with the new key from this machine, so
+        a whitelisted key verifies only if this machine's address is on its whitelist."""
+        verify = key.get("verify", self.defaults.get("verify"))
+        ips = key.get("ips", self.defaults.get("ips"))
+        if verify is True and isinstance(ips, list) and ips:
+            self.warn(join_path(path, "verify" if "verify" in key else "ips"),
+                      "`verify: true` on a whitelisted key: the check is signed with the new "
+                      "key from the machine running rotate, so it fails (and the rotation "
+                      "is rolled back) unless that machine's public IP is in `ips`",
+                      "add the orchestrator host's address to `ips`, or drop `verify`")
 
     def _unique_labels(self, keys: list, path: str) -> None:
         seen: dict[str, int] = {}

@@ -197,7 +197,10 @@ class PlanLock:
         who = info.describe() if info else "an unknown process (the lock file is unreadable)"
         message = f"{self.path} is held by {who}."
         if stale:
-            message += " That process is gone: the lock is stale and can be broken safely."
+            message += (
+                " That process is gone: the lock is stale and can be broken safely by running"
+                " the command again with --break-stale-lock."
+            )
         else:
             message += (
                 " Wait for it to finish; if you are sure it is not running,"

@@ -305,3 +305,16 @@ def test_any_yaml_value_gives_a_plan_or_plan_error(value):
             load_plan(path)
         except PlanError as exc:
             assert all(p.line is None or p.line >= 1 for p in exc.problems)
+
+
+def test_verify_on_a_whitelisted_key_warns_that_this_host_must_be_listed(tmp_path):
+    from orchestrator.config import load_plan
+
+    plan = tmp_path / "p.yaml"
+    plan.write_text(
+        "version: 1\nsubaccounts:\n  - name: s\n    email: s@example.com\n    keys:\n"
+        "      - label: bot\n        permissions: [read, spot]\n        ips: [203.0.113.10]\n"
+        "        verify: true\n"
+    )
+    warnings = [w.format() for w in load_plan(plan).warnings]
+    assert any("verify: true" in w and "public IP" in w and ":9:" in w for w in warnings)

@@ -79,11 +79,6 @@ def test_stale_lock_from_a_killed_apply_says_how_to_break_it(base, tmp_path):
     check_invariants(project, serial_before=0)
 
 
-@pytest.mark.xfail(
-    reason="store/lock.py says the stale lock 'can be broken safely' but not how; it should "
-    "name `orchestrator apply --break-stale-lock` (owner of store/ or cli.py to change)",
-    strict=False,
-)
 def test_stale_lock_message_names_the_flag(base, tmp_path):
     project = copy_project(base, tmp_path / "p")
     run(project, "apply", "--auto-approve", ORCHESTRATOR_CRASH_AT="before_create")
