@@ -63,6 +63,7 @@ class DotenvSink:
         self.project_dir = Path(project_dir)
         self.spec = spec
         self._address: str | None = None
+        self._cleared: set[Path] = set()
 
     def slot_path(self, slot: str) -> Path:
         return self.env_path.with_name(self.env_path.name + SLOTS[slot])
@@ -74,13 +75,13 @@ class DotenvSink:
         split_address(address)
         self._claim(address)
         for slot in SLOTS:
-            check_safe(self.slot_path(slot), self.project_dir)
+            check_safe(self.slot_path(slot), self.project_dir, self._cleared)
 
     def write_pending(self, material: KeyMaterial) -> str:
         self.check(material.address)
         pem = self.pem_path(material.generation)
         if material.key_type == "ed25519":
-            check_safe(pem, self.project_dir)
+            check_safe(pem, self.project_dir, self._cleared)
         self._check_owner("current", material.address)
         self._check_owner("pending", material.address)
         ensure_private_dir(self.env_path.parent)

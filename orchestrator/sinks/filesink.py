@@ -73,6 +73,7 @@ class FileSink:
         self.root = Path(root)
         self.project_dir = Path(project_dir)
         self.spec = spec
+        self._cleared: set[Path] = set()
 
     def path(self, address: str, slot: str) -> Path:
         sub, label = split_address(address)
@@ -81,7 +82,7 @@ class FileSink:
 
     def check(self, address: str) -> None:
         for slot in SLOTS:
-            check_safe(self.path(address, slot), self.project_dir)
+            check_safe(self.path(address, slot), self.project_dir, self._cleared)
 
     def write_pending(self, material: KeyMaterial) -> str:
         self.check(material.address)

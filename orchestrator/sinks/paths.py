@@ -69,9 +69,16 @@ def check_not_in_git(path: Path) -> None:
         )
 
 
-def check_safe(path: Path, project_dir: Path) -> None:
+def check_safe(path: Path, project_dir: Path, cleared: set[Path] | None = None) -> None:
+    """Refuse symlinks (always re-checked: cheap) and paths git could commit. `cleared`
+    remembers paths git has already cleared for this sink, so a run asks git about each path
+    once instead of on every write (two git processes a question)."""
     check_no_symlink(path, project_dir)
+    if cleared is not None and path in cleared:
+        return
     check_not_in_git(path)
+    if cleared is not None:
+        cleared.add(path)
 
 
 def _existing_ancestor(path: Path) -> Path:

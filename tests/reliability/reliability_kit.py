@@ -193,6 +193,20 @@ def read_state(project: Path) -> dict:
     return json.loads((project / STATE_PATH).read_text())
 
 
+def _readable_state(project: Path, chaos) -> dict:
+    """The state as the store reads it; a file it refuses counts as a corrupt state."""
+    from orchestrator.store.errors import StoreError
+    from orchestrator.store.files import LocalFileBackend
+
+    try:
+        LocalFileBackend(project).load_state(Path(PLAN_PATH).stem)
+    except StoreError:
+        if chaos is not None:
+            chaos.add("corrupt_states_found")
+        raise
+    return read_state(project)
+
+
 def serial(project: Path) -> int:
     path = project / STATE_PATH
     return read_state(project)["serial"] if path.exists() else 0
@@ -252,7 +266,7 @@ def _material_matches(material, live_key) -> bool:
 
 
 def check_invariants(
-    project: Path, *, serial_before: int = 0, unmanaged=UNMANAGED, cli=None
+    project: Path, *, serial_before: int = 0, unmanaged=UNMANAGED, cli=None, chaos=None
 ) -> None:
     """What every apply must leave behind: live matches the plan; every live managed key's
     material is in its sink; no live key unknown to state (but the unmanaged ones); no
@@ -262,7 +276,7 @@ def check_invariants(
     from orchestrator.store.journal import Journal
 
     plan = load_plan(project / PLAN_PATH)
-    state = read_state(project)
+    state = _readable_state(project, chaos)
     emu = sandbox(project)
     problems: list[str] = []
 
@@ -317,6 +331,9 @@ def check_invariants(
     pending = Journal(project / JOURNAL_PATH).pending()
     if pending:
         problems.append(f"{len(pending)} open journal intents")
+    if chaos is not None:
+        chaos.add("duplicate_keys_found", sum("duplicate apiName" in p for p in problems))
+        chaos.add("orphan_keys_found", sum("unknown to state" in p for p in problems))
     assert not problems, "\n".join(problems)
 
     cli = cli or (lambda *args: _subprocess_cli(project, *args))

@@ -59,13 +59,15 @@ def grace_scenario(scenario, tmp_path_factory) -> tuple[Path, dict]:
     return applied, counts
 
 
-def crash_then_converge(base: Path, dest: Path, point: str, nth: int, **env: str) -> int:
+def crash_then_converge(base: Path, dest: Path, point: str, nth: int, chaos, **env: str) -> int:
     project = copy_project(base, dest)
     before = serial(project)
+    chaos.add("crash_points_tried")
     crashed = run(project, "apply", "--auto-approve", ORCHESTRATOR_CRASH_AT=f"{point}#{nth}", **env)
     assert crashed.returncode == -signal.SIGKILL, (crashed.returncode, crashed.stderr)
     done = converge(project, **env)
-    check_invariants(project, serial_before=before)
+    check_invariants(project, serial_before=before, chaos=chaos)
+    chaos.add("crash_points_converged")
     return done.runs
 
 
@@ -79,18 +81,18 @@ def cases(fast: bool):
 
 
 @pytest.mark.parametrize(("point", "nth"), [*cases(True), *cases(False)])
-def test_crash_at_every_point_converges(scenario, tmp_path, point, nth):
+def test_crash_at_every_point_converges(scenario, tmp_path, point, nth, chaos):
     base, counts = scenario
     if counts[point] < nth:
         pytest.skip(f"{point} is reached {counts[point]} time(s) by this apply")
-    crash_then_converge(base, tmp_path / "p", point, nth)
+    crash_then_converge(base, tmp_path / "p", point, nth, chaos)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("point", ["before_delete", "after_delete"])
-def test_crash_deleting_a_retired_key_after_grace_converges(grace_scenario, tmp_path, point):
+def test_crash_deleting_a_retired_key_after_grace_converges(grace_scenario, tmp_path, point, chaos):
     base, _ = grace_scenario
-    crash_then_converge(base, tmp_path / "p", point, 1, ORCHESTRATOR_NOW=later())
+    crash_then_converge(base, tmp_path / "p", point, 1, chaos, ORCHESTRATOR_NOW=later())
 
 
 def test_the_scenario_reaches_every_key_crash_point(scenario):

@@ -77,7 +77,10 @@ def fault_cases():
 
 
 @pytest.mark.parametrize(("endpoint", "fault", "count"), list(fault_cases()))
-def test_fault_on_each_mutating_endpoint_converges(project, monkeypatch, endpoint, fault, count):
+def test_fault_on_each_mutating_endpoint_converges(
+    project, monkeypatch, endpoint, fault, count, chaos
+):
+    chaos.add("fault_applies_run")
     emulator = faulty_sandbox(project)
     emulator.inject(fault, endpoint, count=count)
     monkeypatch.setattr(connect, "open_sandbox", lambda path: emulator)
@@ -85,15 +88,18 @@ def test_fault_on_each_mutating_endpoint_converges(project, monkeypatch, endpoin
     outputs = apply_until_converged()
     if count == 1 and fault.endswith("after") and endpoint == "create_api_key":
         assert "unknown outcome" in outputs[0] or "FAILED" not in outputs[0]
-    check_invariants(project, serial_before=before, cli=in_process)
+    check_invariants(project, serial_before=before, cli=in_process, chaos=chaos)
+    chaos.add("fault_applies_converged")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(20))
-def test_random_faults_converge_within_three_runs(project, monkeypatch, seed):
+def test_random_faults_converge_within_three_runs(project, monkeypatch, seed, chaos):
+    chaos.add("fault_applies_run")
     emulator = faulty_sandbox(project, fault_rate=0.2, seed=seed)
     monkeypatch.setattr(connect, "open_sandbox", lambda path: emulator)
     before = serial(project)
     apply_until_converged()
     monkeypatch.undo()  # the checks read a clean sandbox
-    check_invariants(project, serial_before=before)
+    check_invariants(project, serial_before=before, chaos=chaos)
+    chaos.add("fault_applies_converged")
