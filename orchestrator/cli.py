@@ -387,6 +387,8 @@ async def _apply(plan_file, saved, targets, auto_approve: bool, break_stale: boo
         async with ws.exchange() as exchange:
             for message in await ws.recover(exchange, "apply", locked=True):
                 typer.echo(f"recovered: {message}")
+            if saved is None and auto_approve:
+                return await _stream_apply(ws, exchange, targets)
             with _progress("Refreshing", True) as progress:
                 changeset, _ = await ws.make_changeset(exchange, targets=targets, progress=progress)
             if saved is not None:
@@ -406,6 +408,34 @@ async def _apply(plan_file, saved, targets, auto_approve: bool, break_stale: boo
             results = await _execute_with_progress(ws, exchange, changeset, "apply")
     failed = [r for r in results if not r.ok]
     typer.echo(f"\nApply complete: {len(results) - len(failed)} done, {len(failed)} failed.")
+    return not failed
+
+
+async def _stream_apply(ws, exchange, targets) -> bool:
+    """--auto-approve: each sub-account's plan lines, then its actions as they finish."""
+    import sys
+
+    from orchestrator.engine.render import plan_lines, summary
+
+    color = sys.stdout.isatty()
+    console = _console()
+
+    def show(part) -> None:
+        for line in plan_lines(part, color=color, with_summary=False):
+            console.print(line) if color else typer.echo(line)
+
+    changeset, results = await ws.stream_apply(
+        exchange, "apply", targets=targets, on_changeset=show, on_result=_print_result
+    )
+    if changeset.blocking:
+        show(changeset)
+        raise UserError("the plan cannot be applied until the findings above are fixed")
+    if not changeset.has_changes:
+        typer.echo(summary(changeset))
+        return True
+    failed = [r for r in results if not r.ok]
+    typer.echo(f"\n{summary(changeset)}")
+    typer.echo(f"Apply complete: {len(results) - len(failed)} done, {len(failed)} failed.")
     return not failed
 
 

@@ -60,6 +60,11 @@ async def refresh(
     return Live(subaccounts=subaccounts, keys=dict(zip(emails, results, strict=True)))
 
 
+async def keys_of(exchange: Exchange, email: str) -> tuple[LiveKey, ...]:
+    """The live keys of one sub-account, each with its IP restriction."""
+    return await _keys_of(exchange, email, _Counter(None))
+
+
 async def _keys_of(exchange: Exchange, email: str, counter: _Counter) -> tuple[LiveKey, ...]:
     rows = await exchange.list_all_api_keys(email)
     counter.tick()

@@ -28,7 +28,9 @@ def describe(action: Action) -> str:
     return action.reason
 
 
-def plan_lines(changeset: Changeset, *, color: bool = False) -> list[str]:
+def plan_lines(
+    changeset: Changeset, *, color: bool = False, with_summary: bool = True
+) -> list[str]:
     """The plan as text lines; with `color`, rich markup."""
     rows = [_action_row(a) for a in changeset.actions]
     rows += [_finding_row(f) for f in changeset.findings]
@@ -37,6 +39,8 @@ def plan_lines(changeset: Changeset, *, color: bool = False) -> list[str]:
     for symbol, verb, address, text, style in rows:
         line = f"{symbol} {verb:<8} {address:<{width}}  {text}"
         lines.append(f"[{style}]{_escape(line)}[/{style}]" if color and style else line)
+    if not with_summary:
+        return lines
     if lines:
         lines.append("")
     lines.append(summary(changeset))

@@ -6,18 +6,19 @@ where the steps are put in order (lock, journal reconciliation, refresh, diff, e
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestrator.config import LoadedPlan, find_plan, load_plan
 from orchestrator.engine.changeset import Changeset
-from orchestrator.engine.diff import diff
-from orchestrator.engine.model import Live
+from orchestrator.engine.diff import diff, resolve_email
+from orchestrator.engine.model import Desired, DesiredSubaccount, Live
 from orchestrator.engine.recovery import reconcile_journal
-from orchestrator.engine.refresh import Progress, live_from_state, refresh
+from orchestrator.engine.refresh import Progress, keys_of, live_from_state, refresh
 from orchestrator.exchange.interface import Exchange
 from orchestrator.sinks import Sink, open_sink
 from orchestrator.store.files import LocalFileBackend, new_state, next_serial
@@ -157,9 +158,64 @@ class Workspace:
         on_result: Callable | None = None,
     ):
         """Run the changeset (caller holds the lock). Returns the action results."""
+        applier = self._applier(exchange, command, on_result)
+        results = await applier.apply(changeset)
+        self._close_journal()
+        return results
+
+    async def stream_apply(
+        self,
+        exchange: Exchange,
+        command: str,
+        *,
+        targets: Collection[str] = (),
+        on_changeset: Callable[[Changeset], None] | None = None,
+        on_result: Callable | None = None,
+    ) -> tuple[Changeset, list]:
+        """Plan and apply sub-account by sub-account, for an apply nobody has to approve.
+
+        Each sub-account's actions start as soon as its keys are read, so the creates of one
+        overlap the listing of the next: different endpoints, separate rate-limit budgets.
+        Nothing starts if any sub-account of the plan is missing. Returns the whole changeset
+        and the results (caller holds the lock and has reconciled the journal).
+        """
+        state = self.load_state()
+        now = self.clock()
+        bare = Live(subaccounts=tuple(await exchange.list_all_subaccounts()))
+        upfront = diff(self.plan.desired, bare, state, now, targets=targets)
+        if upfront.blocking:
+            return replace(upfront, actions=(), findings=upfront.blocking), []
+        applier = self._applier(exchange, command, on_result)
+
+        async def one(sub: DesiredSubaccount) -> Changeset:
+            email = resolve_email(sub, bare, state)
+            keys = {email: await keys_of(exchange, email)} if email else {}
+            part = diff(
+                Desired(self.name, (sub,)),
+                Live(bare.subaccounts, keys),
+                state,
+                now,
+                targets=targets,
+                plan_hash=self.plan.source_hash,
+            )
+            if on_changeset:
+                on_changeset(part)
+            await applier.apply(part)
+            return part
+
+        parts = await asyncio.gather(*(one(sub) for sub in self.plan.desired.subaccounts))
+        self._close_journal()
+        whole = replace(
+            upfront,
+            actions=tuple(a for part in parts for a in part.actions),
+            findings=tuple(f for part in parts for f in part.findings),
+        )
+        return whole, applier.results
+
+    def _applier(self, exchange: Exchange, command: str, on_result: Callable | None):
         from orchestrator.engine.apply import Applier
 
-        applier = Applier(
+        return Applier(
             exchange=exchange,
             backend=self.backend,
             state=self.state_or_new(),
@@ -169,11 +225,11 @@ class Workspace:
             clock=self.clock,
             on_result=on_result,
         )
-        results = await applier.apply(changeset)
+
+    def _close_journal(self) -> None:
         journal = self.backend.journal(self.name)
         if not journal.pending():  # an intent left open is reconciled by the next run
             journal.clear()
-        return results
 
 
 class StaleChangeset(Exception):
