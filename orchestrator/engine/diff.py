@@ -185,19 +185,14 @@ def _diff_key(
 
 
 def _create(key: DesiredKey, email: str | None, generation: int) -> Action:
-    return Action(
-        kind=ActionKind.CREATE_KEY,
-        subaccount=key.subaccount,
-        label=key.label,
-        email=email,
+    return _key_action(
+        ActionKind.CREATE_KEY,
+        key,
+        email,
+        None,
+        "not live",
         api_name=api_name(key.label, generation),
         generation=generation,
-        permissions=key.permissions,
-        ips=key.ips,
-        key_type=key.key_type,
-        sink=key.sink,
-        verify=key.verify,
-        reason="not live",
     )
 
 
@@ -212,22 +207,17 @@ def _permission_update(
     reason = f"permissions: {change}"
     if unexplained:
         reason += f" ({_names(unexplained)} granted outside the plan: possible compromise)"
-    return [
-        Action(
-            kind=ActionKind.UPDATE_PERMISSIONS,
-            subaccount=key.subaccount,
-            label=key.label,
-            email=email,
-            api_key=current.api_key,
-            api_name=current.api_name,
-            permissions=key.permissions,
-            previous_permissions=current.permissions,
-            key_type=key.key_type,
-            sink=key.sink,
-            reason=reason,
-            security=bool(unexplained),
-        )
-    ]
+    update = _key_action(
+        ActionKind.UPDATE_PERMISSIONS,
+        key,
+        email,
+        current.api_key,
+        reason,
+        api_name=current.api_name,
+        previous_permissions=current.permissions,
+        security=bool(unexplained),
+    )
+    return [update]
 
 
 def _ip_update(
@@ -256,21 +246,57 @@ def _ip_update(
 
 
 def _ip_action(key, email, current, add, remove, unrestrict, reason, security) -> Action:
-    return Action(
-        kind=ActionKind.UPDATE_IPS,
-        subaccount=key.subaccount,
-        label=key.label,
-        email=email,
-        api_key=current.api_key,
+    return _key_action(
+        ActionKind.UPDATE_IPS,
+        key,
+        email,
+        current.api_key,
+        reason,
         api_name=current.api_name,
-        ips=key.ips,
         ips_add=tuple(add),
         ips_remove=tuple(remove),
         unrestrict=unrestrict,
+        security=security,
+    )
+
+
+def _key_action(
+    kind: ActionKind,
+    key: DesiredKey,
+    email: str | None,
+    api_key: str | None,
+    reason: str,
+    **fields,
+) -> Action:
+    """An action on one planned key, carrying what the plan says of it."""
+    return Action(
+        kind=kind,
+        subaccount=key.subaccount,
+        label=key.label,
+        email=email,
+        api_key=api_key,
+        permissions=key.permissions,
+        ips=key.ips,
         key_type=key.key_type,
         sink=key.sink,
+        verify=key.verify,
         reason=reason,
-        security=security,
+        **fields,
+    )
+
+
+def _rotate_action(
+    key: DesiredKey, email: str, api_key: str, generation: int, reason: str
+) -> Action:
+    return _key_action(
+        ActionKind.ROTATE,
+        key,
+        email,
+        api_key,
+        reason,
+        api_name=api_name(key.label, generation),
+        generation=generation,
+        grace_s=key.grace.total_seconds(),
     )
 
 
@@ -287,22 +313,8 @@ def _rotation(
     created = _created_at(current, recorded)
     if created is None or now - created <= key.rotate_after:
         return None
-    return Action(
-        kind=ActionKind.ROTATE,
-        subaccount=key.subaccount,
-        label=key.label,
-        email=email,
-        api_key=current.api_key,
-        api_name=api_name(key.label, generation),
-        generation=generation,
-        permissions=key.permissions,
-        ips=key.ips,
-        key_type=key.key_type,
-        sink=key.sink,
-        grace_s=key.grace.total_seconds(),
-        verify=key.verify,
-        reason=f"age {_ago(now - created)} > rotate_after {_ago(key.rotate_after)}",
-    )
+    reason = f"age {_ago(now - created)} > rotate_after {_ago(key.rotate_after)}"
+    return _rotate_action(key, email, current.api_key, generation, reason)
 
 
 def _leftovers(
@@ -435,3 +447,30 @@ def current_keys(desired: Desired, live: Live, prior: State | None) -> dict[str,
             if current is not None:
                 found[key.address] = current
     return found
+
+
+def forced_rotation(
+    desired: Desired, live: Live, prior: State | None, address: str
+) -> Action | None:
+    """A rotation of the planned key at `address` now, whatever its age (`rotate --label`);
+    None when it has no live key."""
+    for sub in desired.subaccounts:
+        for key in sub.keys:
+            if key.address != address:
+                continue
+            email = resolve_email(sub, live, prior)
+            if email is None:
+                return None
+            records = _records_of(prior, sub.name)
+            others = [
+                k
+                for k in live.keys.get(email, ())
+                if k.api_key not in _recorded_keys(records, key.label)
+            ]
+            gens = _generations(key, others, records.get(key.label))
+            if gens.current is None:
+                return None
+            return _rotate_action(
+                key, email, gens.current.api_key, gens.highest + 1, "rotation requested"
+            )
+    return None

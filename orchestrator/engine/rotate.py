@@ -13,9 +13,8 @@ from dataclasses import replace
 from datetime import datetime
 
 from orchestrator.engine.changeset import Action, ActionKind, Changeset
-from orchestrator.engine.diff import current_keys, diff, resolve_email
-from orchestrator.engine.model import Desired, DesiredKey, Live
-from orchestrator.engine.naming import api_name, parse_api_name
+from orchestrator.engine.diff import diff, forced_rotation, resolve_email
+from orchestrator.engine.model import Desired, Live
 from orchestrator.store.state import State
 
 KEY_CAP = 30
@@ -52,12 +51,11 @@ def rotation_changeset(
         a for a in full.actions if a.kind == ActionKind.ROTATE and (due or a.address in wanted)
     ]
     rotating = {a.address for a in actions if a.kind == ActionKind.ROTATE}
-    current = current_keys(desired, live, state)
     for address in sorted(wanted - rotating):
-        key = planned[address]
-        if address not in current:
+        forced = forced_rotation(desired, live, state, address)
+        if forced is None:
             raise RotationRefused(f"{address} has no live key to rotate; run `orchestrator apply`")
-        actions.append(_forced(key, current[address], live, state))
+        actions.append(forced)
     _check_cap(desired, live, state, [a for a in actions if a.kind == ActionKind.ROTATE])
     return replace(full, actions=tuple(actions))
 
@@ -69,39 +67,6 @@ def _retired_delete(action: Action, state: State | None) -> bool:
     return any(
         p.api_key == action.api_key for record in state.keys.values() for p in record.previous
     )
-
-
-def _forced(key: DesiredKey, current, live: Live, state: State | None) -> Action:
-    generation = _highest_generation(key, live, state) + 1
-    return Action(
-        kind=ActionKind.ROTATE,
-        subaccount=key.subaccount,
-        label=key.label,
-        email=current.email,
-        api_key=current.api_key,
-        api_name=api_name(key.label, generation),
-        generation=generation,
-        permissions=key.permissions,
-        ips=key.ips,
-        key_type=key.key_type,
-        sink=key.sink,
-        grace_s=key.grace.total_seconds(),
-        verify=key.verify,
-        reason="rotation requested",
-    )
-
-
-def _highest_generation(key: DesiredKey, live: Live, state: State | None) -> int:
-    generations = [0]
-    for keys in live.keys.values():
-        for k in keys:
-            parsed = parse_api_name(k.api_name)
-            if parsed and parsed[0] == key.label:
-                generations.append(parsed[1])
-    record = state.keys.get(key.address) if state else None
-    if record:
-        generations += [record.generation] + [p.generation for p in record.previous]
-    return max(generations)
 
 
 def _check_cap(desired: Desired, live: Live, state: State | None, rotations: list[Action]) -> None:
