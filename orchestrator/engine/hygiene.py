@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from orchestrator.config.policy import MAX_KEYS_PER_ACCOUNT
 from orchestrator.engine.changeset import ActionKind, Finding, Severity
 from orchestrator.engine.diff import current_keys, diff, resolve_email
 from orchestrator.engine.model import Desired, Live, LiveKey
@@ -19,7 +20,7 @@ from orchestrator.exchange.models import ApiRestrictions
 from orchestrator.store.audit import mask_key
 from orchestrator.store.state import State
 
-KEY_CAP = 30
+KEY_CAP = MAX_KEYS_PER_ACCOUNT
 CROWDED = 25
 
 
