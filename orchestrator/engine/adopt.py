@@ -57,11 +57,6 @@ def import_key(
     return state
 
 
-def import_all(desired: Desired, live: Live, state: State) -> tuple[State, list[str]]:
-    """Adopt every live key whose apiName names a planned label."""
-    return rebuild(desired, live, state)
-
-
 def _planned(desired: Desired, subaccount: str, label: str) -> DesiredKey:
     for key in desired.keys():
         if key.subaccount == subaccount and key.label == label:

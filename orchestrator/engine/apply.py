@@ -30,7 +30,7 @@ from orchestrator.engine.naming import parse_api_name
 from orchestrator.engine.recovery import drop_material, forget_key
 from orchestrator.exchange.errors import AmbiguousOutcome, ExchangeError
 from orchestrator.exchange.interface import Exchange
-from orchestrator.exchange.models import ApiKey, CreatedKey, Permission
+from orchestrator.exchange.models import ApiKey, CreatedKey
 from orchestrator.sinks import KeyMaterial, Sink
 from orchestrator.store.backend import AuditTrail, StateBackend, WriteAheadJournal
 from orchestrator.store.files import next_serial
@@ -644,7 +644,3 @@ def _quietly(step: Callable[[], object]) -> None:
 def _safe(exc: BaseException) -> str:
     """An exception's class and message, for errors from sinks (which never carry secrets)."""
     return f"{type(exc).__name__}: {exc}"
-
-
-def permissions_of(values) -> frozenset[Permission]:
-    return frozenset(Permission(v) for v in values)

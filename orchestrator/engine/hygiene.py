@@ -80,10 +80,6 @@ def findings(
     return sorted(found, key=lambda f: (-f.severity.rank, f.address, f.kind))
 
 
-def worst(found: list[Finding]) -> Severity | None:
-    return max((f.severity for f in found), key=lambda s: s.rank, default=None)
-
-
 def _from_changeset_finding(finding: Finding) -> Finding:
     fixes = {
         "unmanaged": "add it to the plan and `orchestrator import`, or set prune: true and "
