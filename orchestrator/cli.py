@@ -57,6 +57,12 @@ def emulator_serve(
         1.0, "--time-scale", help="Rate-limit windows last 60/X seconds."
     ),
     seed: int | None = typer.Option(None, "--seed", help="Seed for reproducible faults."),
+    trusted_ip_header: str | None = typer.Option(
+        None,
+        "--trusted-ip-header",
+        help="Take the caller's IP from this header (e.g. X-Forwarded-For), to test a "
+        "whitelisted key from this machine.",
+    ),
 ) -> None:
     """Run the Binance emulator over HTTP until Ctrl-C."""
     from orchestrator.emulator.master import MasterKeyError
@@ -72,6 +78,7 @@ def emulator_serve(
             fault_rate=fault_rate,
             time_scale=time_scale,
             seed=seed,
+            trusted_ip_header=trusted_ip_header,
         )
     except (MasterKeyError, DataFileError, OSError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -21,12 +21,13 @@ def serve(
     fault_rate: float = 0.0,
     time_scale: float = 1.0,
     seed: int | None = None,
+    trusted_ip_header: str | None = None,
     out: TextIO = sys.stdout,
 ) -> None:
     from_env = master_from_env() is not None
     emulator = Emulator(
         data, time_scale=time_scale, latency_ms=latency_ms, fault_rate=fault_rate, seed=seed,
-        admin=True,
+        admin=True, trusted_ip_header=trusted_ip_header,
     )
     signal.signal(signal.SIGTERM, _interrupt)
 
