@@ -768,7 +768,7 @@ async def _audit():
     ws = Workspace.open(Globals.plan)
     async with ws.exchange() as exchange:
         state = ws.load_state()
-        live = await refresh(exchange, ws.plan.desired, state)
+        live = await refresh(exchange, ws.plan.desired, state, every_subaccount=True)
         evidence = await hygiene.gather(exchange, ws.plan.desired, live, state, ws.sink)
         found = hygiene.findings(ws.plan.desired, live, state, ws.clock(), evidence)
         return found, exchange.call_counts()

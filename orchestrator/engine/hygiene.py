@@ -72,6 +72,7 @@ def findings(
                     "orchestrator apply",
                 )
             )
+    found += _outside_plan(desired, live, state)
     current = current_keys(desired, live, state)
     found += _unwhitelisted(desired, live, state, current)
     found += _missing_material(current, evidence)
@@ -93,6 +94,25 @@ def _from_changeset_finding(finding: Finding) -> Finding:
         finding.api_key,
         fixes.get(finding.kind, finding.fix),
     )
+
+
+def _outside_plan(desired: Desired, live: Live, state: State | None) -> list[Finding]:
+    """Keys of sub-accounts that no plan names: nobody declared what they are for."""
+    planned = set(_names_by_email(desired, live, state))
+    return [
+        Finding(
+            "unmanaged",
+            f"{email}/{key.api_name}",
+            "in a sub-account the plan does not name",
+            Severity.HIGH,
+            key.api_key,
+            "add the sub-account and key to a plan, or delete it: "
+            f"orchestrator lockdown --subaccount {email} --all",
+        )
+        for email, keys in sorted(live.keys.items())
+        if email not in planned
+        for key in keys
+    ]
 
 
 def _unwhitelisted(

@@ -46,7 +46,10 @@ async def refresh(
     prior: State | None,
     *,
     progress: Progress | None = None,
+    every_subaccount: bool = False,
 ) -> Live:
+    """The live account; the keys of the plan's sub-accounts, or of all of them with
+    `every_subaccount` (the audit looks for keys no plan knows about)."""
     counter = _Counter(progress)
     counter.expect(1)
     subaccounts = tuple(await exchange.list_all_subaccounts())
@@ -54,6 +57,7 @@ async def refresh(
     bare = Live(subaccounts=subaccounts)
     emails = sorted(
         {e for s in desired.subaccounts if (e := resolve_email(s, bare, prior)) is not None}
+        | ({s.email for s in subaccounts} if every_subaccount else set())
     )
     counter.expect(len(emails))
     results = await asyncio.gather(*(_keys_of(exchange, email, counter) for email in emails))

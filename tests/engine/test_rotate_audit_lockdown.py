@@ -183,3 +183,21 @@ def test_lockdown_needs_all_and_confirmation(project: Path):
     assert "--all" in cli("lockdown", "--yes", code=1).output
     assert "--yes" in cli("lockdown", "--all", code=1).output
     assert len(live_names(project)) == 3
+
+
+def test_audit_names_keys_of_subaccounts_no_plan_names(project: Path):
+    cli("apply", "--auto-approve")
+
+    async def elsewhere():
+        async with open_exchange(ExchangeSettings(), project) as client:
+            email = await client.create_virtual_subaccount("shadow")
+            await client.create_api_key(email, "exfil", frozenset(), ["203.0.113.99"])
+            return email
+
+    email = asyncio.run(elsewhere())
+    result = cli("audit", "--json", "--fail-on", "high", code=1)
+    found = json.loads(result.output)["findings"]
+    assert any(
+        f["kind"] == "unmanaged" and f["address"] == f"{email}/exfil" and f["severity"] == "high"
+        for f in found
+    )
