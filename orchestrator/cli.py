@@ -196,6 +196,7 @@ class UserError(Exception):
 def user_errors() -> Iterator[None]:
     """Turn every expected failure into a clear message and exit code 1."""
     from orchestrator.config import PlanError
+    from orchestrator.engine.operations import Refused
     from orchestrator.engine.workspace import StaleChangeset
     from orchestrator.exchange.errors import ExchangeError
     from orchestrator.sinks.errors import SinkError
@@ -207,7 +208,7 @@ def user_errors() -> Iterator[None]:
         for problem in exc.problems:
             typer.secho(problem.format(), fg="red", err=True)
         raise typer.Exit(1) from None
-    except (UserError, StaleChangeset, ExchangeError, StoreError, SinkError) as exc:
+    except (UserError, Refused, StaleChangeset, ExchangeError, StoreError, SinkError) as exc:
         typer.secho(f"Error: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
 
@@ -224,21 +225,77 @@ def _configure_logging() -> None:
     configure(verbose=Globals.verbose)
 
 
-@contextlib.contextmanager
-def _progress(label: str, enabled: bool):
-    """A progress bar on stderr while refreshing, only on a terminal."""
-    import sys
+class TerminalUi:
+    """How operations show, ask and report: colour and progress bars on a terminal, plain
+    lines when piped."""
 
-    if not enabled or not sys.stderr.isatty():
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    def __init__(self, *, progress: bool = True) -> None:
+        import sys
 
-    with Progress(
-        TextColumn(label), BarColumn(), MofNCompleteColumn(), console=_console(True), transient=True
-    ) as bar:
-        task = bar.add_task(label, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
+        self.tty = sys.stdout.isatty()
+        self.show_progress = progress and sys.stderr.isatty()
+        self.console = _console()
+
+    def note(self, text: str) -> None:
+        typer.echo(text)
+
+    def show(self, changeset, *, with_summary: bool = True) -> None:
+        from orchestrator.engine.render import plan_lines
+
+        for line in plan_lines(changeset, color=self.tty, with_summary=with_summary):
+            self.console.print(line) if self.tty else typer.echo(line)
+
+    def confirm(self) -> bool:
+        answer = typer.prompt(
+            "\nDo you want to perform these actions? Only 'yes' will be accepted",
+            default="",
+            show_default=False,
+        )
+        return answer.strip() == "yes"
+
+    @contextlib.contextmanager
+    def progress(self, label: str):
+        """A progress bar on stderr while refreshing, only on a terminal."""
+        if not self.show_progress:
+            yield None
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        columns = TextColumn(label), BarColumn(), MofNCompleteColumn()
+        with Progress(*columns, console=_console(True), transient=True) as bar:
+            task = bar.add_task(label, total=None)
+            yield lambda done, total: bar.update(task, completed=done, total=total)
+
+    @contextlib.contextmanager
+    def executing(self, total: int | None):
+        """A line per finished action and, on a terminal with a known total, a progress bar
+        below the lines."""
+        if not self.tty or not total:
+            yield _print_result
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        columns = TextColumn("Applying"), BarColumn(), MofNCompleteColumn()
+        with Progress(*columns, console=self.console, transient=True) as bar:
+            task = bar.add_task("apply", total=total)
+
+            def on_result(result) -> None:
+                bar.console.print(_result_line(result), highlight=False)
+                bar.advance(task)
+
+            yield on_result
+
+    def deleted(self, entry) -> None:
+        from orchestrator.store.audit import mask_key
+
+        mark = (
+            typer.style("FAILED", fg="red") if entry.error else typer.style("deleted", fg="green")
+        )
+        managed = f" (managed as {entry.managed_as})" if entry.managed_as else ""
+        error = f": {entry.error}" if entry.error else ""
+        typer.echo(
+            f"{mark:>8}  {entry.email} {entry.api_name} {mask_key(entry.api_key)}{managed}{error}"
+        )
 
 
 @app.command()
@@ -272,28 +329,12 @@ def plan(
 
 
 async def _plan(plan_file, targets, refresh: bool, show_progress: bool):
+    from orchestrator.engine import operations
     from orchestrator.engine.workspace import Workspace
 
     ws = Workspace.open(plan_file)
-    _check_targets(ws, targets)
-    if not refresh:
-        changeset, _ = await ws.make_changeset(None, targets=targets)
-        return changeset, {}, []
-    async with ws.exchange() as exchange:
-        recovered = await ws.recover(exchange, "plan")
-        with _progress("Refreshing", show_progress) as progress:
-            changeset, _ = await ws.make_changeset(exchange, targets=targets, progress=progress)
-        return changeset, exchange.call_counts(), recovered
-
-
-def _check_targets(ws, targets) -> None:
-    known = {k.label for k in ws.plan.desired.keys()} | {k.address for k in ws.plan.desired.keys()}
-    unknown = [t for t in targets if t not in known]
-    if unknown:
-        raise UserError(
-            f"--target {', '.join(unknown)}: no such label in {ws.plan.path.name} "
-            f"(labels: {', '.join(sorted({k.label for k in ws.plan.desired.keys()}))})"
-        )
+    ui = TerminalUi(progress=show_progress)
+    return await operations.plan(ws, ui, targets=targets, refresh_live=refresh)
 
 
 def _write_changeset(path: Path, changeset) -> None:
@@ -377,107 +418,32 @@ def _saved_changeset(source: Path | None):
 
 
 async def _apply(plan_file, saved, targets, auto_approve: bool, break_stale: bool) -> bool:
-    import sys
-
-    from orchestrator.engine.render import plan_lines
+    from orchestrator.engine import operations
+    from orchestrator.engine.render import summary
     from orchestrator.engine.workspace import Workspace
 
     ws = Workspace.open(plan_file)
-    targets = list(saved.targets) if saved else targets
-    _check_targets(ws, targets)
-    if not auto_approve and not sys.stdin.isatty():
-        raise UserError(
-            "apply needs confirmation but stdin is not a terminal; review with "
-            "`orchestrator plan` and pass --auto-approve"
-        )
-    with ws.backend.lock(ws.name, "apply", force_break_stale=break_stale):
-        async with ws.exchange() as exchange:
-            for message in await ws.recover(exchange, "apply", locked=True):
-                typer.echo(f"recovered: {message}")
-            if saved is None and auto_approve:
-                return await _stream_apply(ws, exchange, targets)
-            with _progress("Refreshing", True) as progress:
-                changeset, _ = await ws.make_changeset(exchange, targets=targets, progress=progress)
-            if saved is not None:
-                ws.check_saved(saved, changeset)
-                changeset = saved
-            color = sys.stdout.isatty()
-            console = _console()
-            for line in plan_lines(changeset, color=color):
-                console.print(line) if color else typer.echo(line)
-            if changeset.blocking:
-                raise UserError("the plan cannot be applied until the findings above are fixed")
-            if not changeset.has_changes:
-                return True
-            if not auto_approve and not _confirmed():
-                typer.echo("Apply cancelled.")
-                return False
-            results = await _execute_with_progress(ws, exchange, changeset, "apply")
-    failed = [r for r in results if not r.ok]
-    typer.echo(f"\nApply complete: {len(results) - len(failed)} done, {len(failed)} failed.")
-    return not failed
-
-
-async def _stream_apply(ws, exchange, targets) -> bool:
-    """--auto-approve: each sub-account's plan lines, then its actions as they finish."""
-    import sys
-
-    from orchestrator.engine.render import plan_lines, summary
-
-    color = sys.stdout.isatty()
-    console = _console()
-
-    def show(part) -> None:
-        for line in plan_lines(part, color=color, with_summary=False):
-            console.print(line) if color else typer.echo(line)
-
-    changeset, results = await ws.stream_apply(
-        exchange, "apply", targets=targets, on_changeset=show, on_result=_print_result
+    _need_confirmation_channel(auto_approve, "--auto-approve")
+    outcome = await operations.apply(
+        ws,
+        TerminalUi(),
+        saved=saved,
+        targets=targets,
+        auto_approve=auto_approve,
+        break_stale=break_stale,
     )
-    if changeset.blocking:
-        show(changeset)
-        raise UserError("the plan cannot be applied until the findings above are fixed")
+    if outcome is None:
+        typer.echo("Apply cancelled.")
+        return False
+    changeset, results = outcome
     if not changeset.has_changes:
-        typer.echo(summary(changeset))
+        if saved is None and auto_approve:
+            typer.echo(summary(changeset))
         return True
-    failed = [r for r in results if not r.ok]
-    typer.echo(f"\n{summary(changeset)}")
-    typer.echo(f"Apply complete: {len(results) - len(failed)} done, {len(failed)} failed.")
-    return not failed
-
-
-async def _execute_with_progress(ws, exchange, changeset, command: str):
-    """Run the changeset with a line per finished action and, on a terminal, a progress bar
-    below the lines."""
-    import sys
-
-    if not sys.stdout.isatty():
-        return await ws.execute(exchange, changeset, command, _print_result)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    with Progress(
-        TextColumn("Applying"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=_console(),
-        transient=True,
-    ) as bar:
-        task = bar.add_task("apply", total=len(changeset.actions))
-
-        def on_result(result) -> None:
-            bar.console.print(_result_line(result), highlight=False)
-            bar.advance(task)
-
-        return await ws.execute(exchange, changeset, command, on_result)
-
-
-def _confirmed() -> bool:
-    answer = typer.prompt(
-        "\nDo you want to perform these actions? Only 'yes' will be accepted",
-        default="",
-        show_default=False,
-    )
-    return answer.strip() == "yes"
+    if saved is None and auto_approve:  # streamed: the summary comes after the actions
+        typer.echo(f"\n{summary(changeset)}")
+        return _report_results(results, "Apply", blank_line=False)
+    return _report_results(results, "Apply")
 
 
 def _print_result(result) -> None:
@@ -550,32 +516,11 @@ def state_rebuild() -> None:
 
 
 async def _adopt(command: str, subaccount, apikey, label) -> list[str]:
-    from orchestrator.engine import adopt
-    from orchestrator.engine.refresh import refresh
+    from orchestrator.engine import operations
     from orchestrator.engine.workspace import Workspace
-    from orchestrator.store.files import next_serial
 
     ws = Workspace.open(Globals.plan)
-    with ws.backend.lock(ws.name, command):
-        async with ws.exchange() as exchange:
-            await ws.recover(exchange, command, locked=True)
-            state = ws.state_or_new()
-            live = await refresh(exchange, ws.plan.desired, state)
-        try:
-            if apikey:
-                state = adopt.import_key(
-                    ws.plan.desired, live, state, subaccount=subaccount, api_key=apikey, label=label
-                )
-                messages = [f"{subaccount}/{label}: imported"]
-            else:
-                state, messages = adopt.rebuild(ws.plan.desired, live, state)
-        except adopt.AdoptError as exc:
-            raise UserError(str(exc)) from None
-        ws.backend.save_state(next_serial(state))
-        audit = ws.backend.audit(command)
-        for message in messages:
-            audit.append(command.replace(" ", "_"), detail=message)
-    return messages
+    return await operations.adopt(ws, command, subaccount=subaccount, api_key=apikey, label=label)
 
 
 @state_app.command("restore")
@@ -694,38 +639,26 @@ def rotate(
 
 
 async def _rotate(due: bool, labels: list[str], auto_approve: bool, break_stale: bool) -> bool:
-    from orchestrator.engine.refresh import refresh
-    from orchestrator.engine.rotate import RotationRefused, rotation_changeset
+    from orchestrator.engine import operations
     from orchestrator.engine.workspace import Workspace
 
     ws = Workspace.open(Globals.plan)
     _need_confirmation_channel(auto_approve, "--auto-approve")
-    with ws.backend.lock(ws.name, "rotate", force_break_stale=break_stale):
-        async with ws.exchange() as exchange:
-            for message in await ws.recover(exchange, "rotate", locked=True):
-                typer.echo(f"recovered: {message}")
-            state = ws.load_state()
-            live = await refresh(exchange, ws.plan.desired, state)
-            try:
-                changeset = rotation_changeset(
-                    ws.plan.desired,
-                    live,
-                    state,
-                    ws.clock(),
-                    due=due,
-                    labels=labels,
-                    plan_hash=ws.plan.source_hash,
-                )
-            except RotationRefused as exc:
-                raise UserError(str(exc)) from None
-            if not changeset.has_changes:
-                typer.echo("Nothing to rotate.")
-                return True
-            _print_changeset(changeset)
-            if not auto_approve and not _confirmed():
-                typer.echo("Rotation cancelled.")
-                return False
-            results = await _execute_with_progress(ws, exchange, changeset, "rotate")
+    outcome = await operations.rotate(
+        ws,
+        TerminalUi(),
+        due=due,
+        labels=labels,
+        auto_approve=auto_approve,
+        break_stale=break_stale,
+    )
+    if outcome is None:
+        typer.echo("Rotation cancelled.")
+        return False
+    changeset, results = outcome
+    if not changeset.has_changes:
+        typer.echo("Nothing to rotate.")
+        return True
     return _report_results(results, "Rotation")
 
 
@@ -761,17 +694,10 @@ def audit(
 
 
 async def _audit():
-    from orchestrator.engine import hygiene
-    from orchestrator.engine.refresh import refresh
+    from orchestrator.engine import operations
     from orchestrator.engine.workspace import Workspace
 
-    ws = Workspace.open(Globals.plan)
-    async with ws.exchange() as exchange:
-        state = ws.load_state()
-        live = await refresh(exchange, ws.plan.desired, state, every_subaccount=True)
-        evidence = await hygiene.gather(exchange, ws.plan.desired, live, state, ws.sink)
-        found = hygiene.findings(ws.plan.desired, live, state, ws.clock(), evidence)
-        return found, exchange.call_counts()
+    return await operations.audit(Workspace.open(Globals.plan))
 
 
 def _show_findings(found, calls, json_output: bool) -> None:
@@ -830,56 +756,21 @@ def lockdown(
 
 
 async def _lockdown(names: list[str], yes: bool, break_stale: bool) -> bool:
-    from orchestrator.engine.lockdown import ScopeError, lockdown, scope_emails
+    from orchestrator.engine import operations
     from orchestrator.engine.workspace import Workspace
-    from orchestrator.store.files import next_serial
 
     ws = Workspace.open(Globals.plan)
     _need_confirmation_channel(yes, "--yes")
-    plan_emails = {}
-    with ws.backend.lock(ws.name, "lockdown", force_break_stale=break_stale):
-        async with ws.exchange() as exchange:
-            state = ws.state_or_new()
-            plan_emails = {n: r.email for n, r in state.subaccounts.items()}
-            plan_emails |= {s.name: s.email for s in ws.plan.desired.subaccounts if s.email}
-            try:
-                emails = await scope_emails(exchange, names, plan_emails)
-            except ScopeError as exc:
-                raise UserError(str(exc)) from None
-            typer.echo(f"Lockdown: every API key of {len(emails)} sub-account(s) will be deleted:")
-            for email in emails:
-                typer.echo(f"  {email}")
-            if not yes and not _confirmed():
-                typer.echo("Lockdown cancelled.")
-                return False
-            audit_log = ws.backend.audit("lockdown")
-            audit_log.append("lockdown", detail={"scope": emails})
-            deleted = await lockdown(
-                exchange,
-                emails,
-                state=state,
-                journal=ws.backend.journal(ws.name),
-                audit=audit_log,
-                open_sink=ws.sink,
-                on_deleted=_print_deleted,
-            )
-            ws.backend.save_state(next_serial(state))
-            ws.backend.journal(ws.name).clear()
+    deleted = await operations.lockdown(
+        ws, TerminalUi(), names=names, yes=yes, break_stale=break_stale
+    )
+    if deleted is None:
+        typer.echo("Lockdown cancelled.")
+        return False
     failed = [d for d in deleted if d.error]
     typer.echo(f"\nLockdown: {len(deleted) - len(failed)} key(s) deleted, {len(failed)} failed.")
     typer.echo("To recreate the planned keys with fresh material: orchestrator apply")
     return not failed
-
-
-def _print_deleted(d) -> None:
-    from orchestrator.store.audit import mask_key
-
-    mark = typer.style("FAILED", fg="red") if d.error else typer.style("deleted", fg="green")
-    managed = f" (managed as {d.managed_as})" if d.managed_as else ""
-    typer.echo(
-        f"{mark:>8}  {d.email} {d.api_name} {mask_key(d.api_key)}{managed}"
-        + (f": {d.error}" if d.error else "")
-    )
 
 
 def _need_confirmation_channel(skip: bool, flag: str) -> None:
@@ -889,20 +780,10 @@ def _need_confirmation_channel(skip: bool, flag: str) -> None:
         raise UserError(f"this needs confirmation but stdin is not a terminal; pass {flag}")
 
 
-def _print_changeset(changeset) -> None:
-    import sys
-
-    from orchestrator.engine.render import plan_lines
-
-    color = sys.stdout.isatty()
-    console = _console()
-    for line in plan_lines(changeset, color=color):
-        console.print(line) if color else typer.echo(line)
-
-
-def _report_results(results, what: str) -> bool:
+def _report_results(results, what: str, *, blank_line: bool = True) -> bool:
     failed = [r for r in results if not r.ok]
-    typer.echo(f"\n{what} complete: {len(results) - len(failed)} done, {len(failed)} failed.")
+    lead = "\n" if blank_line else ""
+    typer.echo(f"{lead}{what} complete: {len(results) - len(failed)} done, {len(failed)} failed.")
     return not failed
 
 

@@ -1,0 +1,247 @@
+"""What each command does, in order: lock, reconcile the journal, refresh, decide, confirm,
+execute. The CLI supplies a `Ui` (how to show, ask and report) and renders the result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Collection, Iterator, Mapping
+from typing import Protocol
+
+from orchestrator.engine.changeset import Changeset, Finding
+from orchestrator.engine.refresh import Progress, refresh
+from orchestrator.engine.workspace import Workspace
+from orchestrator.store.files import next_serial
+
+
+class Refused(Exception):
+    """The operation cannot go ahead; the message says why and what to do."""
+
+
+class Ui(Protocol):
+    def note(self, text: str) -> None:
+        """A line for the user (recovered intents, scope, outcomes)."""
+
+    def show(self, changeset: Changeset, *, with_summary: bool = True) -> None: ...
+
+    def confirm(self) -> bool:
+        """Ask for 'yes'; only called when confirmation was not waived."""
+
+    def progress(self, label: str) -> contextlib.AbstractContextManager[Progress | None]: ...
+
+    def executing(self, total: int | None) -> contextlib.AbstractContextManager[Callable]:
+        """A callback for each finished action (ActionResult), while `total` (if known) run."""
+
+    def deleted(self, entry) -> None:
+        """One key a lockdown deleted (or failed to)."""
+
+
+def check_targets(ws: Workspace, targets: Collection[str]) -> None:
+    keys = ws.plan.desired.keys()
+    known = {k.label for k in keys} | {k.address for k in keys}
+    unknown = [t for t in targets if t not in known]
+    if unknown:
+        raise Refused(
+            f"--target {', '.join(unknown)}: no such label in {ws.plan.path.name} "
+            f"(labels: {', '.join(sorted({k.label for k in keys}))})"
+        )
+
+
+async def plan(
+    ws: Workspace, ui: Ui, *, targets: Collection[str], refresh_live: bool
+) -> tuple[Changeset, Mapping[str, int], list[str]]:
+    """(changeset, calls per endpoint, recovered intents); no exchange call without refresh."""
+    check_targets(ws, targets)
+    if not refresh_live:
+        changeset, _ = await ws.make_changeset(None, targets=targets)
+        return changeset, {}, []
+    async with ws.exchange() as exchange:
+        recovered = await ws.recover(exchange, "plan")
+        with ui.progress("Refreshing") as progress:
+            changeset, _ = await ws.make_changeset(exchange, targets=targets, progress=progress)
+        return changeset, exchange.call_counts(), recovered
+
+
+async def apply(
+    ws: Workspace,
+    ui: Ui,
+    *,
+    saved: Changeset | None,
+    targets: Collection[str],
+    auto_approve: bool,
+    break_stale: bool,
+) -> tuple[Changeset, list] | None:
+    """Apply a fresh plan or exactly a saved changeset. Returns (changeset, results), or None
+    when the user declined. With --auto-approve and no saved changeset, it streams."""
+    targets = list(saved.targets) if saved else list(targets)
+    check_targets(ws, targets)
+    with _locked(ws, "apply", break_stale):
+        async with ws.exchange() as exchange:
+            await _recover(ws, ui, exchange, "apply")
+            if saved is None and auto_approve:
+                return await _stream(ws, ui, exchange, targets)
+            with ui.progress("Refreshing") as progress:
+                changeset, _ = await ws.make_changeset(exchange, targets=targets, progress=progress)
+            if saved is not None:
+                ws.check_saved(saved, changeset)
+                changeset = saved
+            ui.show(changeset)
+            _refuse_blocking(changeset)
+            if not changeset.has_changes:
+                return changeset, []
+            if not auto_approve and not ui.confirm():
+                return None
+            return changeset, await _execute(ws, ui, exchange, changeset, "apply")
+
+
+async def _stream(ws: Workspace, ui: Ui, exchange, targets) -> tuple[Changeset, list]:
+    with ui.executing(None) as on_result:  # the total is not known up front
+        changeset, results = await ws.stream_apply(
+            exchange,
+            "apply",
+            targets=targets,
+            on_changeset=lambda part: ui.show(part, with_summary=False),
+            on_result=on_result,
+        )
+    if changeset.blocking:
+        ui.show(changeset, with_summary=False)
+    _refuse_blocking(changeset)
+    return changeset, results
+
+
+async def rotate(
+    ws: Workspace,
+    ui: Ui,
+    *,
+    due: bool,
+    labels: Collection[str],
+    auto_approve: bool,
+    break_stale: bool,
+) -> tuple[Changeset, list] | None:
+    from orchestrator.engine.rotate import RotationRefused, rotation_changeset
+
+    with _locked(ws, "rotate", break_stale):
+        async with ws.exchange() as exchange:
+            await _recover(ws, ui, exchange, "rotate")
+            state = ws.load_state()
+            live = await refresh(exchange, ws.plan.desired, state)
+            try:
+                changeset = rotation_changeset(
+                    ws.plan.desired,
+                    live,
+                    state,
+                    ws.clock(),
+                    due=due,
+                    labels=labels,
+                    plan_hash=ws.plan.source_hash,
+                )
+            except RotationRefused as exc:
+                raise Refused(str(exc)) from None
+            if not changeset.has_changes:
+                return changeset, []
+            ui.show(changeset)
+            if not auto_approve and not ui.confirm():
+                return None
+            return changeset, await _execute(ws, ui, exchange, changeset, "rotate")
+
+
+async def audit(ws: Workspace) -> tuple[list[Finding], Mapping[str, int]]:
+    """The hygiene findings over every sub-account, and the calls it took."""
+    from orchestrator.engine import hygiene
+
+    async with ws.exchange() as exchange:
+        state = ws.load_state()
+        live = await refresh(exchange, ws.plan.desired, state, every_subaccount=True)
+        evidence = await hygiene.gather(exchange, ws.plan.desired, live, state, ws.sink)
+        found = hygiene.findings(ws.plan.desired, live, state, ws.clock(), evidence)
+        return found, exchange.call_counts()
+
+
+async def lockdown(
+    ws: Workspace, ui: Ui, *, names: Collection[str], yes: bool, break_stale: bool
+) -> list | None:
+    """Delete every key of the sub-accounts in scope. None when the user declined."""
+    from orchestrator.engine.lockdown import ScopeError, lockdown, scope_emails
+
+    with _locked(ws, "lockdown", break_stale):
+        async with ws.exchange() as exchange:
+            state = ws.state_or_new()
+            plan_emails = {n: r.email for n, r in state.subaccounts.items()}
+            plan_emails |= {s.name: s.email for s in ws.plan.desired.subaccounts if s.email}
+            try:
+                emails = await scope_emails(exchange, names, plan_emails)
+            except ScopeError as exc:
+                raise Refused(str(exc)) from None
+            ui.note(f"Lockdown: every API key of {len(emails)} sub-account(s) will be deleted:")
+            for email in emails:
+                ui.note(f"  {email}")
+            if not yes and not ui.confirm():
+                return None
+            audit_log = ws.backend.audit("lockdown")
+            audit_log.append("lockdown", detail={"scope": emails})
+            deleted = await lockdown(
+                exchange,
+                emails,
+                state=state,
+                journal=ws.backend.journal(ws.name),
+                audit=audit_log,
+                open_sink=ws.sink,
+                on_deleted=ui.deleted,
+            )
+            ws.backend.save_state(next_serial(state))
+            ws.backend.journal(ws.name).clear()
+    return deleted
+
+
+async def adopt(
+    ws: Workspace, command: str, *, subaccount=None, api_key=None, label=None
+) -> list[str]:
+    """`import` one key (with api_key), or adopt every key whose apiName names a label."""
+    from orchestrator.engine import adopt as adoption
+
+    with ws.backend.lock(ws.name, command):
+        async with ws.exchange() as exchange:
+            await ws.recover(exchange, command, locked=True)
+            state = ws.state_or_new()
+            live = await refresh(exchange, ws.plan.desired, state)
+        try:
+            if api_key:
+                state = adoption.import_key(
+                    ws.plan.desired,
+                    live,
+                    state,
+                    subaccount=subaccount,
+                    api_key=api_key,
+                    label=label,
+                )
+                messages = [f"{subaccount}/{label}: imported"]
+            else:
+                state, messages = adoption.rebuild(ws.plan.desired, live, state)
+        except adoption.AdoptError as exc:
+            raise Refused(str(exc)) from None
+        ws.backend.save_state(next_serial(state))
+        audit_log = ws.backend.audit(command)
+        for message in messages:
+            audit_log.append(command.replace(" ", "_"), detail=message)
+    return messages
+
+
+@contextlib.contextmanager
+def _locked(ws: Workspace, command: str, break_stale: bool) -> Iterator[None]:
+    with ws.backend.lock(ws.name, command, force_break_stale=break_stale):
+        yield
+
+
+async def _recover(ws: Workspace, ui: Ui, exchange, command: str) -> None:
+    for message in await ws.recover(exchange, command, locked=True):
+        ui.note(f"recovered: {message}")
+
+
+def _refuse_blocking(changeset: Changeset) -> None:
+    if changeset.blocking:
+        raise Refused("the plan cannot be applied until the findings above are fixed")
+
+
+async def _execute(ws: Workspace, ui: Ui, exchange, changeset: Changeset, command: str) -> list:
+    with ui.executing(len(changeset.actions)) as on_result:
+        return await ws.execute(exchange, changeset, command, on_result)
