@@ -41,73 +41,67 @@ class HmacSigner:
         return f"HmacSigner(api_key={mask_key(self._api_key)!r})"
 
 
-class Ed25519Signer:
+class _PrivateKeySigner:
+    """A signer holding the private half of a self-generated key; subclasses say which kind."""
+
+    key_type: str
+    _key_class: type
+    _display: str
+
+    def __init__(self, api_key: str, private_key) -> None:
+        if not isinstance(private_key, self._key_class):
+            raise TypeError(f"{type(self).__name__} needs an {self._display} private key")
+        self._api_key = api_key
+        self._private_key = private_key
+
+    @classmethod
+    def from_pem(
+        cls, api_key: str, pem_bytes: bytes | str | SecretStr, password: bytes | str | None = None
+    ):
+        signer = from_pem(api_key, pem_bytes, password)
+        if not isinstance(signer, cls):
+            raise CredentialsError(
+                f"the PEM holds an {signer._display} key, not an {cls._display} key"
+            )
+        return signer
+
+    @property
+    def api_key(self) -> str:
+        return self._api_key
+
+    def public_key_pem(self) -> str:
+        return _public_pem(self._private_key)
+
+    def sign(self, payload: bytes) -> str:
+        return base64.b64encode(self._signature(payload)).decode()
+
+    def _signature(self, payload: bytes) -> bytes:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(api_key={mask_key(self._api_key)!r})"
+
+
+class Ed25519Signer(_PrivateKeySigner):
     """Signs with the private half of a self-generated Ed25519 key."""
 
     key_type = "ed25519"
+    _key_class = Ed25519PrivateKey
+    _display = "Ed25519"
 
-    def __init__(self, api_key: str, private_key: Ed25519PrivateKey) -> None:
-        if not isinstance(private_key, Ed25519PrivateKey):
-            raise TypeError("Ed25519Signer needs an Ed25519 private key")
-        self._api_key = api_key
-        self._private_key = private_key
-
-    @classmethod
-    def from_pem(
-        cls, api_key: str, pem_bytes: bytes | str | SecretStr, password: bytes | str | None = None
-    ) -> Ed25519Signer:
-        signer = from_pem(api_key, pem_bytes, password)
-        if not isinstance(signer, cls):
-            raise CredentialsError("the PEM holds an RSA key, not an Ed25519 key")
-        return signer
-
-    @property
-    def api_key(self) -> str:
-        return self._api_key
-
-    def public_key_pem(self) -> str:
-        return _public_pem(self._private_key)
-
-    def sign(self, payload: bytes) -> str:
-        return base64.b64encode(self._private_key.sign(payload)).decode()
-
-    def __repr__(self) -> str:
-        return f"Ed25519Signer(api_key={mask_key(self._api_key)!r})"
+    def _signature(self, payload: bytes) -> bytes:
+        return self._private_key.sign(payload)
 
 
-class RsaSigner:
+class RsaSigner(_PrivateKeySigner):
     """Signs with the private half of a self-generated RSA key (RSASSA-PKCS1-v1_5, SHA-256)."""
 
     key_type = "rsa"
+    _key_class = rsa.RSAPrivateKey
+    _display = "RSA"
 
-    def __init__(self, api_key: str, private_key: rsa.RSAPrivateKey) -> None:
-        if not isinstance(private_key, rsa.RSAPrivateKey):
-            raise TypeError("RsaSigner needs an RSA private key")
-        self._api_key = api_key
-        self._private_key = private_key
-
-    @classmethod
-    def from_pem(
-        cls, api_key: str, pem_bytes: bytes | str | SecretStr, password: bytes | str | None = None
-    ) -> RsaSigner:
-        signer = from_pem(api_key, pem_bytes, password)
-        if not isinstance(signer, cls):
-            raise CredentialsError("the PEM holds an Ed25519 key, not an RSA key")
-        return signer
-
-    @property
-    def api_key(self) -> str:
-        return self._api_key
-
-    def public_key_pem(self) -> str:
-        return _public_pem(self._private_key)
-
-    def sign(self, payload: bytes) -> str:
-        signature = self._private_key.sign(payload, padding.PKCS1v15(), hashes.SHA256())
-        return base64.b64encode(signature).decode()
-
-    def __repr__(self) -> str:
-        return f"RsaSigner(api_key={mask_key(self._api_key)!r})"
+    def _signature(self, payload: bytes) -> bytes:
+        return self._private_key.sign(payload, padding.PKCS1v15(), hashes.SHA256())
 
 
 def from_pem(
