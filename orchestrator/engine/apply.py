@@ -27,7 +27,7 @@ from orchestrator.engine import crashpoints
 from orchestrator.engine.changeset import Action, ActionKind, Changeset
 from orchestrator.engine.diff import VIRTUAL_EMAIL_MARKER, _phase
 from orchestrator.engine.naming import parse_api_name
-from orchestrator.engine.recovery import drop_material, forget_key
+from orchestrator.engine.recovery import drop_material, forget_key, record_made
 from orchestrator.exchange.errors import AmbiguousOutcome, ExchangeError
 from orchestrator.exchange.interface import Exchange
 from orchestrator.exchange.models import ApiKey, CreatedKey
@@ -545,20 +545,7 @@ class Applier:
         return record
 
     def _record(self, action: Action, created: CreatedKey, previous: list) -> KeyRecord:
-        return KeyRecord(
-            subaccount=action.subaccount,
-            email=action.email,
-            label=action.label,
-            api_key=created.api_key,
-            api_name=action.api_name,
-            generation=action.generation,
-            key_type=action.key_type,
-            created_at=self.clock(),
-            permissions=sorted(p.value for p in action.permissions),
-            ips=list(action.ips),
-            sink=action.sink,
-            previous=previous,
-        )
+        return record_made(action, created.api_key, self.clock(), previous)
 
     def _material(self, action: Action, api_key: str, secret) -> KeyMaterial:
         return KeyMaterial(

@@ -178,20 +178,7 @@ class _Reconciler:
                     delete_after=self.now + timedelta(seconds=action.grace_s),
                 )
             )
-        self.state.keys[action.address] = KeyRecord(
-            subaccount=action.subaccount,
-            email=action.email,
-            label=action.label,
-            api_key=live.api_key,
-            api_name=action.api_name,
-            generation=action.generation,
-            key_type=action.key_type,
-            created_at=self.now,
-            permissions=sorted(p.value for p in action.permissions),
-            ips=list(action.ips),
-            sink=action.sink,
-            previous=previous,
-        )
+        self.state.keys[action.address] = record_made(action, live.api_key, self.now, previous)
 
     def _audit(self, name: str, action: Action, api_key: str, detail: str) -> None:
         self.audit.append(
@@ -270,4 +257,22 @@ def _known(state: State, api_key: str) -> bool:
     return any(
         r.api_key == api_key or any(p.api_key == api_key for p in r.previous)
         for r in state.keys.values()
+    )
+
+
+def record_made(action: Action, api_key: str, created_at: datetime, previous: list) -> KeyRecord:
+    """The state record of the key a create (or rotation) action made."""
+    return KeyRecord(
+        subaccount=action.subaccount,
+        email=action.email,
+        label=action.label,
+        api_key=api_key,
+        api_name=action.api_name,
+        generation=action.generation,
+        key_type=action.key_type,
+        created_at=created_at,
+        permissions=sorted(p.value for p in action.permissions),
+        ips=list(action.ips),
+        sink=action.sink,
+        previous=previous,
     )
