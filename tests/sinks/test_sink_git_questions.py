@@ -51,3 +51,20 @@ def test_a_path_git_refuses_is_refused_every_time(repo: Path):
     for _ in range(2):
         with pytest.raises(UnsafeSinkPath):
             sink.write_pending(material("bot"))
+
+
+def test_git_never_sees_the_callers_secrets(repo: Path, monkeypatch):
+    canary = "CANARYsecretCANARYsecretCANARYsecretCANARYsecretCANARYsecret0002"
+    for name in ("BINANCE_API_SECRET", "VAULT_TOKEN", "GIT_DIR"):
+        monkeypatch.setenv(name, canary)
+    seen: list[dict] = []
+    real_run = subprocess.run
+
+    def spy(*args, **kwargs):
+        seen.append(dict(kwargs.get("env") or {}))
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(sink_paths.subprocess, "run", spy)
+    open_sink("file:secrets/", repo).write_pending(material("bot"))
+    assert seen and all(kwargs for kwargs in seen)
+    assert not any(canary in value for env in seen for value in env.values())
