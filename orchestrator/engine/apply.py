@@ -449,12 +449,21 @@ class Applier:
         return action.reason
 
     async def _change_ips(self, action: Action, add, remove, seen: list):
-        """The calls that take the whitelist to the plan; each answer is appended to `seen`."""
+        """The calls that take the whitelist to the plan; each answer is appended to `seen`.
+
+        When anything is missing, the add call sends the whole planned list, not only the
+        missing addresses: Binance documents the v2 call as "add/update", and whether it adds
+        to the whitelist or replaces it, the list ends up holding every planned address (the
+        delete call then drops the rest), so no planned address is ever briefly missing.
+        """
         if action.unrestrict:
             seen.append(await self.exchange.remove_ip_restriction(action.email, action.api_key))
             return seen[-1]
         if add:
-            seen.append(await self.exchange.add_ip_restriction(action.email, action.api_key, add))
+            planned = list(action.ips) or list(add)
+            seen.append(
+                await self.exchange.add_ip_restriction(action.email, action.api_key, planned)
+            )
             crashpoints.reached("between_calls")
         if remove:
             seen.append(await self.exchange.delete_ips(action.email, action.api_key, remove))

@@ -180,3 +180,30 @@ def test_hostile_changeset_files_are_refused_cleanly(project: Path, content: str
     (project / "cs.json").write_text(content)
     refused = cli("apply", "cs.json", "--auto-approve", code=1)
     assert "not a usable changeset" in refused.output
+
+
+def test_whitelist_add_call_carries_every_planned_ip(project: Path, monkeypatch):
+    """Whether Binance's v2 call adds or replaces, no planned address goes missing."""
+    from urllib.parse import parse_qs
+
+    from orchestrator.engine import connect
+
+    cli("apply", "--auto-approve")
+    plan = project / "plans" / "example.yaml"
+    plan.write_text(
+        plan.read_text().replace("ips: [198.51.100.7]", "ips: [198.51.100.7, 198.51.100.8]")
+    )
+    emulator = sandbox(project)
+    sent: list[str] = []
+    handle = emulator.handle
+
+    def spy(request):
+        if request.path.endswith("/ipRestriction") and request.method == "POST":
+            sent.extend(parse_qs(request.body.decode())["ipAddress"])
+        return handle(request)
+
+    monkeypatch.setattr(emulator, "handle", spy)
+    monkeypatch.setattr(connect, "open_sandbox", lambda path: emulator)
+    cli("apply", "--auto-approve")
+    assert sent == ["198.51.100.7,198.51.100.8"]
+    assert "No changes" in cli("plan").output
