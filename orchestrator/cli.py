@@ -239,10 +239,11 @@ class TerminalUi:
     def note(self, text: str) -> None:
         typer.echo(text)
 
-    def show(self, changeset, *, with_summary: bool = True) -> None:
+    def show(self, changeset, *, with_summary: bool = True, width: int = 0) -> None:
         from orchestrator.engine.render import plan_lines
 
-        for line in plan_lines(changeset, color=self.tty, with_summary=with_summary):
+        lines = plan_lines(changeset, color=self.tty, with_summary=with_summary, width=width)
+        for line in lines:
             self.console.print(line) if self.tty else typer.echo(line)
 
     def confirm(self) -> bool:

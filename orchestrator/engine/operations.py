@@ -22,7 +22,8 @@ class Ui(Protocol):
     def note(self, text: str) -> None:
         """A line for the user (recovered intents, scope, outcomes)."""
 
-    def show(self, changeset: Changeset, *, with_summary: bool = True) -> None: ...
+    def show(self, changeset: Changeset, *, with_summary: bool = True, width: int = 0) -> None:
+        """The changeset's lines (addresses padded to at least `width`)."""
 
     def confirm(self) -> bool:
         """Ask for 'yes'; only called when confirmation was not waived."""
@@ -95,12 +96,15 @@ async def apply(
 
 
 async def _stream(ws: Workspace, ui: Ui, exchange, targets) -> tuple[Changeset, list]:
+    from orchestrator.engine.render import address_width
+
+    width = address_width(ws.plan.desired)
     with ui.executing(None) as on_result:  # the total is not known up front
         changeset, results = await ws.stream_apply(
             exchange,
             "apply",
             targets=targets,
-            on_changeset=lambda part: ui.show(part, with_summary=False),
+            on_changeset=lambda part: ui.show(part, with_summary=False, width=width),
             on_result=on_result,
         )
     if changeset.blocking:

@@ -29,12 +29,13 @@ def describe(action: Action) -> str:
 
 
 def plan_lines(
-    changeset: Changeset, *, color: bool = False, with_summary: bool = True
+    changeset: Changeset, *, color: bool = False, with_summary: bool = True, width: int = 0
 ) -> list[str]:
-    """The plan as text lines; with `color`, rich markup."""
+    """The plan as text lines; with `color`, rich markup. Addresses are padded to the longest
+    one, or to `width` when that is longer (parts of one plan shown apart line up)."""
     rows = [_action_row(a) for a in changeset.actions]
     rows += [_finding_row(f) for f in changeset.findings]
-    width = max((len(addr) for _, _, addr, _, _ in rows), default=0)
+    width = max([width] + [len(addr) for _, _, addr, _, _ in rows])
     lines = []
     for symbol, verb, address, text, style in rows:
         line = f"{symbol} {verb:<8} {address:<{width}}  {text}"
@@ -87,3 +88,8 @@ def _finding_row(finding: Finding) -> tuple[str, str, str, str, str]:
 
 def _escape(text: str) -> str:
     return text.replace("[", r"\[")
+
+
+def address_width(desired) -> int:
+    """The longest address a plan's changesets can show (`sub/label`, or a sub-account)."""
+    return max((len(k.address) for k in desired.keys()), default=0)

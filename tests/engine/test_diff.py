@@ -268,3 +268,9 @@ def test_applying_a_changeset_then_diffing_again_yields_no_actions(scenario):
     after_live, after_state = simulate(first, live_now, prior, NOW)
     second = diff(desired, after_live, after_state, NOW)
     assert not second.has_changes, [a.reason for a in second.actions]
+
+
+def test_render_pads_addresses_to_a_shared_width():
+    cs = diff(plan(key("a")), live(), None, NOW)
+    (line,) = plan_lines(cs, with_summary=False, width=20)
+    assert line.startswith("  + create   quant/a" + " " * 14 + "  read")
