@@ -273,4 +273,4 @@ def test_applying_a_changeset_then_diffing_again_yields_no_actions(scenario):
 def test_render_pads_addresses_to_a_shared_width():
     cs = diff(plan(key("a")), live(), None, NOW)
     (line,) = plan_lines(cs, with_summary=False, width=20)
-    assert line.startswith("  + create   quant/a" + " " * 14 + "  read")
+    assert line.startswith("  + create   quant/a" + " " * 13 + "  read")
