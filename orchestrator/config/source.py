@@ -112,7 +112,7 @@ class _Builder:
                 "remove the aliases (*name) that repeat large parts of the file"))
         self.source.values.setdefault(path, _position(node))
         if isinstance(node, yaml.ScalarNode):
-            return self.loader.construct_object(node, deep=True)
+            return self._construct(node, path)
         if id(node) in self.active:
             raise YamlSyntaxError(SyntaxProblem(
                 path, _position(node), "an alias refers to the node that contains it",
@@ -150,8 +150,20 @@ class _Builder:
             self._problem(path, node, "a mapping key must be a plain name",
                           "use a simple word as the key")
             return None
-        value = self.loader.construct_object(node, deep=True)
+        value = self._construct(node, path)
         return value if isinstance(value, str) else str(value)
+
+    def _construct(self, node: yaml.ScalarNode, path: str) -> Any:
+        """A scalar's value; a YAML tag a plan cannot hold (`!!python/...`, `=`) is a problem
+        at its position, not a crash."""
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise YamlSyntaxError(SyntaxProblem(
+                path, _position(node), f"this value cannot be read: {problem}",
+                "write a plain string, number or boolean (quote it if it starts with = ! & *)",
+            )) from None
 
     def _problem(self, path: str, node: yaml.Node, message: str, hint: str) -> None:
         self.source.problems.append(SyntaxProblem(path, _position(node), message, hint))

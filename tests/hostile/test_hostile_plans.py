@@ -151,8 +151,19 @@ def test_random_structures_are_refused_many(workdir: Path, data, chaos):
         "version: 1\nsubaccounts: &a [*a]\n",
         "version: 1\n" + "x" * 2_000_000,
         "!!python/object/apply:os.system ['true']\n",
+        "version: 1\nsubaccounts:\n  - name: =\n",
+        "=\n",
     ],
-    ids=["binary", "deep-nesting", "huge-list", "recursive-alias", "huge-scalar", "yaml-tag"],
+    ids=[
+        "binary",
+        "deep-nesting",
+        "huge-list",
+        "recursive-alias",
+        "huge-scalar",
+        "yaml-tag",
+        "value-tag",
+        "value-tag-alone",
+    ],
 )
 def test_pathological_plans_are_refused(workdir: Path, text, chaos):
     chaos.add("bad_inputs_tried")
