@@ -11,6 +11,13 @@ from pathlib import Path
 
 import pytest
 import structlog
+from hypothesis import settings
+
+# CI explores the same examples every run (a landing never fails on a new random draw);
+# local runs keep exploring new ones, and keep the failures they find in .hypothesis/.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 #: `make chaos` sets this to bench/chaos.json; the reliability tests add their counts.
 CHAOS_REPORT = "ORCHESTRATOR_CHAOS_REPORT"
