@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -384,24 +384,16 @@ class Applier:
         action = self._with_email(action)
         op = self._intent("update_permissions", action)
         crashpoints.reached("before_call")
-        try:
-            await self.exchange.set_permissions(action.email, action.api_key, action.permissions)
-        except AmbiguousOutcome:
-            if not await self._permissions_set(action):
-                try:  # setting permissions is idempotent: once more is safe
-                    await self.exchange.set_permissions(
-                        action.email, action.api_key, action.permissions
-                    )
-                except AmbiguousOutcome:
-                    if not await self._permissions_set(action):
-                        self._outcome(op, error="ambiguous outcome; permissions not changed")
-                        raise ActionFailed(
-                            f"{action.address}: permission change not confirmed; re-run apply"
-                        ) from None
-                except ExchangeError as exc:
-                    self._fail(op, "update_permissions", action, exc)
-        except ExchangeError as exc:
-            self._fail(op, "update_permissions", action, exc)
+        await self._confirmed_write(
+            op,
+            "update_permissions",
+            action,
+            "permission change",
+            write=lambda: self.exchange.set_permissions(
+                action.email, action.api_key, action.permissions
+            ),
+            took_effect=lambda: self._permissions_set(action),
+        )
         crashpoints.reached("after_call")
         record = self._adopted(action)
         record.permissions = sorted(p.value for p in action.permissions)
@@ -485,31 +477,54 @@ class Applier:
         """Delete the key, forget it, drop its material; returns warnings about the sinks."""
         op = self._intent("delete_key", action)
         crashpoints.reached("before_delete")
-        try:
-            await self.exchange.delete_api_key(action.email, action.api_key)
-        except AmbiguousOutcome:
-            if await self._still_live(action.email, action.api_key):
-                try:  # the key is still there, so deleting it once more is safe
-                    await self.exchange.delete_api_key(action.email, action.api_key)
-                except AmbiguousOutcome:
-                    if await self._still_live(action.email, action.api_key):
-                        self._outcome(op, error="ambiguous outcome; key still live")
-                        raise ActionFailed(
-                            f"{action.address}: delete not confirmed; re-run apply"
-                        ) from None
-                except ExchangeError as exc:
-                    self._fail(op, "delete_key", action, exc)
-        except ExchangeError as exc:
-            self._fail(op, "delete_key", action, exc)
+        await self._confirmed_write(
+            op,
+            "delete_key",
+            action,
+            "delete",
+            write=lambda: self.exchange.delete_api_key(action.email, action.api_key),
+            took_effect=lambda: self._gone(action.email, action.api_key),
+        )
         crashpoints.reached("after_delete")
         warnings = self._forget(action.api_key)
         self._outcome(op, result={"deleted": _mask(action.api_key)})
         self._audit("delete_key", action, api_key=action.api_key, detail=action.reason)
         return warnings
 
-    async def _still_live(self, email: str, api_key: str) -> bool:
+    async def _gone(self, email: str, api_key: str) -> bool:
         page = await self.exchange.list_api_keys(email, api_key=api_key)
-        return bool(page.rows)
+        return not page.rows
+
+    async def _confirmed_write(
+        self,
+        op: str,
+        name: str,
+        action: Action,
+        what: str,
+        *,
+        write: Callable[[], Awaitable],
+        took_effect: Callable[[], Awaitable[bool]],
+    ) -> None:
+        """An idempotent write (permissions, delete) whose outcome the client could not tell.
+
+        Reconciled, not blindly retried: the live account is read back, and only if the write
+        did not take effect is it made once more (harmless, being idempotent). Creates never
+        come here: a second create would make a second key.
+        """
+        for last in (False, True):
+            try:
+                await write()
+                return
+            except AmbiguousOutcome:
+                if await took_effect():
+                    return
+                if last:
+                    self._outcome(op, error=f"ambiguous outcome; {what} not confirmed")
+                    raise ActionFailed(
+                        f"{action.address}: {what} not confirmed; re-run apply"
+                    ) from None
+            except ExchangeError as exc:
+                self._fail(op, name, action, exc)
 
     def _forget(self, api_key: str) -> list[str]:
         """Drop a deleted key from state (saved first), then its material from the sinks.
