@@ -54,6 +54,27 @@ class ChaosFigures:
 
 
 @pytest.fixture
+def project(tmp_path: Path, monkeypatch) -> Path:
+    """A git-initialised project from `orchestrator init`, as the working directory, with no
+    master credentials or moved clock inherited from the environment."""
+    import subprocess
+
+    from orchestrator.config import init_project
+
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    init_project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    for name in (
+        "BINANCE_API_KEY",
+        "BINANCE_API_SECRET",
+        "BINANCE_PRIVATE_KEY_FILE",
+        "ORCHESTRATOR_NOW",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+@pytest.fixture
 def chaos() -> ChaosFigures:
     return ChaosFigures()
 

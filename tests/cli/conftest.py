@@ -1,23 +1,82 @@
-"""CLI fixtures: a git-initialised project from `init_project`, run through typer's CliRunner."""
+"""Fixtures for tests that run `orchestrator emulator serve` as a subprocess on loopback."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import secrets
+import signal
+import string
 import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-BINANCE_VARS = ("BINANCE_API_KEY", "BINANCE_API_SECRET", "BINANCE_PRIVATE_KEY_FILE")
+ALNUM = string.ascii_letters + string.digits
+
+
+def token(n: int = 64) -> str:
+    return "".join(secrets.choice(ALNUM) for _ in range(n))
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch) -> Path:
-    from orchestrator.config import init_project
+def credentials() -> dict[str, str]:
+    return {"BINANCE_API_KEY": token(), "BINANCE_API_SECRET": token()}
 
-    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
-    init_project(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    for name in BINANCE_VARS:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv("ORCHESTRATOR_NOW", raising=False)
-    return tmp_path
+
+@pytest.fixture
+def env(credentials) -> dict[str, str]:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("BINANCE_") and k != "ORCHESTRATOR_NOW"
+    }
+    return {**clean, **credentials}
+
+
+@contextlib.contextmanager
+def emulator_serve(data: Path, env: dict, *options: str) -> Iterator[tuple[str, str]]:
+    """`emulator serve --port 0` with `options`; yields (base URL, announcement); always
+    stopped."""
+    command = [
+        sys.executable,
+        "-m",
+        "orchestrator",
+        "emulator",
+        "serve",
+        "--port",
+        "0",
+        "--data",
+        str(data),
+        *options,
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        lines: list[str] = []
+        while not any(line.startswith("Ctrl-C") for line in lines):
+            line = process.stdout.readline()
+            assert line, f"emulator serve exited: {process.stderr.read()}"
+            lines.append(line.strip())
+        announced = "\n".join(lines)
+        base_url = re.search(r"listening on (http://127\.0\.0\.1:\d+)", announced).group(1)
+        yield base_url, announced
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+        process.stderr.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path, env):
+    with emulator_serve(tmp_path / "emu.json", env) as served:
+        yield served

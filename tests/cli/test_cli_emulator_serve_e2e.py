@@ -4,12 +4,8 @@ serve` (also a subprocess) on loopback, with master credentials from the environ
 from __future__ import annotations
 
 import json
-import os
 import re
-import secrets
-import signal
 import stat
-import string
 import subprocess
 import sys
 from pathlib import Path
@@ -18,67 +14,7 @@ import httpx
 import pytest
 
 from orchestrator.config import init_project
-
-ALNUM = string.ascii_letters + string.digits
-
-
-def token(n: int = 64) -> str:
-    return "".join(secrets.choice(ALNUM) for _ in range(n))
-
-
-@pytest.fixture
-def credentials() -> dict[str, str]:
-    return {"BINANCE_API_KEY": token(), "BINANCE_API_SECRET": token()}
-
-
-@pytest.fixture
-def env(credentials) -> dict[str, str]:
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("BINANCE_") and k != "ORCHESTRATOR_NOW"
-    }
-    return {**clean, **credentials}
-
-
-@pytest.fixture
-def server(tmp_path: Path, env):
-    """`emulator serve --port 0`; yields (base URL, announcement); always stopped."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "orchestrator",
-            "emulator",
-            "serve",
-            "--port",
-            "0",
-            "--data",
-            str(tmp_path / "emu.json"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        lines: list[str] = []
-        while not any(line.startswith("Ctrl-C") for line in lines):
-            line = process.stdout.readline()
-            assert line, f"emulator serve exited: {process.stderr.read()}"
-            lines.append(line.strip())
-        announced = "\n".join(lines)
-        base_url = re.search(r"listening on (http://127\.0\.0\.1:\d+)", announced).group(1)
-        yield base_url, announced
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        process.stdout.close()
-        process.stderr.close()
+from tests.cli.conftest import token
 
 
 @pytest.fixture

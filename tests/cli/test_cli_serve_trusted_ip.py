@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,42 +12,14 @@ from orchestrator.exchange.client import BinanceClient
 from orchestrator.exchange.errors import Unauthorized
 from orchestrator.exchange.models import Permission
 from orchestrator.exchange.signing import HmacSigner
-from tests.cli.test_cli_emulator_serve_e2e import credentials, env  # noqa: F401  (fixtures)
+from tests.cli.conftest import emulator_serve
 
 
 @pytest.fixture
 def trusting_server(tmp_path: Path, env):
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "orchestrator",
-            "emulator",
-            "serve",
-            "--port",
-            "0",
-            "--data",
-            str(tmp_path / "emu.json"),
-            "--trusted-ip-header",
-            "X-Forwarded-For",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        lines: list[str] = []
-        while not any(line.startswith("Ctrl-C") for line in lines):
-            line = process.stdout.readline()
-            assert line, process.stderr.read()
-            lines.append(line.strip())
-        yield re.search(r"listening on (http://127\.0\.0\.1:\d+)", "\n".join(lines)).group(1)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=10)
-        process.stdout.close()
-        process.stderr.close()
+    data = tmp_path / "emu.json"
+    with emulator_serve(data, env, "--trusted-ip-header", "X-Forwarded-For") as (url, _):
+        yield url
 
 
 def test_whitelisted_key_answers_only_from_a_listed_ip(trusting_server, credentials):

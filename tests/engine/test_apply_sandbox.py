@@ -5,55 +5,11 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from orchestrator.cli import app
-from orchestrator.config import init_project
-
-runner = CliRunner()
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch) -> Path:
-    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
-    init_project(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    for name in ("BINANCE_API_KEY", "BINANCE_API_SECRET", "BINANCE_PRIVATE_KEY_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path
-
-
-def cli(*args: str, code: int | None = 0):
-    result = runner.invoke(app, list(args), catch_exceptions=False)
-    if code is not None:
-        assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    return result
-
-
-def sandbox(project: Path):
-    from orchestrator.engine.connect import open_sandbox
-
-    return open_sandbox(project / "state" / "sandbox.json")
-
-
-def hmac_plan(project: Path) -> None:
-    text = (project / "plans" / "example.yaml").read_text()
-    (project / "plans" / "example.yaml").write_text(
-        text.replace("key_type: ed25519", "key_type: hmac")
-    )
-
-
-def all_secrets(project: Path) -> list[str]:
-    found = []
-    for path in (project / "secrets").rglob("*.json"):
-        data = json.loads(path.read_text())
-        found += [v for k, v in data.items() if k in ("secret", "private_key") and v]
-    return found
+from tests.engine.sandbox_kit import all_secrets, cli, hmac_plan, sandbox
 
 
 def test_init_plan_apply_then_plan_shows_no_changes(project: Path):

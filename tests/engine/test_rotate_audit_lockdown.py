@@ -14,7 +14,7 @@ from orchestrator.config import ExchangeSettings
 from orchestrator.engine.connect import open_exchange, open_sandbox
 from orchestrator.exchange.models import Permission
 from orchestrator.sinks import open_sink
-from tests.engine.test_apply_sandbox import cli, project  # noqa: F401  (fixture)
+from tests.engine.sandbox_kit import cli
 
 PLAN = "plans/example.yaml"
 
