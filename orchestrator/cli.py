@@ -211,6 +211,23 @@ def user_errors() -> Iterator[None]:
     except (UserError, Refused, StaleChangeset, ExchangeError, StoreError, SinkError) as exc:
         typer.secho(f"Error: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
+    except OSError as exc:  # the project's files: a missing, unwritable or misplaced path
+        where = exc.filename or "a project file"
+        typer.secho(
+            f"Error: cannot use {where}: {exc.strerror or exc}. Check that the folder exists, "
+            "is a directory, and is writable by this user.",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        typer.secho(
+            "Interrupted. Anything half done is in the journal: the next `orchestrator plan` "
+            "or `apply` reconciles it with the live account.",
+            fg="yellow",
+            err=True,
+        )
+        raise typer.Exit(130) from None
 
 
 def _console(stderr: bool = False):
