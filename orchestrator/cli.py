@@ -310,7 +310,7 @@ class TerminalUi:
             typer.style("FAILED", fg="red") if entry.error else typer.style("deleted", fg="green")
         )
         managed = f" (managed as {entry.managed_as})" if entry.managed_as else ""
-        error = f": {entry.error}" if entry.error else ""
+        error = f": {entry.error or entry.warning}" if entry.error or entry.warning else ""
         typer.echo(
             f"{mark:>8}  {entry.email} {entry.api_name} {mask_key(entry.api_key)}{managed}{error}"
         )

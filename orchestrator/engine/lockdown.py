@@ -3,7 +3,8 @@
 Binance's advice when a key may be stolen is to delete all keys. Listing and deleting are
 different endpoints with separate budgets, so sub-accounts are listed and their keys deleted
 concurrently; the client paces each endpoint. Every delete is journaled and audit-logged;
-sinks mark the material of managed keys revoked; state forgets the deleted keys.
+sinks mark the material of managed keys revoked (a sink that cannot is reported, not fatal:
+the key is gone either way); state forgets the deleted keys.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
+from orchestrator.engine.recovery import drop_material, forget_key
 from orchestrator.exchange.errors import ExchangeError
 from orchestrator.exchange.interface import Exchange
 from orchestrator.exchange.models import ApiKey
@@ -28,6 +30,7 @@ class Deleted:
     api_key: str
     managed_as: str | None
     error: str | None = None
+    warning: str | None = None  # deleted, but its material could not be marked revoked
 
 
 class ScopeError(Exception):
@@ -100,26 +103,13 @@ async def lockdown(
                 api_key=key.api_key,
                 detail={"email": key.email, "managed_as": address},
             )
-            _revoke(state, key.api_key, open_sink)
-            result = Deleted(key.email, key.api_name, key.api_key, address)
+            warnings = drop_material(open_sink, forget_key(state, key.api_key), key.api_key)
+            result = Deleted(
+                key.email, key.api_name, key.api_key, address, warning="; ".join(warnings) or None
+            )
         if on_deleted:
             on_deleted(result)
         return result
 
     results = await asyncio.gather(*(wipe(e) for e in emails))
     return [d for batch in results for d in batch]
-
-
-def _revoke(state: State, api_key: str, open_sink: Callable) -> None:
-    """Forget a deleted key in state and mark its material revoked in its sink."""
-    from orchestrator.sinks import SinkError
-
-    for address, record in list(state.keys.items()):
-        if record.api_key == api_key:
-            del state.keys[address]
-            try:
-                open_sink(record.sink).mark_revoked(address)
-            except SinkError:
-                pass  # the key is gone either way; audit already records the delete
-        else:
-            record.previous = [p for p in record.previous if p.api_key != api_key]
