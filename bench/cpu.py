@@ -28,11 +28,17 @@ def _live(desired, with_keys: bool, drift: bool):
         rows = []
         for n, k in enumerate(s.keys if with_keys else ()):
             ips = k.ips if not (drift and n % 2) else (*k.ips, "198.51.100.99")
-            rows.append(LiveKey(
-                email=s.email, api_name=api_name(k.label, 1), api_key=f"K{len(rows)}{s.email}",
-                permissions=k.permissions, restricted=bool(ips), ips=tuple(sorted(ips)),
-                created_ms=int(time.time() * 1000),
-            ))
+            rows.append(
+                LiveKey(
+                    email=s.email,
+                    api_name=api_name(k.label, 1),
+                    api_key=f"K{len(rows)}{s.email}",
+                    permissions=k.permissions,
+                    restricted=bool(ips),
+                    ips=tuple(sorted(ips)),
+                    created_ms=int(time.time() * 1000),
+                )
+            )
         keys[s.email] = tuple(rows)
     return Live(subaccounts=subs, keys=keys)
 
@@ -63,8 +69,10 @@ def diff_render(repeats: int = 5) -> dict:
             times.append(time.process_time() - started)
             actions = len(changeset.actions) + len(changeset.findings)
         results[name] = {
-            "cpu_s": round(statistics.median(times), 4), "actions_and_findings": actions,
-            "lines": len(lines), "json_bytes": len(text),
+            "cpu_s": round(statistics.median(times), 4),
+            "actions_and_findings": actions,
+            "lines": len(lines),
+            "json_bytes": len(text),
         }
     results["keys"] = DIFF_FIXTURE.total_keys
     results["worst_cpu_s"] = max(v["cpu_s"] for v in results.values() if isinstance(v, dict))
@@ -81,19 +89,31 @@ def cold_start(runs: int = 7) -> dict:
         commands = {
             "python -m orchestrator --help": [sys.executable, "-m", "orchestrator", "--help"],
             "orchestrator --help": [str(bin_dir / "orchestrator"), "--help"],
-            "orchestrator validate (1x5)": [sys.executable, "-m", "orchestrator", "validate",
-                                            str(small)],
-            "orchestrator validate (250x4)": [sys.executable, "-m", "orchestrator", "validate",
-                                              str(large)],
+            "orchestrator validate (1x5)": [
+                sys.executable,
+                "-m",
+                "orchestrator",
+                "validate",
+                str(small),
+            ],
+            "orchestrator validate (250x4)": [
+                sys.executable,
+                "-m",
+                "orchestrator",
+                "validate",
+                str(large),
+            ],
         }
         out = {}
         for name, command in commands.items():
             times = []
             for _ in range(runs):
                 started = time.perf_counter()
-                subprocess.run(command, env=master_env(), capture_output=True, check=True,
-                               cwd=root)
+                subprocess.run(command, env=master_env(), capture_output=True, check=True, cwd=root)
                 times.append(time.perf_counter() - started)
-            out[name] = {"median_s": round(statistics.median(times), 4),
-                         "min_s": round(min(times), 4), "runs": runs}
+            out[name] = {
+                "median_s": round(statistics.median(times), 4),
+                "min_s": round(min(times), 4),
+                "runs": runs,
+            }
     return out

@@ -36,9 +36,19 @@ class EmulatorProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.time_scale = time_scale
         command = [
-            sys.executable, "-m", "orchestrator", "emulator", "serve",
-            "--port", str(self.port), "--data", str(data),
-            "--time-scale", str(time_scale), "--latency-ms", str(latency_ms),
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "emulator",
+            "serve",
+            "--port",
+            str(self.port),
+            "--data",
+            str(data),
+            "--time-scale",
+            str(time_scale),
+            "--latency-ms",
+            str(latency_ms),
         ]
         self.proc = subprocess.Popen(
             command, env=master_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

@@ -91,7 +91,8 @@ class Fixture:
 def weighted(calls: dict[str, int]) -> dict[str, int]:
     """Calls on weighted /sapi endpoints only (the clock sync on /api/v3/time is not one)."""
     return {
-        name: n for name, n in calls.items()
+        name: n
+        for name, n in calls.items()
         if name in ep.BY_NAME and ep.BY_NAME[name].limit != "API"
     }
 

@@ -58,14 +58,20 @@ def _server_side(emulator: EmulatorProcess) -> tuple[dict[str, int], int, int]:
 
 
 def run_cli(
-    emulator: EmulatorProcess, project: Path, args: list[str], operation: str,
+    emulator: EmulatorProcess,
+    project: Path,
+    args: list[str],
+    operation: str,
     minimum: dict[str, int],
 ) -> tuple[Measured, str]:
     emulator.wait_fresh_window()
     started = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "orchestrator", *args],
-        cwd=project, env=master_env(), capture_output=True, text=True,
+        cwd=project,
+        env=master_env(),
+        capture_output=True,
+        text=True,
     )
     wall = time.perf_counter() - started
     if result.returncode not in (0, 2):
@@ -82,20 +88,40 @@ def run_cli(
 
 
 def run_sdk(
-    emulator: EmulatorProcess, mode: str, operation: str, minimum: dict[str, int],
+    emulator: EmulatorProcess,
+    mode: str,
+    operation: str,
+    minimum: dict[str, int],
     extra_args: list[str] = (),
 ) -> Measured:
     emulator.wait_fresh_window()
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, str(BENCH_DIR / "sdk_loop.py"), mode, emulator.url,
-         str(emulator.time_scale), *extra_args],
-        env=master_env(), capture_output=True, text=True, cwd=BENCH_DIR,
+        [
+            sys.executable,
+            str(BENCH_DIR / "sdk_loop.py"),
+            mode,
+            emulator.url,
+            str(emulator.time_scale),
+            *extra_args,
+        ],
+        env=master_env(),
+        capture_output=True,
+        text=True,
+        cwd=BENCH_DIR,
     )
     wall = time.perf_counter() - started
     if result.returncode != 0:
         raise RuntimeError(f"SDK {mode} loop failed:\n{result.stderr[-4000:]}")
     calls, limited, server_time = _server_side(emulator)
     reported = json.loads(result.stdout.strip().splitlines()[-1])
-    return Measured(operation, wall, calls, limited, minimum, None, server_time,
-                    extra={"keys_seen": reported["keys"]})
+    return Measured(
+        operation,
+        wall,
+        calls,
+        limited,
+        minimum,
+        None,
+        server_time,
+        extra={"keys_seen": reported["keys"]},
+    )

@@ -38,30 +38,49 @@ TARGETS = {"wall_over_floor": 1.15, "sdk_ratio": 3.0, "diff_render_s": 0.5, "hel
 
 def bench_fixture(fixture: Fixture, with_sdk: bool) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-{fixture.name}-"))
-    emulator = EmulatorProcess(tmp / "emulator.json", time_scale=TIME_SCALE,
-                               latency_ms=LATENCY_MS)
+    emulator = EmulatorProcess(tmp / "emulator.json", time_scale=TIME_SCALE, latency_ms=LATENCY_MS)
     window = emulator.window_s
     started = time.perf_counter()
     try:
         emulator.add_subaccounts(fixture.emails())
         project = tmp / "project"
         fixture.write_project(project, emulator.url, window)
-        plan_scratch, _ = run_cli(emulator, project, ["plan", "--json"], "plan (from scratch)",
-                                  fixture.minimum_plan_scratch())
-        apply, _ = run_cli(emulator, project, ["apply", "--auto-approve"],
-                           "apply (from empty)", fixture.minimum_apply_scratch())
-        plan_same, _ = run_cli(emulator, project, ["plan", "--json"], "plan (no changes)",
-                               fixture.minimum_plan_unchanged())
+        plan_scratch, _ = run_cli(
+            emulator,
+            project,
+            ["plan", "--json"],
+            "plan (from scratch)",
+            fixture.minimum_plan_scratch(),
+        )
+        apply, _ = run_cli(
+            emulator,
+            project,
+            ["apply", "--auto-approve"],
+            "apply (from empty)",
+            fixture.minimum_apply_scratch(),
+        )
+        plan_same, _ = run_cli(
+            emulator,
+            project,
+            ["plan", "--json"],
+            "plan (no changes)",
+            fixture.minimum_plan_unchanged(),
+        )
         ops = [plan_scratch, apply, plan_same]
         sdk = {}
         if with_sdk:
-            sdk_refresh = run_sdk(emulator, "refresh", "SDK loop: refresh",
-                                  fixture.minimum_plan_unchanged())
+            sdk_refresh = run_sdk(
+                emulator, "refresh", "SDK loop: refresh", fixture.minimum_plan_unchanged()
+            )
             sdk_emails = fixture.emails("sdk")
             emulator.add_subaccounts(sdk_emails)
-            sdk_create = run_sdk(emulator, "create", "SDK loop: create keys",
-                                 {"create_api_key": fixture.total_keys},
-                                 [str(fixture.keys), *sdk_emails])
+            sdk_create = run_sdk(
+                emulator,
+                "create",
+                "SDK loop: create keys",
+                {"create_api_key": fixture.total_keys},
+                [str(fixture.keys), *sdk_emails],
+            )
             ops += [sdk_refresh, sdk_create]
             sdk = {
                 "refresh_ratio": round(sdk_refresh.wall_s / plan_same.wall_s, 3),
@@ -103,26 +122,36 @@ def _cpu_model() -> str:
 
 
 def print_table(results: dict) -> None:
-    head = (f"{'fixture':<7} {'operation':<22} {'calls':>6} {'min':>6} {'429':>4} "
-            f"{'wall s':>7} {'floor s':>7} {'x floor':>7}  calls per endpoint")
+    head = (
+        f"{'fixture':<7} {'operation':<22} {'calls':>6} {'min':>6} {'429':>4} "
+        f"{'wall s':>7} {'floor s':>7} {'x floor':>7}  calls per endpoint"
+    )
     print(head)
     print("-" * len(head))
     for fx in results["fixtures"]:
         for op in fx["operations"]:
             per = ", ".join(f"{k} {v}" for k, v in op["calls"].items())
             ratio = f"{op['wall_over_floor']:.2f}" if op["wall_over_floor"] else "-"
-            print(f"{fx['fixture']:<7} {op['operation']:<22} {op['calls_total']:>6} "
-                  f"{op.get('minimum_total', '-'):>6} {op['rate_limited_429']:>4} "
-                  f"{op['wall_s']:>7.2f} {op['floor_s']:>7.2f} {ratio:>7}  {per}")
+            print(
+                f"{fx['fixture']:<7} {op['operation']:<22} {op['calls_total']:>6} "
+                f"{op.get('minimum_total', '-'):>6} {op['rate_limited_429']:>4} "
+                f"{op['wall_s']:>7.2f} {op['floor_s']:>7.2f} {ratio:>7}  {per}"
+            )
         if fx["sdk_wall_over_ours"]:
             s = fx["sdk_wall_over_ours"]
-            print(f"{'':<7} SDK loop wall / ours: refresh {s['refresh_ratio']:.2f}x, "
-                  f"creation {s['create_ratio']:.2f}x")
+            print(
+                f"{'':<7} SDK loop wall / ours: refresh {s['refresh_ratio']:.2f}x, "
+                f"creation {s['create_ratio']:.2f}x"
+            )
     dr = results["diff_render"]
-    print(f"\ndiff + render, {dr['keys']} keys (CPU s, median): "
-          + ", ".join(f"{k} {v['cpu_s']:.3f}" for k, v in dr.items() if isinstance(v, dict)))
-    print("cold start (median s): "
-          + ", ".join(f"{k} {v['median_s']:.3f}" for k, v in results["cold_start"].items()))
+    print(
+        f"\ndiff + render, {dr['keys']} keys (CPU s, median): "
+        + ", ".join(f"{k} {v['cpu_s']:.3f}" for k, v in dr.items() if isinstance(v, dict))
+    )
+    print(
+        "cold start (median s): "
+        + ", ".join(f"{k} {v['median_s']:.3f}" for k, v in results["cold_start"].items())
+    )
 
 
 def main() -> None:
@@ -134,8 +163,12 @@ def main() -> None:
     results = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "settings": {"time_scale": TIME_SCALE, "latency_ms": LATENCY_MS,
-                     "window_s": 60.0 / TIME_SCALE, "targets": TARGETS},
+        "settings": {
+            "time_scale": TIME_SCALE,
+            "latency_ms": LATENCY_MS,
+            "window_s": 60.0 / TIME_SCALE,
+            "targets": TARGETS,
+        },
         "fixtures": [],
     }
     for name in args.fixtures.split(","):

@@ -38,11 +38,19 @@ def test_scheduled_script_rotates_and_fails_on_high_findings(tmp_path: Path):
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     init_project(tmp_path)
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "ORCHESTRATOR_PROJECT": str(tmp_path),
-           "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "ORCHESTRATOR_PROJECT": str(tmp_path),
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+    }
     orchestrator = [sys.executable, "-m", "orchestrator"]
-    subprocess.run([*orchestrator, "apply", "--auto-approve"], cwd=tmp_path, env=env,
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*orchestrator, "apply", "--auto-approve"],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     clean = subprocess.run([str(DEPLOY / "scheduled.sh")], env=env, capture_output=True, text=True)
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "Nothing to rotate" in clean.stdout

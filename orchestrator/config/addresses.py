@@ -23,26 +23,37 @@ _REFUSED: tuple[tuple[str, str], ...] = (
     ("198.18.0.0/15", "a reserved (benchmarking) address"),
 )
 _NETWORKS = tuple((ipaddress.IPv4Network(net), why) for net, why in _REFUSED)
-PUBLIC_HINT = ("use the public IPv4 address your bot's traffic comes from "
-               "(e.g. what `curl -4 ifconfig.me` prints on that host)")
+PUBLIC_HINT = (
+    "use the public IPv4 address your bot's traffic comes from "
+    "(e.g. what `curl -4 ifconfig.me` prints on that host)"
+)
 
 
 def whitelist_problem(entry: str) -> tuple[str, str] | None:
     """(what is wrong, how to fix) for an entry Binance could never match, else None."""
     text = entry
     if "/" in text:
-        return (f"{entry!r} is a CIDR range; Binance whitelists single IPv4 addresses only",
-                "list each address on its own")
+        return (
+            f"{entry!r} is a CIDR range; Binance whitelists single IPv4 addresses only",
+            "list each address on its own",
+        )
     if ":" in text:
-        return (f"{entry!r} is an IPv6 address; Binance whitelists IPv4 addresses only",
-                "use the IPv4 address of the host, or give it an IPv4 egress")
+        return (
+            f"{entry!r} is an IPv6 address; Binance whitelists IPv4 addresses only",
+            "use the IPv4 address of the host, or give it an IPv4 egress",
+        )
     try:
         address = ipaddress.IPv4Address(text)
     except ValueError:
-        return (f"{entry!r} is not an IPv4 address (host names are not resolved)",
-                "write the address as four numbers, e.g. 203.0.113.10")
+        return (
+            f"{entry!r} is not an IPv4 address (host names are not resolved)",
+            "write the address as four numbers, e.g. 203.0.113.10",
+        )
     for network, why in _NETWORKS:
         if address in network:
-            return (f"{entry!r} is {why}; Binance sees callers by their public address, "
-                    "so it can never match", PUBLIC_HINT)
+            return (
+                f"{entry!r} is {why}; Binance sees callers by their public address, "
+                "so it can never match",
+                PUBLIC_HINT,
+            )
     return None

@@ -26,8 +26,12 @@ def parse_duration(value: object) -> timedelta:
     if not text or match is None:
         raise DurationError(f"{value!r} is not a duration")
     parts = {unit: int(amount) for unit, amount in match.groupdict().items() if amount}
-    return timedelta(days=parts.get("d", 0), hours=parts.get("h", 0),
-                     minutes=parts.get("m", 0), seconds=parts.get("s", 0))
+    return timedelta(
+        days=parts.get("d", 0),
+        hours=parts.get("h", 0),
+        minutes=parts.get("m", 0),
+        seconds=parts.get("s", 0),
+    )
 
 
 def format_duration(delta: timedelta) -> str:

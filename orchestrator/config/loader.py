@@ -82,13 +82,31 @@ def find_plan(explicit: Path | None, cwd: Path) -> Path:
     if len(found) == 1:
         return found[0]
     if not found:
-        raise PlanError([Problem(
-            "plans/", None, None, "", f"no plan file (plans/*.yaml) in {cwd}",
-            "run `orchestrator init` to create plans/example.yaml, or pass a plan file")])
+        raise PlanError(
+            [
+                Problem(
+                    "plans/",
+                    None,
+                    None,
+                    "",
+                    f"no plan file (plans/*.yaml) in {cwd}",
+                    "run `orchestrator init` to create plans/example.yaml, or pass a plan file",
+                )
+            ]
+        )
     names = ", ".join(f"plans/{p.name}" for p in found)
-    raise PlanError([Problem(
-        "plans/", None, None, "", f"several plan files: {names}",
-        f"name the one to use, e.g. `orchestrator --plan plans/{found[0].name} ...`")])
+    raise PlanError(
+        [
+            Problem(
+                "plans/",
+                None,
+                None,
+                "",
+                f"several plan files: {names}",
+                f"name the one to use, e.g. `orchestrator --plan plans/{found[0].name} ...`",
+            )
+        ]
+    )
 
 
 def display_path(path: Path) -> str:
@@ -106,14 +124,17 @@ def _read_bytes(path: Path, shown: str) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise _whole_file(shown, "file not found",
-                          "check the path, or run `orchestrator init`") from None
+        raise _whole_file(
+            shown, "file not found", "check the path, or run `orchestrator init`"
+        ) from None
     except IsADirectoryError:
-        raise _whole_file(shown, "is a directory, not a plan file",
-                          "name a .yaml file inside it") from None
+        raise _whole_file(
+            shown, "is a directory, not a plan file", "name a .yaml file inside it"
+        ) from None
     except OSError as exc:
-        raise _whole_file(shown, f"cannot read: {exc.strerror or exc}",
-                          "check the file's permissions") from None
+        raise _whole_file(
+            shown, f"cannot read: {exc.strerror or exc}", "check the file's permissions"
+        ) from None
 
 
 def _parse(raw: bytes, shown: str) -> Source:
@@ -122,17 +143,24 @@ def _parse(raw: bytes, shown: str) -> Source:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise PlanError([Problem(shown, line, column, "", "the file is not UTF-8 text",
-                                 "save the plan as UTF-8")]) from None
+        raise PlanError(
+            [
+                Problem(
+                    shown, line, column, "", "the file is not UTF-8 text", "save the plan as UTF-8"
+                )
+            ]
+        ) from None
     try:
         return read_yaml(text)
     except YamlSyntaxError as exc:
         found = exc.problem
-        raise PlanError([Problem(shown, *found.position, found.path, found.message,
-                                 found.hint)]) from None
+        raise PlanError(
+            [Problem(shown, *found.position, found.path, found.message, found.hint)]
+        ) from None
     except RecursionError:
         raise _whole_file(
-            shown, "the YAML is nested too deeply to read",
+            shown,
+            "the YAML is nested too deeply to read",
             "a plan needs a few levels (subaccounts, keys, ips): flatten the file",
         ) from None
 
@@ -149,15 +177,29 @@ def _check(source: Source, shown: str) -> tuple[PlanModel | None, list[Problem]]
     problems = [Problem(shown, *p.position, p.path, p.message, p.hint) for p in source.problems]
     data = source.data
     if data is None:
-        problems.append(Problem(shown, 1, 1, "", "the plan file is empty",
-                                "start from `orchestrator init`, or write at least `version: 1`"))
+        problems.append(
+            Problem(
+                shown,
+                1,
+                1,
+                "",
+                "the plan file is empty",
+                "start from `orchestrator init`, or write at least `version: 1`",
+            )
+        )
         return None, problems
     secrets = scan_secrets(data)
     problems += _secret_problems(secrets, source, shown)
     if not isinstance(data, dict):
-        problems.append(Problem(shown, *source.locate(""), "", f"the plan must be a mapping, not a "
-                                f"{_kind(data)}", "write `version: 1`, `exchange:`, "
-                                "`defaults:` and `subaccounts:` at the top level"))
+        problems.append(
+            Problem(
+                shown,
+                *source.locate(""),
+                "",
+                f"the plan must be a mapping, not a {_kind(data)}",
+                "write `version: 1`, `exchange:`, `defaults:` and `subaccounts:` at the top level",
+            )
+        )
         return None, _finish(problems, secrets)
     model, schema = _validate(data, source, shown)
     problems += [p for p in schema if not _under(p.path, secrets.paths())]
@@ -184,8 +226,11 @@ def _policy_problems(data: dict, source: Source, shown: str) -> list[Problem]:
     found = []
     for finding in PolicyCheck(data).run():
         line, column = source.locate(finding.path, key=finding.on_key)
-        found.append(Problem(shown, line, column, finding.path, finding.message, finding.hint,
-                             finding.severity))
+        found.append(
+            Problem(
+                shown, line, column, finding.path, finding.message, finding.hint, finding.severity
+            )
+        )
     return found
 
 
@@ -193,8 +238,15 @@ def _finish(problems: list[Problem], secrets: SecretScan) -> list[Problem]:
     """Sorted, unique, and without any secret the file held (messages may quote values)."""
     if secrets.literals:
         problems = [
-            Problem(p.file, p.line, p.column, p.path, scrub(p.message, secrets.literals),
-                    scrub(p.hint, secrets.literals), p.severity)
+            Problem(
+                p.file,
+                p.line,
+                p.column,
+                p.path,
+                scrub(p.message, secrets.literals),
+                scrub(p.hint, secrets.literals),
+                p.severity,
+            )
             for p in problems
         ]
     return sort_problems(problems)
@@ -205,8 +257,9 @@ def _under(path: str, roots: set[str]) -> bool:
 
 
 def _kind(value: Any) -> str:
-    return {list: "list", str: "string", int: "number", float: "number",
-            bool: "boolean"}.get(type(value), type(value).__name__)
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(
+        type(value), type(value).__name__
+    )
 
 
 # ---- building the desired state
@@ -232,8 +285,9 @@ def _desired_key(subaccount: str, key: KeyModel, defaults: DefaultsModel) -> Des
         own = getattr(key, field)
         return own if own is not None else getattr(defaults, field)
 
-    rotate_after = (key.rotate_after if "rotate_after" in key.model_fields_set
-                    else defaults.rotate_after)
+    rotate_after = (
+        key.rotate_after if "rotate_after" in key.model_fields_set else defaults.rotate_after
+    )
     ips = () if key.ip_restriction == "none" else tuple(sorted(pick("ips") or ()))
     grace = pick("grace")
     return DesiredKey(
@@ -264,5 +318,6 @@ def _exchange(model: PlanModel) -> ExchangeSettings:
     endpoint = exchange.endpoint
     if exchange.kind == "binance" and endpoint is None:
         endpoint = DEFAULT_BINANCE_ENDPOINT
-    return ExchangeSettings(exchange.kind, endpoint, exchange.recv_window_ms,
-                            exchange.rate_window_s)
+    return ExchangeSettings(
+        exchange.kind, endpoint, exchange.recv_window_ms, exchange.rate_window_s
+    )

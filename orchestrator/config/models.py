@@ -79,61 +79,81 @@ def _ip(entry: str) -> str:
 
 def _label(label: str) -> str:
     if len(label) > MAX_LABEL:
-        raise fail(f"label is {len(label)} characters, longer than {MAX_LABEL}",
-                   f"shorten it to at most {MAX_LABEL} characters so that "
-                   "`orc-<label>-g<generation>` fits Binance's 64-character apiName")
+        raise fail(
+            f"label is {len(label)} characters, longer than {MAX_LABEL}",
+            f"shorten it to at most {MAX_LABEL} characters so that "
+            "`orc-<label>-g<generation>` fits Binance's 64-character apiName",
+        )
     if not LABEL_PATTERN.match(label):
-        raise fail(f"label {label!r} has characters Binance's apiName would not keep",
-                   "use letters, digits, '-' and '_' only, starting with a letter or digit")
+        raise fail(
+            f"label {label!r} has characters Binance's apiName would not keep",
+            "use letters, digits, '-' and '_' only, starting with a letter or digit",
+        )
     return label
 
 
 def _name(name: str) -> str:
     if not LABEL_PATTERN.match(name):
-        raise fail(f"sub-account name {name!r} is not a simple name",
-                   "use letters, digits, '-' and '_' only (it appears in `name/label` addresses)")
+        raise fail(
+            f"sub-account name {name!r} is not a simple name",
+            "use letters, digits, '-' and '_' only (it appears in `name/label` addresses)",
+        )
     return name
 
 
 def _email(email: str) -> str:
     if not _EMAIL.match(email):
-        raise fail(f"{email!r} is not an email address",
-                   "give the sub-account's email as Binance shows it, e.g. quant@example.com")
+        raise fail(
+            f"{email!r} is not an email address",
+            "give the sub-account's email as Binance shows it, e.g. quant@example.com",
+        )
     return email
 
 
 def _virtual(name: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9]{1,32}", name):
-        raise fail(f"virtual sub-account name {name!r} is not accepted",
-                   "use 1 to 32 letters and digits (Binance builds an email from it)")
+        raise fail(
+            f"virtual sub-account name {name!r} is not accepted",
+            "use 1 to 32 letters and digits (Binance builds an email from it)",
+        )
     return name
 
 
 def _sink(spec: str) -> str:
     kind, sep, target = spec.partition(":")
     if not sep or kind not in SINK_KINDS:
-        raise fail(f"{spec!r} is not a secrets sink",
-                   "write file:DIR, dotenv:PATH or vault:MOUNT/PATH, e.g. file:secrets/")
+        raise fail(
+            f"{spec!r} is not a secrets sink",
+            "write file:DIR, dotenv:PATH or vault:MOUNT/PATH, e.g. file:secrets/",
+        )
     if not target.strip():
-        raise fail(f"{spec!r} names no {'path' if kind != 'vault' else 'mount and path'}",
-                   f"write {kind}:{'MOUNT/PATH' if kind == 'vault' else 'PATH'}")
+        raise fail(
+            f"{spec!r} names no {'path' if kind != 'vault' else 'mount and path'}",
+            f"write {kind}:{'MOUNT/PATH' if kind == 'vault' else 'PATH'}",
+        )
     if kind == "vault" and not _VAULT_PATH.match(target):
-        raise fail(f"{spec!r} is not vault:MOUNT/PATH",
-                   "name the KV v2 mount and a path under it, e.g. vault:secret/orchestrator")
+        raise fail(
+            f"{spec!r} is not vault:MOUNT/PATH",
+            "name the KV v2 mount and a path under it, e.g. vault:secret/orchestrator",
+        )
     return spec
 
 
 def _endpoint(url: str) -> str:
     parts = urlsplit(url)
     if parts.username or parts.password:
-        raise fail("the endpoint contains credentials",
-                   "remove them; master credentials come only from the environment")
+        raise fail(
+            "the endpoint contains credentials",
+            "remove them; master credentials come only from the environment",
+        )
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise fail(f"{url!r} is not an http(s) URL", f"e.g. {DEFAULT_BINANCE_ENDPOINT}")
     if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
-        raise fail(f"{url!r} is plain http to a non-loopback host; requests and keys would "
-                   "travel unencrypted",
-                   "use https, or http://127.0.0.1:PORT for a local `emulator serve`")
+        raise fail(
+            f"{url!r} is plain http to a non-loopback host; requests and keys would "
+            "travel unencrypted",
+            "use https, or http://127.0.0.1:PORT for a local `emulator serve`",
+        )
     if parts.query or parts.fragment:
         raise fail(f"{url!r} has a query or fragment", "give only scheme, host and port")
     return url.rstrip("/")
@@ -146,9 +166,10 @@ def _schema(**schema) -> WithJsonSchema:
 Duration = Annotated[
     timedelta,
     BeforeValidator(_duration),
-    _schema(anyOf=[{"type": "string", "pattern": r"^(\d+d)?(\d+h)?(\d+m)?(\d+s)?$"},
-                   {"const": 0}],
-            description=f"A duration: {ACCEPTED_FORMS}."),
+    _schema(
+        anyOf=[{"type": "string", "pattern": r"^(\d+d)?(\d+h)?(\d+m)?(\d+s)?$"}, {"const": 0}],
+        description=f"A duration: {ACCEPTED_FORMS}.",
+    ),
 ]
 PermissionName = Annotated[
     StrictStr, AfterValidator(_permission), _schema(type="string", enum=list(PERMISSION_NAMES))
@@ -157,16 +178,22 @@ ProfileName = Annotated[
     StrictStr, AfterValidator(_profile), _schema(type="string", enum=list(PROFILES))
 ]
 IPv4 = Annotated[
-    StrictStr, AfterValidator(_ip),
+    StrictStr,
+    AfterValidator(_ip),
     _schema(type="string", format="ipv4", description="A public IPv4 address."),
 ]
 SinkSpec = Annotated[
-    StrictStr, AfterValidator(_sink),
-    _schema(type="string", pattern=r"^(file|dotenv|vault):.+",
-            description="Where key material goes: file:DIR, dotenv:PATH or vault:MOUNT/PATH."),
+    StrictStr,
+    AfterValidator(_sink),
+    _schema(
+        type="string",
+        pattern=r"^(file|dotenv|vault):.+",
+        description="Where key material goes: file:DIR, dotenv:PATH or vault:MOUNT/PATH.",
+    ),
 ]
 Label = Annotated[
-    StrictStr, AfterValidator(_label),
+    StrictStr,
+    AfterValidator(_label),
     _schema(type="string", pattern=LABEL_PATTERN.pattern, maxLength=MAX_LABEL),
 ]
 KeyType = Literal["ed25519", "hmac"]
@@ -178,7 +205,9 @@ class _Strict(BaseModel):
 
 class ExchangeModel(_Strict):
     kind: Literal["sandbox", "binance"] = "sandbox"
-    endpoint: Annotated[StrictStr, AfterValidator(_endpoint), _schema(type="string", format="uri")] | None = None
+    endpoint: (
+        Annotated[StrictStr, AfterValidator(_endpoint), _schema(type="string", format="uri")] | None
+    ) = None
     recv_window_ms: int | None = Field(default=None, ge=1, le=MAX_RECV_WINDOW_MS, strict=True)
     rate_window_s: float | None = Field(default=None, gt=0)
 
@@ -202,13 +231,14 @@ class KeySettings(_Strict):
     profile: ProfileName | None = None
     verify: StrictBool | None = None
 
-
     @field_validator("rotate_after")
     @classmethod
     def _positive(cls, value: timedelta | None) -> timedelta | None:
         if value is not None and value <= timedelta(0):
-            raise fail("rotate_after must be longer than 0s",
-                       "e.g. rotate_after: 30d, or leave it out to never rotate")
+            raise fail(
+                "rotate_after must be longer than 0s",
+                "e.g. rotate_after: 30d, or leave it out to never rotate",
+            )
         return value
 
 
@@ -244,6 +274,8 @@ class PlanModel(_Strict):
     @classmethod
     def _version_1(cls, value: object) -> int:
         if value != 1 or isinstance(value, bool):
-            raise fail(f"unsupported plan version {value!r}; this orchestrator reads version 1",
-                       "set `version: 1`")
+            raise fail(
+                f"unsupported plan version {value!r}; this orchestrator reads version 1",
+                "set `version: 1`",
+            )
         return 1

@@ -83,16 +83,26 @@ class PolicyCheck:
         exchange = _as_dict(self.data.get("exchange"))
         kind = exchange.get("kind", "sandbox")
         if kind == "sandbox" and "endpoint" in exchange:
-            self.error("exchange.endpoint", "`endpoint` applies only to `kind: binance`",
-                       "remove it for the built-in sandbox, or set `kind: binance` to use "
-                       "`emulator serve` or the real service", on_key=True)
+            self.error(
+                "exchange.endpoint",
+                "`endpoint` applies only to `kind: binance`",
+                "remove it for the built-in sandbox, or set `kind: binance` to use "
+                "`emulator serve` or the real service",
+                on_key=True,
+            )
         endpoint = exchange.get("endpoint")
         window = exchange.get("rate_window_s")
-        if (kind == "binance" and isinstance(window, int | float) and window < 60
-                and not _is_loopback(endpoint)):
-            self.warn("exchange.rate_window_s",
-                      f"rate_window_s {window} is shorter than Binance's one-minute window",
-                      "use it only with a time-scaled `emulator serve` on 127.0.0.1")
+        if (
+            kind == "binance"
+            and isinstance(window, int | float)
+            and window < 60
+            and not _is_loopback(endpoint)
+        ):
+            self.warn(
+                "exchange.rate_window_s",
+                f"rate_window_s {window} is shorter than Binance's one-minute window",
+                "use it only with a time-scaled `emulator serve` on 127.0.0.1",
+            )
 
     # ---- sub-accounts
 
@@ -105,10 +115,12 @@ class PolicyCheck:
                     continue
                 folded = value.lower() if field == "email" else value
                 if folded in seen:
-                    self.error(f"subaccounts[{index}].{field}",
-                               f"sub-account {field} {value!r} is already used by "
-                               f"subaccounts[{seen[folded]}]",
-                               f"give each sub-account its own {field}, or merge their keys")
+                    self.error(
+                        f"subaccounts[{index}].{field}",
+                        f"sub-account {field} {value!r} is already used by "
+                        f"subaccounts[{seen[folded]}]",
+                        f"give each sub-account its own {field}, or merge their keys",
+                    )
                 else:
                     seen[folded] = index
 
@@ -122,25 +134,36 @@ class PolicyCheck:
                 if not isinstance(label, str):
                     continue
                 if label in owner and owner[label] != name:
-                    self.warn(f"subaccounts[{i}].keys[{j}].label",
-                              f"label {label!r} is also used in sub-account {owner[label]!r}",
-                              "use labels unique across the plan so `--label` names one key")
+                    self.warn(
+                        f"subaccounts[{i}].keys[{j}].label",
+                        f"label {label!r} is also used in sub-account {owner[label]!r}",
+                        "use labels unique across the plan so `--label` names one key",
+                    )
                 owner.setdefault(label, name)
 
     def _subaccount(self, sub: dict, path: str) -> None:
         has_email, has_virtual = "email" in sub, "virtual" in sub
         if has_email and has_virtual:
-            self.error(join_path(path, "virtual"),
-                       "a sub-account has either `email` (an existing one) or `virtual` "
-                       "(one to create), not both", "remove one of them", on_key=True)
+            self.error(
+                join_path(path, "virtual"),
+                "a sub-account has either `email` (an existing one) or `virtual` "
+                "(one to create), not both",
+                "remove one of them",
+                on_key=True,
+            )
         elif not has_email and not has_virtual:
-            self.error(path, "sub-account has neither `email` nor `virtual`",
-                       "add `email: ...` for an existing sub-account or `virtual: NAME` to "
-                       "create one")
+            self.error(
+                path,
+                "sub-account has neither `email` nor `virtual`",
+                "add `email: ...` for an existing sub-account or `virtual: NAME` to create one",
+            )
         keys = sub.get("keys")
         if sub.get("prune") is True and not keys:
-            self.warn(join_path(path, "prune"), "`prune: true` with no keys deletes every key "
-                      "of this sub-account", "list the keys to keep, or remove `prune`")
+            self.warn(
+                join_path(path, "prune"),
+                "`prune: true` with no keys deletes every key of this sub-account",
+                "list the keys to keep, or remove `prune`",
+            )
         keys = _as_list(keys)
         self._unique_labels(keys, path)
         self._key_count(keys, path)
@@ -157,11 +180,13 @@ class PolicyCheck:
         verify = key.get("verify", self.defaults.get("verify"))
         ips = key.get("ips", self.defaults.get("ips"))
         if verify is True and isinstance(ips, list) and ips:
-            self.warn(join_path(path, "verify" if "verify" in key else "ips"),
-                      "`verify: true` on a whitelisted key: the check is signed with the new "
-                      "key from the machine running rotate, so it fails (and the rotation "
-                      "is rolled back) unless that machine's public IP is in `ips`",
-                      "add the orchestrator host's address to `ips`, or drop `verify`")
+            self.warn(
+                join_path(path, "verify" if "verify" in key else "ips"),
+                "`verify: true` on a whitelisted key: the check is signed with the new "
+                "key from the machine running rotate, so it fails (and the rotation "
+                "is rolled back) unless that machine's public IP is in `ips`",
+                "add the orchestrator host's address to `ips`, or drop `verify`",
+            )
 
     def _unique_labels(self, keys: list, path: str) -> None:
         seen: dict[str, int] = {}
@@ -170,9 +195,11 @@ class PolicyCheck:
             if not isinstance(label, str):
                 continue
             if label in seen:
-                self.error(f"{path}.keys[{index}].label",
-                           f"duplicate label {label!r} (also keys[{seen[label]}])",
-                           "give every key of a sub-account its own label")
+                self.error(
+                    f"{path}.keys[{index}].label",
+                    f"duplicate label {label!r} (also keys[{seen[label]}])",
+                    "give every key of a sub-account its own label",
+                )
             else:
                 seen[label] = index
 
@@ -182,12 +209,18 @@ class PolicyCheck:
         needed = len(keys) + (1 if rotating else 0)
         if needed > MAX_KEYS_PER_ACCOUNT:
             extra = " plus 1 spare slot for rotation" if rotating else ""
-            self.error(join_path(path, "keys"),
-                       f"{len(keys)} keys{extra} exceed Binance's limit of "
-                       f"{MAX_KEYS_PER_ACCOUNT} keys per account",
-                       "move keys to another sub-account" + (
-                           f" (at most {MAX_KEYS_PER_ACCOUNT - 1} keys when any rotates)"
-                           if rotating else ""), on_key=True)
+            self.error(
+                join_path(path, "keys"),
+                f"{len(keys)} keys{extra} exceed Binance's limit of "
+                f"{MAX_KEYS_PER_ACCOUNT} keys per account",
+                "move keys to another sub-account"
+                + (
+                    f" (at most {MAX_KEYS_PER_ACCOUNT - 1} keys when any rotates)"
+                    if rotating
+                    else ""
+                ),
+                on_key=True,
+            )
 
     def _rotates(self, key: dict) -> bool:
         """An explicit `rotate_after: null` on a key turns off the default's rotation."""
@@ -198,16 +231,20 @@ class PolicyCheck:
 
     def _settings(self, settings: dict, path: str) -> None:
         if _given(settings, "profile") and _given(settings, "permissions"):
-            self.error(join_path(path, "permissions"),
-                       "`profile` and `permissions` together: which one applies is unclear",
-                       "keep `profile` for a named set or `permissions` for an explicit list",
-                       on_key=True)
+            self.error(
+                join_path(path, "permissions"),
+                "`profile` and `permissions` together: which one applies is unclear",
+                "keep `profile` for a named set or `permissions` for an explicit list",
+                on_key=True,
+            )
         perms_path = join_path(path, "permissions")
         for index, name in enumerate(_as_list(settings.get("permissions"))):
             if name == Permission.UNIVERSAL_TRANSFER.value:
-                self.warn(join_path(perms_path, index),
-                          "`universal_transfer` lets this key move funds between accounts",
-                          "remove it unless the bot really transfers (least privilege)")
+                self.warn(
+                    join_path(perms_path, index),
+                    "`universal_transfer` lets this key move funds between accounts",
+                    "remove it unless the bot really transfers (least privilege)",
+                )
         ips = _strings(settings.get("ips"))
         if ips is not None:
             self._ip_list(ips, join_path(path, "ips"))
@@ -216,15 +253,22 @@ class PolicyCheck:
         first: dict[str, int] = {}
         for index, ip in enumerate(ips):
             if ip in first:
-                self.error(join_path(path, index),
-                           f"{ip!r} is listed twice (also [{first[ip]}])", "remove the duplicate")
+                self.error(
+                    join_path(path, index),
+                    f"{ip!r} is listed twice (also [{first[ip]}])",
+                    "remove the duplicate",
+                )
             first.setdefault(ip, index)
         length = len(",".join(ips))
         if length > MAX_IP_CHARS:
-            self.error(path, f"the IP list is {length} characters joined by commas; Binance "
-                       f"takes at most {MAX_IP_CHARS}",
-                       "whitelist fewer addresses (about 30 fit), e.g. route bots through "
-                       "fewer egress IPs", on_key=True)
+            self.error(
+                path,
+                f"the IP list is {length} characters joined by commas; Binance "
+                f"takes at most {MAX_IP_CHARS}",
+                "whitelist fewer addresses (about 30 fit), e.g. route bots through "
+                "fewer egress IPs",
+                on_key=True,
+            )
 
     # ---- whitelist of trading keys
 
@@ -232,14 +276,20 @@ class PolicyCheck:
         unrestricted = key.get("ip_restriction") == "none"
         reason = key.get("reason")
         if unrestricted and _strings(key.get("ips")):
-            self.error(join_path(path, "ips"),
-                       "`ip_restriction: none` and a list of IPs contradict each other",
-                       "remove `ips` (or `ip_restriction`)", on_key=True)
+            self.error(
+                join_path(path, "ips"),
+                "`ip_restriction: none` and a list of IPs contradict each other",
+                "remove `ips` (or `ip_restriction`)",
+                on_key=True,
+            )
             return
         if "reason" in key and not unrestricted:
-            self.warn(join_path(path, "reason"), "`reason` is only read with "
-                      "`ip_restriction: none`", "remove it, or add `ip_restriction: none`",
-                      on_key=True)
+            self.warn(
+                join_path(path, "reason"),
+                "`reason` is only read with `ip_restriction: none`",
+                "remove it, or add `ip_restriction: none`",
+                on_key=True,
+            )
         perms = self._effective_permissions(key)
         trading = perms & TRADING if perms is not None else frozenset()
         if not trading:
@@ -251,18 +301,26 @@ class PolicyCheck:
         what = f"key {label!r} can trade ({describe(perms)})"
         if not unrestricted:
             where = join_path(path, "ips") if _given(key, "ips") else path
-            self.error(where, f"{what} but has no IP whitelist",
-                       "add `ips: [YOUR.PUBLIC.IP]`, or if it really cannot have one, "
-                       "`ip_restriction: none` with a `reason:`")
+            self.error(
+                where,
+                f"{what} but has no IP whitelist",
+                "add `ips: [YOUR.PUBLIC.IP]`, or if it really cannot have one, "
+                "`ip_restriction: none` with a `reason:`",
+            )
         elif not (isinstance(reason, str) and reason.strip()):
-            self.error(join_path(path, "ip_restriction"),
-                       f"{what} and `ip_restriction: none` needs a `reason:`",
-                       "add `reason: <why this key cannot have an IP whitelist>`", on_key=True)
+            self.error(
+                join_path(path, "ip_restriction"),
+                f"{what} and `ip_restriction: none` needs a `reason:`",
+                "add `reason: <why this key cannot have an IP whitelist>`",
+                on_key=True,
+            )
         else:
-            self.warn(join_path(path, "ip_restriction"),
-                      f"{what} without an IP whitelist ({reason.strip()})",
-                      "a whitelist is the best protection if the key leaks; add `ips:` when "
-                      "you can", on_key=True)
+            self.warn(
+                join_path(path, "ip_restriction"),
+                f"{what} without an IP whitelist ({reason.strip()})",
+                "a whitelist is the best protection if the key leaks; add `ips:` when you can",
+                on_key=True,
+            )
 
     def _effective_permissions(self, key: dict) -> frozenset[Permission] | None:
         """The key's permissions after inheritance; None when they cannot be known."""

@@ -13,8 +13,9 @@ from orchestrator.config.problems import Problem
 from orchestrator.config.source import Source, join_path
 
 
-def schema_problems(error: ValidationError, source: Source, file: str,
-                    root: type[BaseModel]) -> list[Problem]:
+def schema_problems(
+    error: ValidationError, source: Source, file: str, root: type[BaseModel]
+) -> list[Problem]:
     return [_problem(detail, source, file, root) for detail in error.errors()]
 
 
@@ -64,11 +65,14 @@ def _literal(detail: dict, loc: tuple, root: type[BaseModel]) -> tuple[str, str]
     return f"unknown {what} {detail['input']!r}", f"use {expected}"
 
 
-def _wrong_type(expected: str, hint: str) -> Callable[[dict, tuple, type[BaseModel]], tuple[str, str]]:
+def _wrong_type(
+    expected: str, hint: str
+) -> Callable[[dict, tuple, type[BaseModel]], tuple[str, str]]:
     def explain(detail: dict, loc: tuple, root: type[BaseModel]) -> tuple[str, str]:
         value = detail["input"]
         shape_hint = "write a single value here" if isinstance(value, dict | list) else hint
         return f"expected {expected}, got {_describe(value)}", shape_hint
+
     return explain
 
 
@@ -94,10 +98,12 @@ _EXPLAIN = {
     "extra_forbidden": _extra,
     "missing": _missing,
     "literal_error": _literal,
-    "string_type": _wrong_type("text", "quote the value, e.g. \"123\" or \"no\""),
+    "string_type": _wrong_type("text", 'quote the value, e.g. "123" or "no"'),
     "list_type": _wrong_type("a list", "write [a, b] or one `- item` per line"),
     "model_type": _wrong_type("a mapping", "write `field: value` lines indented under it"),
-    "model_attributes_type": _wrong_type("a mapping", "write `field: value` lines indented under it"),
+    "model_attributes_type": _wrong_type(
+        "a mapping", "write `field: value` lines indented under it"
+    ),
     "dict_type": _wrong_type("a mapping", "write `field: value` lines indented under it"),
     "bool_type": _wrong_type("true or false", "write true or false"),
     "int_type": _wrong_type("a whole number", "write a number without quotes"),

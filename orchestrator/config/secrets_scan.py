@@ -8,10 +8,21 @@ from typing import Any
 
 from orchestrator.config.source import join_path
 
-SECRET_FIELDS = frozenset({
-    "secret", "api_secret", "secret_key", "private_key", "api_key", "password",
-    "apikey", "apisecret", "secretkey", "privatekey", "passphrase",
-})
+SECRET_FIELDS = frozenset(
+    {
+        "secret",
+        "api_secret",
+        "secret_key",
+        "private_key",
+        "api_key",
+        "password",
+        "apikey",
+        "apisecret",
+        "secretkey",
+        "privatekey",
+        "passphrase",
+    }
+)
 _BINANCE_KEY = re.compile(r"^[A-Za-z0-9]{64}$")
 _PEM_PRIVATE = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
 
@@ -50,8 +61,9 @@ def _walk(value: Any, path: str, scan: SecretScan) -> None:
         for key, child in value.items():
             child_path = join_path(path, key)
             if str(key).lower().replace("-", "_") in SECRET_FIELDS:
-                scan.findings.append(Finding(
-                    child_path, f"field {key!r} would hold a credential", on_key=True))
+                scan.findings.append(
+                    Finding(child_path, f"field {key!r} would hold a credential", on_key=True)
+                )
                 _remember(child, scan)
                 continue
             _walk(child, child_path, scan)
@@ -67,9 +79,13 @@ def _check_text(text: str, path: str, scan: SecretScan) -> None:
         scan.findings.append(Finding(path, "a PEM private key is written in the plan", False))
         scan.literals.add(text)
     elif _BINANCE_KEY.match(text.strip()):
-        scan.findings.append(Finding(
-            path, "this value looks like a Binance API key or secret (64 letters and digits)",
-            False))
+        scan.findings.append(
+            Finding(
+                path,
+                "this value looks like a Binance API key or secret (64 letters and digits)",
+                False,
+            )
+        )
         scan.literals.add(text)
 
 

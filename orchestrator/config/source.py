@@ -107,16 +107,26 @@ class _Builder:
     def build(self, node: yaml.Node, path: str) -> Any:
         self.count += 1
         if self.count > MAX_NODES:
-            raise YamlSyntaxError(SyntaxProblem(
-                path, _position(node), f"the plan expands to more than {MAX_NODES} values",
-                "remove the aliases (*name) that repeat large parts of the file"))
+            raise YamlSyntaxError(
+                SyntaxProblem(
+                    path,
+                    _position(node),
+                    f"the plan expands to more than {MAX_NODES} values",
+                    "remove the aliases (*name) that repeat large parts of the file",
+                )
+            )
         self.source.values.setdefault(path, _position(node))
         if isinstance(node, yaml.ScalarNode):
             return self._construct(node, path)
         if id(node) in self.active:
-            raise YamlSyntaxError(SyntaxProblem(
-                path, _position(node), "an alias refers to the node that contains it",
-                "remove the recursive alias"))
+            raise YamlSyntaxError(
+                SyntaxProblem(
+                    path,
+                    _position(node),
+                    "an alias refers to the node that contains it",
+                    "remove the recursive alias",
+                )
+            )
         self.active.add(id(node))
         try:
             if isinstance(node, yaml.SequenceNode):
@@ -134,8 +144,12 @@ class _Builder:
             child = join_path(path, key)
             if key in result:
                 first = self.source.keys[child]
-                self._problem(child, key_node, f"duplicate key {key!r} (first at line {first[0]})",
-                              "keep one of them; YAML would silently use only the last")
+                self._problem(
+                    child,
+                    key_node,
+                    f"duplicate key {key!r} (first at line {first[0]})",
+                    "keep one of them; YAML would silently use only the last",
+                )
                 continue
             self.source.keys[child] = _position(key_node)
             result[key] = self.build(value_node, child)
@@ -143,12 +157,17 @@ class _Builder:
 
     def _key(self, node: yaml.Node, path: str) -> str | None:
         if node.tag == _MERGE_TAG:
-            self._problem(path, node, "YAML merge keys (<<) are not supported in plans",
-                          "write the settings out, or put shared ones under `defaults`")
+            self._problem(
+                path,
+                node,
+                "YAML merge keys (<<) are not supported in plans",
+                "write the settings out, or put shared ones under `defaults`",
+            )
             return None
         if not isinstance(node, yaml.ScalarNode):
-            self._problem(path, node, "a mapping key must be a plain name",
-                          "use a simple word as the key")
+            self._problem(
+                path, node, "a mapping key must be a plain name", "use a simple word as the key"
+            )
             return None
         value = self._construct(node, path)
         return value if isinstance(value, str) else str(value)
@@ -160,10 +179,14 @@ class _Builder:
             return self.loader.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise YamlSyntaxError(SyntaxProblem(
-                path, _position(node), f"this value cannot be read: {problem}",
-                "write a plain string, number or boolean (quote it if it starts with = ! & *)",
-            )) from None
+            raise YamlSyntaxError(
+                SyntaxProblem(
+                    path,
+                    _position(node),
+                    f"this value cannot be read: {problem}",
+                    "write a plain string, number or boolean (quote it if it starts with = ! & *)",
+                )
+            ) from None
 
     def _problem(self, path: str, node: yaml.Node, message: str, hint: str) -> None:
         self.source.problems.append(SyntaxProblem(path, _position(node), message, hint))
@@ -187,8 +210,10 @@ def _syntax_hint(problem: str) -> str:
     if "expected a single document" in problem:
         return "keep one YAML document per plan file (remove the extra `---`)"
     if "mapping values are not allowed" in problem or "expected <block end>" in problem:
-        return ("check the indentation (spaces, aligned under the parent) and quote values "
-                "that contain ': '")
+        return (
+            "check the indentation (spaces, aligned under the parent) and quote values "
+            "that contain ': '"
+        )
     if "flow" in problem or "']'" in problem or "'}'" in problem:
         return "close every [ with ] and every { with }, and separate items with commas"
     if "quoted scalar" in problem:
@@ -201,6 +226,9 @@ def _reader_problem(text: str, exc: yaml.reader.ReaderError) -> SyntaxProblem:
     line = before.count("\n") + 1
     column = exc.position - (before.rfind("\n") + 1) + 1
     char = exc.character if isinstance(exc.character, str) else chr(exc.character)
-    return SyntaxProblem("", (line, column),
-                         f"invalid YAML: control character {ord(char):#06x} is not allowed",
-                         "remove it; a plan is plain text")
+    return SyntaxProblem(
+        "",
+        (line, column),
+        f"invalid YAML: control character {ord(char):#06x} is not allowed",
+        "remove it; a plan is plain text",
+    )

@@ -23,8 +23,14 @@ after creation. Importing this package stays cheap; the submodules pull in crypt
 
 from __future__ import annotations
 
-__all__ = ["Emulator", "EmuRequest", "EmuResponse", "EmulatorTransport", "start_in_thread",
-           "run_server"]
+__all__ = [
+    "Emulator",
+    "EmuRequest",
+    "EmuResponse",
+    "EmulatorTransport",
+    "start_in_thread",
+    "run_server",
+]
 
 
 def __getattr__(name: str):

@@ -191,8 +191,13 @@ class Emulator:
     # ---- authentication
 
     def _authenticate(
-        self, endpoint: Endpoint, request: EmuRequest, params: dict[str, str], query: bytes,
-        ip: str, now: float,
+        self,
+        endpoint: Endpoint,
+        request: EmuRequest,
+        params: dict[str, str],
+        query: bytes,
+        ip: str,
+        now: float,
     ) -> ApiKey | None:
         if not endpoint.signed:
             return None
@@ -247,7 +252,10 @@ class Emulator:
     # ---- answers
 
     def _answer(
-        self, status: int, body: dict, endpoint: Endpoint | None = None,
+        self,
+        status: int,
+        body: dict,
+        endpoint: Endpoint | None = None,
         budget_id: tuple | None = None,
     ) -> EmuResponse:
         headers = {"Content-Type": JSON_TYPE}
@@ -323,11 +331,16 @@ class Emulator:
         accounts = accounts or self.accounts
         sub = accounts.subs.get(changed) if changed else None
         if sub is not None and self.data_path.exists():
-            persist.append(self.data_path, {
-                "sub": sub.to_json(),
-                "top": {"emailToken": accounts.email_token,
-                        "nextSubUserId": accounts.next_sub_user_id},
-            })
+            persist.append(
+                self.data_path,
+                {
+                    "sub": sub.to_json(),
+                    "top": {
+                        "emailToken": accounts.email_token,
+                        "nextSubUserId": accounts.next_sub_user_id,
+                    },
+                },
+            )
             self._journaled += 1
             if self._journaled < JOURNAL_LIMIT:
                 return

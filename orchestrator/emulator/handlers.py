@@ -84,10 +84,11 @@ def list_subaccounts(accounts: Accounts, call: Call) -> dict:
     page, limit = call.integer("page", 1, 1), call.integer("limit", 1, 1, 200)
     subs = sorted(accounts.subs.values(), key=lambda s: s.sub_user_id)
     subs = [
-        s for s in subs if (email is None or s.email == email)
-        and (freeze is None or s.is_freeze == freeze)
+        s
+        for s in subs
+        if (email is None or s.email == email) and (freeze is None or s.is_freeze == freeze)
     ]
-    chosen = subs[(page - 1) * limit: page * limit]
+    chosen = subs[(page - 1) * limit : page * limit]
     return {"subAccounts": [s.listing() for s in chosen]}
 
 
@@ -152,13 +153,16 @@ def list_api_keys(accounts: Accounts, call: Call) -> dict:
     wanted = call.optional("subAccountApiKey")
     page, size = call.integer("page", 1, 1), call.integer("size", 30, 1, 100)
     keys = [k for k in sub.keys.values() if wanted is None or k.api_key == wanted]
-    chosen = keys[(page - 1) * size: page * size]
+    chosen = keys[(page - 1) * size : page * size]
     return {"total": len(keys), "rows": [_row(sub.email, k) for k in chosen]}
 
 
 def _row(email: str, key: ApiKey) -> dict:
     return {
-        "email": email, "apiName": key.api_name, "apikey": key.api_key, **key.flags,
+        "email": email,
+        "apiName": key.api_name,
+        "apikey": key.api_key,
+        **key.flags,
         "timestamp": key.create_time,
     }
 
@@ -175,7 +179,9 @@ def set_permissions(accounts: Accounts, call: Call) -> dict:
     sent = {name: call.flag(name) for name in FLAGS}
     key.flags.update({name: value for name, value in sent.items() if value is not None})
     return {
-        "apiName": key.api_name, "apikey": key.api_key, **key.flags,
+        "apiName": key.api_name,
+        "apikey": key.api_key,
+        **key.flags,
         "timestamp": key.create_time,
     }
 
@@ -194,7 +200,9 @@ def add_ip_restriction(accounts: Accounts, call: Call) -> dict:
         key.third_party_name = third_party
     key.status, key.update_time = status, call.now_ms
     return {
-        "status": str(key.status), "ipList": list(key.ip_list), "updateTime": key.update_time,
+        "status": str(key.status),
+        "ipList": list(key.ip_list),
+        "updateTime": key.update_time,
         "apiKey": key.api_key,
     }
 

@@ -15,15 +15,17 @@ class MasterKeyError(Exception):
 
 
 def hmac_master(api_key: str, secret: str, *, create_time: int = 0) -> ApiKey:
-    return _with_master_flags(ApiKey(api_key, HMAC, "master", secret=secret,
-                                     create_time=create_time))
+    return _with_master_flags(
+        ApiKey(api_key, HMAC, "master", secret=secret, create_time=create_time)
+    )
 
 
 def public_key_master(api_key: str, private_key_pem: bytes, *, create_time: int = 0) -> ApiKey:
     """A master registered with the public half of an Ed25519/RSA private key."""
     key_type, public_pem = public_pem_of_private_key(private_key_pem)
-    return _with_master_flags(ApiKey(api_key, key_type, "master", public_key=public_pem,
-                                     create_time=create_time))
+    return _with_master_flags(
+        ApiKey(api_key, key_type, "master", public_key=public_pem, create_time=create_time)
+    )
 
 
 def generate_master(create_time: int) -> ApiKey:

@@ -26,8 +26,13 @@ def serve(
 ) -> None:
     from_env = master_from_env() is not None
     emulator = Emulator(
-        data, time_scale=time_scale, latency_ms=latency_ms, fault_rate=fault_rate, seed=seed,
-        admin=True, trusted_ip_header=trusted_ip_header,
+        data,
+        time_scale=time_scale,
+        latency_ms=latency_ms,
+        fault_rate=fault_rate,
+        seed=seed,
+        admin=True,
+        trusted_ip_header=trusted_ip_header,
     )
     signal.signal(signal.SIGTERM, _interrupt)
 
@@ -46,8 +51,9 @@ def _announce(out: TextIO, emulator: Emulator, base_url: str, from_env: bool, da
     else:
         print(f"master key:    {master.api_key}", file=out)
         print(f"master secret: {master.secret}", file=out)
-        print(f"export BINANCE_API_KEY={master.api_key} BINANCE_API_SECRET={master.secret}",
-              file=out)
+        print(
+            f"export BINANCE_API_KEY={master.api_key} BINANCE_API_SECRET={master.secret}", file=out
+        )
     print("Ctrl-C to stop.", file=out, flush=True)
 
 

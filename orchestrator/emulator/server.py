@@ -46,14 +46,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         path, _, query = self.path.partition("?")
-        answer = self.server.emulator.handle(EmuRequest(
-            method=self.command,
-            path=path,
-            raw_query=query,
-            body=self._body(),
-            headers=dict(self.headers.items()),
-            client_ip=self.client_address[0],
-        ))
+        answer = self.server.emulator.handle(
+            EmuRequest(
+                method=self.command,
+                path=path,
+                raw_query=query,
+                body=self._body(),
+                headers=dict(self.headers.items()),
+                client_ip=self.client_address[0],
+            )
+        )
         if answer.delay_s > 0:
             time.sleep(answer.delay_s)
         if answer.drop:
@@ -87,14 +89,19 @@ def start_in_thread(
 ) -> tuple[EmulatorServer, str]:
     """Serve in a daemon thread; stop with `server.shutdown(); server.server_close()`."""
     server = EmulatorServer(emulator, host, port)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              name="emulator-server", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        name="emulator-server",
+        daemon=True,
+    )
     thread.start()
     return server, server.base_url
 
 
-def run_server(emulator: Emulator, host: str = "127.0.0.1", port: int = 8765,
-               on_ready=None) -> None:
+def run_server(
+    emulator: Emulator, host: str = "127.0.0.1", port: int = 8765, on_ready=None
+) -> None:
     """Serve until Ctrl-C (or SIGTERM turned into KeyboardInterrupt by the caller)."""
     server = EmulatorServer(emulator, host, port)
     if on_ready is not None:

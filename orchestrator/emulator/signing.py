@@ -130,7 +130,9 @@ def _load_uploaded_key(text: str):
 def public_pem_of_private_key(pem: bytes) -> tuple[str, str]:
     """(key type, public PEM) of a PEM private key file (unencrypted)."""
     private = serialization.load_pem_private_key(pem, password=None)
-    public = private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    public = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     return parse_public_key(public)

@@ -76,8 +76,7 @@ HINT_UNAUTHORIZED = (
     "management in the master account"
 )
 HINT_UNAUTHORIZED_OTHER_KEY = (
-    "the key used for this call is invalid or deleted, or the caller's IP is not in its "
-    "whitelist"
+    "the key used for this call is invalid or deleted, or the caller's IP is not in its whitelist"
 )
 HINT_TIMESTAMP = (
     "the local clock is off even after resyncing with Binance's server time: sync the system "
@@ -310,7 +309,11 @@ class BinanceClient:
         await self._call(ep.DELETE_API_KEY, params, parsing.expect_object)
 
     async def set_permissions(self, email: str, api_key: str, permissions: Permissions) -> None:
-        params = {"email": email, "subAccountApiKey": api_key, **flags_from_permissions(permissions)}
+        params = {
+            "email": email,
+            "subAccountApiKey": api_key,
+            **flags_from_permissions(permissions),
+        }
         await self._call(ep.SET_PERMISSIONS, params, parsing.expect_object)
 
     async def add_ip_restriction(
@@ -348,7 +351,9 @@ class BinanceClient:
         return await self._call(ep.API_RESTRICTIONS, {}, parsing.api_restrictions, signer=signer)
 
     async def _ip_call(self, endpoint: Endpoint, params: dict, api_key: str) -> IpRestriction:
-        return await self._call(endpoint, params, lambda body: parsing.ip_restriction(body, api_key))
+        return await self._call(
+            endpoint, params, lambda body: parsing.ip_restriction(body, api_key)
+        )
 
     # -- one logical call ------------------------------------------------------------------
 

@@ -54,8 +54,9 @@ def master_signer_from_env(environ: Mapping[str, str] = os.environ) -> Signer:
         return HmacSigner(api_key, SecretStr(secret))
     if key_file is not None:
         return _signer_from_file(api_key, Path(key_file), passphrase)
-    raise CredentialsError(f"{API_KEY} is set but neither {API_SECRET} nor {PRIVATE_KEY_FILE}",
-                           hint=_HOW)
+    raise CredentialsError(
+        f"{API_KEY} is set but neither {API_SECRET} nor {PRIVATE_KEY_FILE}", hint=_HOW
+    )
 
 
 def _signer_from_file(api_key: str, path: Path, passphrase: str | None) -> Signer:

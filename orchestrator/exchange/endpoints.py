@@ -65,16 +65,28 @@ SET_PERMISSIONS = Endpoint(
     "set_permissions", "POST", "/sapi/v1/sub-account/subAccountApiPermission", 3000, "UID", True
 )
 ADD_IP_RESTRICTION = Endpoint(
-    "add_ip_restriction", "POST", "/sapi/v2/sub-account/subAccountApi/ipRestriction", 3000, "UID",
+    "add_ip_restriction",
+    "POST",
+    "/sapi/v2/sub-account/subAccountApi/ipRestriction",
+    3000,
+    "UID",
     True,
 )
 GET_IP_RESTRICTION = Endpoint(
-    "get_ip_restriction", "GET", "/sapi/v1/sub-account/subAccountApi/ipRestriction", 3000, "UID",
+    "get_ip_restriction",
+    "GET",
+    "/sapi/v1/sub-account/subAccountApi/ipRestriction",
+    3000,
+    "UID",
     False,
 )
 DELETE_IPS = Endpoint(
-    "delete_ips", "DELETE", "/sapi/v1/sub-account/subAccountApi/ipRestriction/ipList", 3000,
-    "UID", True,
+    "delete_ips",
+    "DELETE",
+    "/sapi/v1/sub-account/subAccountApi/ipRestriction/ipList",
+    3000,
+    "UID",
+    True,
 )
 API_RESTRICTIONS = Endpoint(
     "api_restrictions", "GET", "/sapi/v1/account/apiRestrictions", 1, "IP", False

@@ -65,9 +65,7 @@ def api_key_page(body: Any, email: str) -> ApiKeyPage:
     return ApiKeyPage(total=len(keys) if total is None else total, rows=keys)
 
 
-def created_key(
-    body: Any, email: str, asked: Permissions, asked_ips: Sequence[str]
-) -> CreatedKey:
+def created_key(body: Any, email: str, asked: Permissions, asked_ips: Sequence[str]) -> CreatedKey:
     """A create's answer. Missing permission flags or ipList fall back to what was asked."""
     obj = _object(body)
     restricted = _restricted(obj, default=bool(asked_ips))

@@ -22,6 +22,7 @@ def project(tmp_path, monkeypatch):
 @pytest.fixture
 def no_network(monkeypatch):
     """Any attempt to open a connection fails the test."""
+
     def refuse(*args, **kwargs):
         raise AssertionError(f"network call attempted: {args!r}")
 
@@ -65,11 +66,13 @@ def test_validate_prints_every_problem_and_exits_1(project, no_network):
     (project / "plans").mkdir()
     (project / "plans" / "bad.yaml").write_text(
         "version: 1\nsubaccounts:\n  - name: a\n    email: a@example.com\n    keys:\n"
-        "      - label: k\n        profile: quant\n        ips: [10.0.0.1, '::1']\n")
+        "      - label: k\n        profile: quant\n        ips: [10.0.0.1, '::1']\n"
+    )
     result = runner.invoke(app, ["validate"])
     assert result.exit_code == 1
     assert "plans/bad.yaml:8:15: subaccounts[0].keys[0].ips[0]: '10.0.0.1' is a private" in (
-        result.output)
+        result.output
+    )
     assert "plans/bad.yaml:8:25: subaccounts[0].keys[0].ips[1]: '::1' is an IPv6" in result.output
     assert "2 error(s)" in result.output
     assert "Traceback" not in result.output
@@ -78,7 +81,8 @@ def test_validate_prints_every_problem_and_exits_1(project, no_network):
 def test_validate_prints_warnings_and_exits_0(project):
     (project / "p.yaml").write_text(
         "version: 1\nsubaccounts:\n  - name: a\n    virtual: a1\n    keys:\n"
-        "      - {label: k, ips: [203.0.113.10], permissions: [universal_transfer]}\n")
+        "      - {label: k, ips: [203.0.113.10], permissions: [universal_transfer]}\n"
+    )
     result = runner.invoke(app, ["validate", "p.yaml"])
     assert result.exit_code == 0
     assert "p.yaml:6:" in result.output and "warning: `universal_transfer`" in result.output
@@ -92,11 +96,14 @@ def test_global_plan_option_is_used(project):
     assert "valid" in result.output
 
 
-@pytest.mark.parametrize(("args", "fragment"), [
-    (["validate"], "no plan file"),
-    (["validate", "missing.yaml"], "file not found"),
-    (["validate", "."], "directory"),
-])
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["validate"], "no plan file"),
+        (["validate", "missing.yaml"], "file not found"),
+        (["validate", "."], "directory"),
+    ],
+)
 def test_validate_reports_unusable_paths(project, args, fragment):
     result = runner.invoke(app, args)
     assert result.exit_code == 1

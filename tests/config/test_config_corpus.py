@@ -35,8 +35,9 @@ def test_corpus_is_large_enough():
 
 
 @pytest.mark.parametrize(("name", "line", "fragment"), CASES, ids=[c[0] for c in CASES])
-def test_validate_rejects_bad_plan(name: str, line: int, fragment: str,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_validate_rejects_bad_plan(
+    name: str, line: int, fragment: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(CORPUS)
     result = CliRunner().invoke(app, ["validate", name])
     assert result.exit_code == 1, result.output

@@ -67,7 +67,11 @@ def test_spec_example_builds_the_desired_state(tmp_path):
     assert loaded.warnings == ()
     quant, copy = loaded.desired.subaccounts
     assert (quant.email, quant.virtual, copy.email, copy.virtual) == (
-        "quant@example.com", None, None, "copytrade")
+        "quant@example.com",
+        None,
+        None,
+        "copytrade",
+    )
     bot, koinly = quant.keys
     assert bot.address == "quant/QuantBot-BTC"
     assert bot.permissions == frozenset({Permission.SPOT, Permission.FUTURES})
@@ -81,7 +85,10 @@ def test_spec_example_builds_the_desired_state(tmp_path):
 
 
 def test_key_settings_override_defaults_and_fall_back_to_builtins(tmp_path):
-    loaded = load_plan(write(tmp_path, """\
+    loaded = load_plan(
+        write(
+            tmp_path,
+            """\
 version: 1
 defaults:
   profile: copy-trade
@@ -99,7 +106,9 @@ subaccounts:
         grace: 0
         verify: false
         rotate_after: 7d
-"""))
+""",
+        )
+    )
     inherits, overrides = loaded.desired.keys()
     assert inherits.permissions == {Permission.SPOT}
     assert inherits.ips == ("198.51.100.7", "198.51.100.9")
@@ -111,35 +120,54 @@ subaccounts:
 
 
 def test_key_can_turn_off_the_default_rotation(tmp_path):
-    loaded = load_plan(write(tmp_path, "version: 1\ndefaults: {rotate_after: 30d}\n"
-                             "subaccounts:\n  - name: a\n    virtual: a1\n    keys:\n"
-                             "      - {label: k, rotate_after: null}\n"))
+    loaded = load_plan(
+        write(
+            tmp_path,
+            "version: 1\ndefaults: {rotate_after: 30d}\n"
+            "subaccounts:\n  - name: a\n    virtual: a1\n    keys:\n"
+            "      - {label: k, rotate_after: null}\n",
+        )
+    )
     assert loaded.desired.keys()[0].rotate_after is None
 
 
 def test_key_without_profile_is_read_only(tmp_path):
-    loaded = load_plan(write(tmp_path, "version: 1\nsubaccounts:\n  - name: a\n"
-                             "    email: a@example.com\n    keys: [{label: k}]\n"))
+    loaded = load_plan(
+        write(
+            tmp_path,
+            "version: 1\nsubaccounts:\n  - name: a\n"
+            "    email: a@example.com\n    keys: [{label: k}]\n",
+        )
+    )
     assert loaded.desired.keys()[0].permissions == frozenset()
 
 
 def test_binance_exchange_defaults_to_the_public_endpoint(tmp_path):
-    loaded = load_plan(write(tmp_path, "version: 1\nexchange: {kind: binance, recv_window_ms: "
-                             "10000}\n"))
+    loaded = load_plan(
+        write(tmp_path, "version: 1\nexchange: {kind: binance, recv_window_ms: 10000}\n")
+    )
     assert loaded.exchange.endpoint == "https://api.binance.com"
     assert loaded.exchange.recv_window_ms == 10000
 
 
 @pytest.mark.parametrize("endpoint", ["http://127.0.0.1:8765", "http://localhost:8765/"])
 def test_loopback_http_endpoint_is_allowed_for_emulator_serve(tmp_path, endpoint):
-    loaded = load_plan(write(tmp_path, f"version: 1\nexchange: {{kind: binance, endpoint: "
-                             f"'{endpoint}', rate_window_s: 0.5}}\n"))
+    loaded = load_plan(
+        write(
+            tmp_path,
+            f"version: 1\nexchange: {{kind: binance, endpoint: "
+            f"'{endpoint}', rate_window_s: 0.5}}\n",
+        )
+    )
     assert loaded.exchange.endpoint == endpoint.rstrip("/")
     assert loaded.exchange.rate_window_s == 0.5
 
 
 def test_ip_restriction_none_with_reason_is_a_warning(tmp_path):
-    loaded = load_plan(write(tmp_path, """\
+    loaded = load_plan(
+        write(
+            tmp_path,
+            """\
 version: 1
 subaccounts:
   - name: a
@@ -149,7 +177,9 @@ subaccounts:
         profile: copy-trade
         ip_restriction: none
         reason: runs on a serverless platform without a fixed egress IP
-"""))
+""",
+        )
+    )
     (warning,) = loaded.warnings
     assert warning.severity == "warning" and warning.line == 8
     assert "without an IP whitelist" in warning.message
@@ -157,16 +187,23 @@ subaccounts:
 
 
 def test_universal_transfer_warns(tmp_path):
-    loaded = load_plan(write(tmp_path, "version: 1\nsubaccounts:\n  - name: a\n    virtual: a1\n"
-                             "    keys:\n      - label: k\n        ips: [203.0.113.10]\n"
-                             "        permissions: [universal_transfer]\n"))
+    loaded = load_plan(
+        write(
+            tmp_path,
+            "version: 1\nsubaccounts:\n  - name: a\n    virtual: a1\n"
+            "    keys:\n      - label: k\n        ips: [203.0.113.10]\n"
+            "        permissions: [universal_transfer]\n",
+        )
+    )
     (warning,) = loaded.warnings
     assert warning.path == "subaccounts[0].keys[0].permissions[0]"
     assert "least privilege" in warning.hint
 
 
 def test_every_problem_is_reported_at_once(tmp_path):
-    problems = problems_of(tmp_path, """\
+    problems = problems_of(
+        tmp_path,
+        """\
 version: 1
 defaults:
   rotate_after: 30x
@@ -181,7 +218,8 @@ subaccounts:
         ips: [10.0.0.1]
       - label: t
         profile: quant
-""")
+""",
+    )
     messages = {(p.line, p.path): p.message for p in problems}
     assert set(messages) >= {
         (3, "defaults.rotate_after"),
@@ -195,29 +233,48 @@ subaccounts:
 
 
 def test_problem_format_names_file_line_column_path_and_fix():
-    problem = Problem("plans/x.yaml", 12, 9, "subaccounts[0].keys[1].ips[0]",
-                      "'10.0.0.1' is a private address", "use a public one")
-    assert problem.format() == ("plans/x.yaml:12:9: subaccounts[0].keys[1].ips[0]: "
-                                "'10.0.0.1' is a private address Fix: use a public one")
+    problem = Problem(
+        "plans/x.yaml",
+        12,
+        9,
+        "subaccounts[0].keys[1].ips[0]",
+        "'10.0.0.1' is a private address",
+        "use a public one",
+    )
+    assert problem.format() == (
+        "plans/x.yaml:12:9: subaccounts[0].keys[1].ips[0]: "
+        "'10.0.0.1' is a private address Fix: use a public one"
+    )
     warning = Problem("p.yaml", 3, 1, "a", "m", "h", "warning")
     assert warning.format() == "p.yaml:3:1: a: warning: m Fix: h"
 
 
 def test_secrets_never_appear_in_problems(tmp_path):
     secret = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"
-    problems = problems_of(tmp_path, f"version: 1\nsubaccounts:\n  - name: a\n    virtual: a1\n"
-                           f"    keys:\n      - label: {secret}\n        ips: ['{secret}']\n"
-                           f"        password: hunter2hunter2\n")
+    problems = problems_of(
+        tmp_path,
+        f"version: 1\nsubaccounts:\n  - name: a\n    virtual: a1\n"
+        f"    keys:\n      - label: {secret}\n        ips: ['{secret}']\n"
+        f"        password: hunter2hunter2\n",
+    )
     text = "\n".join(p.format() for p in problems)
     assert secret not in text and "hunter2hunter2" not in text
-    assert {p.path for p in problems} >= {"subaccounts[0].keys[0].label",
-                                         "subaccounts[0].keys[0].ips[0]",
-                                         "subaccounts[0].keys[0].password"}
+    assert {p.path for p in problems} >= {
+        "subaccounts[0].keys[0].label",
+        "subaccounts[0].keys[0].ips[0]",
+        "subaccounts[0].keys[0].password",
+    }
 
 
-@pytest.mark.parametrize(("count", "rotate", "ok"), [
-    (30, False, True), (31, False, False), (29, True, True), (30, True, False),
-])
+@pytest.mark.parametrize(
+    ("count", "rotate", "ok"),
+    [
+        (30, False, True),
+        (31, False, False),
+        (29, True, True),
+        (30, True, False),
+    ],
+)
 def test_key_count_includes_rotation_headroom(tmp_path, count, rotate, ok):
     keys = "".join(f"      - {{label: k{i}, ips: []}}\n" for i in range(count))
     rotation = "defaults: {rotate_after: 30d}\n" if rotate else ""
@@ -231,8 +288,11 @@ def test_key_count_includes_rotation_headroom(tmp_path, count, rotate, ok):
 def test_ip_list_length_is_counted_joined_by_commas(tmp_path):
     def plan(n: int) -> str:
         ips = ", ".join(f"203.0.113.{100 + i}" for i in range(n))
-        return (f"version: 1\nsubaccounts:\n  - name: a\n    virtual: a1\n    keys:\n"
-                f"      - {{label: k, profile: quant, ips: [{ips}]}}\n")
+        return (
+            f"version: 1\nsubaccounts:\n  - name: a\n    virtual: a1\n    keys:\n"
+            f"      - {{label: k, profile: quant, ips: [{ips}]}}\n"
+        )
+
     assert len(",".join(f"203.0.113.{100 + i}" for i in range(35))) == 489
     load_plan(write(tmp_path, plan(35)))
     assert any("503 characters" in p.message for p in problems_of(tmp_path, plan(36)))
@@ -283,15 +343,57 @@ def test_json_schema_describes_the_plan():
 
 
 _SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=False),
-    st.sampled_from(["quant", "read-only", "spot", "withdrawals", "30d", "x", "", "203.0.113.10",
-                     "10.0.0.1", "file:secrets/", "vault:a", "none", "a@example.com"]),
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 5),
+    st.floats(allow_nan=False),
+    st.sampled_from(
+        [
+            "quant",
+            "read-only",
+            "spot",
+            "withdrawals",
+            "30d",
+            "x",
+            "",
+            "203.0.113.10",
+            "10.0.0.1",
+            "file:secrets/",
+            "vault:a",
+            "none",
+            "a@example.com",
+        ]
+    ),
 )
-_FIELDS = st.sampled_from(["version", "exchange", "defaults", "subaccounts", "keys", "label",
-                           "name", "email", "virtual", "ips", "permissions", "profile", "kind",
-                           "endpoint", "rotate_after", "ip_restriction", "reason", "prune"])
-_VALUES = st.recursive(_SCALARS, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(_FIELDS, inner, max_size=5)), max_leaves=25)
+_FIELDS = st.sampled_from(
+    [
+        "version",
+        "exchange",
+        "defaults",
+        "subaccounts",
+        "keys",
+        "label",
+        "name",
+        "email",
+        "virtual",
+        "ips",
+        "permissions",
+        "profile",
+        "kind",
+        "endpoint",
+        "rotate_after",
+        "ip_restriction",
+        "reason",
+        "prune",
+    ]
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(_FIELDS, inner, max_size=5)
+    ),
+    max_leaves=25,
+)
 
 
 @settings(max_examples=300, deadline=None)

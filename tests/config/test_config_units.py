@@ -15,16 +15,19 @@ from orchestrator.config.source import YamlSyntaxError, read_yaml
 from orchestrator.exchange.models import Permission
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("30d", timedelta(days=30)),
-    ("12h", timedelta(hours=12)),
-    ("15m", timedelta(minutes=15)),
-    ("45s", timedelta(seconds=45)),
-    ("0s", timedelta(0)),
-    ("1d12h", timedelta(days=1, hours=12)),
-    ("2h30m15s", timedelta(hours=2, minutes=30, seconds=15)),
-    (0, timedelta(0)),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("30d", timedelta(days=30)),
+        ("12h", timedelta(hours=12)),
+        ("15m", timedelta(minutes=15)),
+        ("45s", timedelta(seconds=45)),
+        ("0s", timedelta(0)),
+        ("1d12h", timedelta(days=1, hours=12)),
+        ("2h30m15s", timedelta(hours=2, minutes=30, seconds=15)),
+        (0, timedelta(0)),
+    ],
+)
 def test_durations_parse(text, expected):
     assert parse_duration(text) == expected
 
@@ -54,22 +57,38 @@ def test_public_and_documentation_addresses_are_accepted(ip):
     assert whitelist_problem(ip) is None
 
 
-@pytest.mark.parametrize(("ip", "why"), [
-    ("10.0.0.1", "private"), ("172.31.255.255", "private"), ("192.168.1.1", "private"),
-    ("100.64.0.1", "carrier-grade"), ("127.0.0.1", "loopback"), ("169.254.1.1", "link-local"),
-    ("224.0.0.1", "multicast"), ("0.0.0.0", "unspecified"), ("255.255.255.255", "broadcast"),
-    ("240.0.0.1", "reserved"), ("::1", "IPv6"), ("2001:db8::1", "IPv6"),
-    ("203.0.113.0/24", "CIDR"), ("example.com", "not an IPv4"), ("1.2.3", "not an IPv4"),
-    ("01.2.3.4", "not an IPv4"), (" 1.2.3.4", "not an IPv4"),
-])
+@pytest.mark.parametrize(
+    ("ip", "why"),
+    [
+        ("10.0.0.1", "private"),
+        ("172.31.255.255", "private"),
+        ("192.168.1.1", "private"),
+        ("100.64.0.1", "carrier-grade"),
+        ("127.0.0.1", "loopback"),
+        ("169.254.1.1", "link-local"),
+        ("224.0.0.1", "multicast"),
+        ("0.0.0.0", "unspecified"),
+        ("255.255.255.255", "broadcast"),
+        ("240.0.0.1", "reserved"),
+        ("::1", "IPv6"),
+        ("2001:db8::1", "IPv6"),
+        ("203.0.113.0/24", "CIDR"),
+        ("example.com", "not an IPv4"),
+        ("1.2.3", "not an IPv4"),
+        ("01.2.3.4", "not an IPv4"),
+        (" 1.2.3.4", "not an IPv4"),
+    ],
+)
 def test_unusable_addresses_are_refused(ip, why):
     problem = whitelist_problem(ip)
     assert problem is not None and why in problem[0]
 
 
 def test_positions_are_kept_for_every_value():
-    source = read_yaml("version: 1\nsubaccounts:\n  - name: a\n    keys:\n"
-                       "      - label: x\n        ips: [203.0.113.10, 198.51.100.7]\n")
+    source = read_yaml(
+        "version: 1\nsubaccounts:\n  - name: a\n    keys:\n"
+        "      - label: x\n        ips: [203.0.113.10, 198.51.100.7]\n"
+    )
     assert source.values["version"] == (1, 10)
     assert source.keys["subaccounts"] == (2, 1)
     assert source.values["subaccounts[0].keys[0].label"] == (5, 16)

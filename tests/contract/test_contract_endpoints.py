@@ -16,9 +16,17 @@ QUANT = frozenset({Permission.SPOT, Permission.FUTURES})
 WHITELISTED = "198.51.100.7"
 OTHER_IP = "198.51.100.99"
 COVERED = {
-    "server_time", "create_virtual_subaccount", "list_subaccounts", "create_api_key",
-    "list_api_keys", "delete_api_key", "set_permissions", "add_ip_restriction",
-    "get_ip_restriction", "delete_ips", "api_restrictions",
+    "server_time",
+    "create_virtual_subaccount",
+    "list_subaccounts",
+    "create_api_key",
+    "list_api_keys",
+    "delete_api_key",
+    "set_permissions",
+    "add_ip_restriction",
+    "get_ip_restriction",
+    "delete_ips",
+    "api_restrictions",
 }
 
 
@@ -64,9 +72,7 @@ async def test_hmac_key_returns_its_secret_once(master, sub_email):
     assert created.secret.get_secret_value() not in repr(page)
 
 
-async def test_ed25519_key_registers_the_public_key_and_returns_no_secret(
-    world, master, sub_email
-):
+async def test_ed25519_key_registers_the_public_key_and_returns_no_secret(world, master, sub_email):
     private_pem, public_pem = generate_ed25519()
     created = await master.create_api_key(
         sub_email, "orc-Ed-g1", frozenset(), [], public_key_pem=public_pem
@@ -196,5 +202,7 @@ async def test_call_counts_name_every_endpoint_used(master, sub_email):
     await master.get_ip_restriction(sub_email, created.api_key)
     counts = master.call_counts()
     assert counts == {
-        "create_virtual_subaccount": 1, "create_api_key": 1, "get_ip_restriction": 2,
+        "create_virtual_subaccount": 1,
+        "create_api_key": 1,
+        "get_ip_restriction": 2,
     }

@@ -149,12 +149,16 @@ async def test_unpaced_burst_meets_429_with_retry_after_while_other_endpoints_st
         raw = httpx.Client(base_url=world.base_url)
     with raw:
         answers = [
-            _signed_get(raw, master.secret, master.api_key, ep.LIST_API_KEYS.path,
-                        {"email": email})
+            _signed_get(raw, master.secret, master.api_key, ep.LIST_API_KEYS.path, {"email": email})
             for _ in range(61)
         ]
-        other = _signed_get(raw, master.secret, master.api_key, ep.GET_IP_RESTRICTION.path,
-                            {"email": email, "subAccountApiKey": created.api_key})
+        other = _signed_get(
+            raw,
+            master.secret,
+            master.api_key,
+            ep.GET_IP_RESTRICTION.path,
+            {"email": email, "subAccountApiKey": created.api_key},
+        )
     statuses = [a.status_code for a in answers]
     assert statuses[:60] == [200] * 60 and statuses[60] == 429
     refused = answers[60]

@@ -68,14 +68,17 @@ def new_rsa() -> tuple[rsa.RSAPrivateKey, str]:
 
 
 def public_pem(private_key) -> str:
-    return private_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    return (
+        private_key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 def private_pem(private_key) -> str:
     return private_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode()
 
@@ -83,8 +86,14 @@ def private_pem(private_key) -> str:
 class SignedClient:
     """Signs like Binance documents: signature over query string + body, appended last."""
 
-    def __init__(self, emulator: Emulator, signer, *, client_ip: str = "127.0.0.1",
-                 server_url: str | None = None) -> None:
+    def __init__(
+        self,
+        emulator: Emulator,
+        signer,
+        *,
+        client_ip: str = "127.0.0.1",
+        server_url: str | None = None,
+    ) -> None:
         """In-process through EmulatorTransport, or over HTTP to `server_url`; `emulator`
         supplies the clock for timestamps."""
         self.emulator = emulator
@@ -95,11 +104,20 @@ class SignedClient:
             transport = EmulatorTransport(emulator, client_ip=client_ip)
             self.http = httpx.Client(base_url=BASE, transport=transport)
 
-    def call(self, method: str, path: str, params: dict | None = None, *,
-             body: dict | None = None, timestamp: int | None = None,
-             recv_window: int | None = None, api_key: str | None = None,
-             sign: bool = True, signature: str | None = None,
-             headers: dict | None = None) -> httpx.Response:
+    def call(
+        self,
+        method: str,
+        path: str,
+        params: dict | None = None,
+        *,
+        body: dict | None = None,
+        timestamp: int | None = None,
+        recv_window: int | None = None,
+        api_key: str | None = None,
+        sign: bool = True,
+        signature: str | None = None,
+        headers: dict | None = None,
+    ) -> httpx.Response:
         query = dict(params or {})
         target = query if body is None else body
         if sign:
@@ -118,8 +136,9 @@ class SignedClient:
         if body is not None:
             all_headers["Content-Type"] = "application/x-www-form-urlencoded"
         url = path + ("?" + query_text if query_text else "")
-        return self.http.request(method, url, content=body_text.encode() or None,
-                                 headers=all_headers)
+        return self.http.request(
+            method, url, content=body_text.encode() or None, headers=all_headers
+        )
 
     def ok(self, method: str, path: str, params: dict | None = None, **kw) -> dict | list:
         response = self.call(method, path, params, **kw)
@@ -144,5 +163,6 @@ RESTRICTIONS = "/sapi/v1/account/apiRestrictions"
 
 
 def create_hmac_key(client: SignedClient, email: str, name: str = "bot", **params) -> dict:
-    return client.ok("POST", SUBACCOUNT_API,
-                     {"email": email, "apiName": name, "status": 1, **params})
+    return client.ok(
+        "POST", SUBACCOUNT_API, {"email": email, "apiName": name, "status": 1, **params}
+    )

@@ -23,8 +23,9 @@ def code(response) -> int:
 def test_at_most_30_keys_per_sub_account(master, sub_email):
     for i in range(30):
         create_hmac_key(master, sub_email, f"k{i}")
-    refused = master.call("POST", SUBACCOUNT_API,
-                          {"email": sub_email, "apiName": "k30", "status": 1})
+    refused = master.call(
+        "POST", SUBACCOUNT_API, {"email": sub_email, "apiName": "k30", "status": 1}
+    )
     assert refused.status_code == 400 and code(refused) == -9000
     assert master.ok("GET", SUBACCOUNT_API, {"email": sub_email, "size": 100})["total"] == 30
 
@@ -32,8 +33,11 @@ def test_at_most_30_keys_per_sub_account(master, sub_email):
 def test_ip_list_over_500_characters_is_refused(master, sub_email):
     ips = ",".join(f"203.0.{i // 250}.{i % 250 + 1}" for i in range(60))
     assert len(ips) > 500
-    refused = master.call("POST", SUBACCOUNT_API, {
-        "email": sub_email, "apiName": "many", "status": 2, "ipAddress": ips})
+    refused = master.call(
+        "POST",
+        SUBACCOUNT_API,
+        {"email": sub_email, "apiName": "many", "status": 2, "ipAddress": ips},
+    )
     assert code(refused) == -1100
 
 
@@ -48,14 +52,14 @@ def test_adding_ips_past_500_characters_is_refused(master, sub_email):
 
 @pytest.mark.parametrize("bad", ["2001:db8::1", "10.0.0.0/8", "300.1.1.1", "example.com"])
 def test_only_ipv4_addresses(master, sub_email, bad):
-    refused = master.call("POST", SUBACCOUNT_API, {
-        "email": sub_email, "apiName": "v6", "status": 2, "ipAddress": bad})
+    refused = master.call(
+        "POST", SUBACCOUNT_API, {"email": sub_email, "apiName": "v6", "status": 2, "ipAddress": bad}
+    )
     assert refused.status_code == 400 and code(refused) == -1100
 
 
 def test_status_2_needs_ip_address(master, sub_email):
-    refused = master.call("POST", SUBACCOUNT_API,
-                          {"email": sub_email, "apiName": "x", "status": 2})
+    refused = master.call("POST", SUBACCOUNT_API, {"email": sub_email, "apiName": "x", "status": 2})
     assert code(refused) == -1102 and "'ipAddress'" in refused.json()["msg"]
 
 
@@ -77,32 +81,41 @@ def test_secret_is_returned_only_once(master, sub_email):
 
 def test_public_key_in_query_is_refused(master, sub_email):
     _, pem = new_ed25519()
-    refused = master.call("POST", SUBACCOUNT_API, {
-        "email": sub_email, "apiName": "ed", "status": 1, "publicKey": pem})
+    refused = master.call(
+        "POST", SUBACCOUNT_API, {"email": sub_email, "apiName": "ed", "status": 1, "publicKey": pem}
+    )
     assert refused.status_code == 400 and code(refused) == -1100
     assert master.ok("GET", SUBACCOUNT_API, {"email": sub_email})["total"] == 0
 
 
 def test_invalid_public_key_is_refused(master, sub_email):
-    refused = master.call("POST", SUBACCOUNT_API, body={
-        "email": sub_email, "apiName": "ed", "status": 1, "publicKey": "not a key"})
+    refused = master.call(
+        "POST",
+        SUBACCOUNT_API,
+        body={"email": sub_email, "apiName": "ed", "status": 1, "publicKey": "not a key"},
+    )
     assert code(refused) == -1100
 
 
 def test_withdrawals_can_never_be_enabled(master, sub_email):
-    refused = master.call("POST", SUBACCOUNT_API, {
-        "email": sub_email, "apiName": "w", "status": 1, "canWithdraw": "true"})
+    refused = master.call(
+        "POST",
+        SUBACCOUNT_API,
+        {"email": sub_email, "apiName": "w", "status": 1, "canWithdraw": "true"},
+    )
     assert code(refused) == -9000
     key = create_hmac_key(master, sub_email)["apiKey"]
-    refused = master.call("POST", PERMISSION, {
-        "email": sub_email, "subAccountApiKey": key, "canWithdraw": "true"})
+    refused = master.call(
+        "POST", PERMISSION, {"email": sub_email, "subAccountApiKey": key, "canWithdraw": "true"}
+    )
     assert code(refused) == -9000
 
 
 @pytest.mark.parametrize("name", ["", "x" * 65, "bad/name"])
 def test_api_name_rules(master, sub_email, name):
-    refused = master.call("POST", SUBACCOUNT_API,
-                          {"email": sub_email, "apiName": name, "status": 1})
+    refused = master.call(
+        "POST", SUBACCOUNT_API, {"email": sub_email, "apiName": name, "status": 1}
+    )
     assert code(refused) in (-1100, -1102)
 
 
@@ -115,8 +128,9 @@ def test_duplicate_and_invalid_sub_account_strings(master):
 
 def test_unknown_sub_account_and_key(master, sub_email):
     assert code(master.call("GET", SUBACCOUNT_API, {"email": "nobody@example.com"})) == -1100
-    refused = master.call("DELETE", SUBACCOUNT_API,
-                          {"email": sub_email, "subAccountApiKey": "Z" * 64})
+    refused = master.call(
+        "DELETE", SUBACCOUNT_API, {"email": sub_email, "subAccountApiKey": "Z" * 64}
+    )
     assert code(refused) == -1100
 
 
@@ -128,8 +142,11 @@ def test_paging_limits(master, sub_email):
 
 def test_failed_permission_change_changes_nothing(master, sub_email):
     key = create_hmac_key(master, sub_email)["apiKey"]
-    refused = master.call("POST", PERMISSION, {
-        "email": sub_email, "subAccountApiKey": key, "canTrade": "true", "canFuturesTrade": "x"})
+    refused = master.call(
+        "POST",
+        PERMISSION,
+        {"email": sub_email, "subAccountApiKey": key, "canTrade": "true", "canFuturesTrade": "x"},
+    )
     assert code(refused) == -1100
     row = master.ok("GET", SUBACCOUNT_API, {"email": sub_email})["rows"][0]
     assert row["canTrade"] is False

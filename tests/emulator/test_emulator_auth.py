@@ -25,8 +25,10 @@ def refusal(response) -> tuple[int, int]:
 
 def test_binance_documented_hmac_vector_verifies():
     secret = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"
-    payload = (b"symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1"
-               b"&recvWindow=5000&timestamp=1499827319559")
+    payload = (
+        b"symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1"
+        b"&recvWindow=5000&timestamp=1499827319559"
+    )
     expected = "c8db56825ae71d6d79447849e617115f4a920fa2acdcab2b053c4b2838bd6b71"
     variants, signature = payload_and_signature(payload + b"&signature=" + expected.encode(), b"")
     assert variants[0] == payload and signature == expected
@@ -93,8 +95,9 @@ def test_unknown_key_is_2015(master):
 @pytest.mark.parametrize("header", [None, "not a key!", ""])
 def test_missing_or_malformed_key_is_2014(emulator, header):
     headers = {} if header is None else {"X-MBX-APIKEY": header}
-    answer = emulator.handle(EmuRequest("GET", LIST_SUBS, "timestamp=1&signature=ab",
-                                        headers=headers))
+    answer = emulator.handle(
+        EmuRequest("GET", LIST_SUBS, "timestamp=1&signature=ab", headers=headers)
+    )
     assert (answer.status, answer.json()["code"]) == (401, -2014)
 
 

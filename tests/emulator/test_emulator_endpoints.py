@@ -18,8 +18,13 @@ from emulator_kit import (
     new_rsa,
 )
 
-FLAGS = ["canTrade", "canMarginLoanRepay", "canFuturesTrade", "canUniversalTransfer",
-         "canVanillaOptions"]
+FLAGS = [
+    "canTrade",
+    "canMarginLoanRepay",
+    "canFuturesTrade",
+    "canUniversalTransfer",
+    "canVanillaOptions",
+]
 
 
 def test_server_time_and_ping_are_unsigned(master, clock):
@@ -41,8 +46,15 @@ def test_list_subaccounts_shape_filter_and_paging(master, clock):
         clock.advance(1)
     page = master.ok("GET", LIST_SUBS, {"limit": 200})["subAccounts"]
     assert [s["email"] for s in page] == emails
-    assert set(page[0]) == {"email", "subUserId", "remark", "isFreeze", "createTime",
-                            "isManagedSubAccount", "isAssetManagementSubAccount"}
+    assert set(page[0]) == {
+        "email",
+        "subUserId",
+        "remark",
+        "isFreeze",
+        "createTime",
+        "isManagedSubAccount",
+        "isAssetManagementSubAccount",
+    }
     assert page[0]["isFreeze"] is False and isinstance(page[0]["subUserId"], int)
     assert [s["email"] for s in master.ok("GET", LIST_SUBS)["subAccounts"]] == emails[:1]
     second = master.ok("GET", LIST_SUBS, {"page": 2, "limit": 2})["subAccounts"]
@@ -53,10 +65,18 @@ def test_list_subaccounts_shape_filter_and_paging(master, clock):
 
 
 def test_create_hmac_key_shape(master, sub_email):
-    created = master.ok("POST", SUBACCOUNT_API, {
-        "email": sub_email, "apiName": "orc-QuantBot-g1", "status": 2,
-        "ipAddress": "203.0.113.10,198.51.100.7", "canTrade": "true", "canFuturesTrade": "true",
-    })
+    created = master.ok(
+        "POST",
+        SUBACCOUNT_API,
+        {
+            "email": sub_email,
+            "apiName": "orc-QuantBot-g1",
+            "status": 2,
+            "ipAddress": "203.0.113.10,198.51.100.7",
+            "canTrade": "true",
+            "canFuturesTrade": "true",
+        },
+    )
     assert set(created) == {"apiName", "apiKey", "secretKey", *FLAGS, "status", "ipList"}
     assert len(created["apiKey"]) == 64 and len(created["secretKey"]) == 64
     assert created["status"] == 2
@@ -67,9 +87,16 @@ def test_create_hmac_key_shape(master, sub_email):
 
 def test_create_ed25519_key_from_body_has_no_secret(master, sub_email):
     _, pem = new_ed25519()
-    created = master.ok("POST", SUBACCOUNT_API, body={
-        "email": sub_email, "apiName": "ed", "status": 1, "publicKey": pem,
-    })
+    created = master.ok(
+        "POST",
+        SUBACCOUNT_API,
+        body={
+            "email": sub_email,
+            "apiName": "ed",
+            "status": 1,
+            "publicKey": pem,
+        },
+    )
     assert "secretKey" not in created and len(created["apiKey"]) == 64
     assert created["status"] == 1 and created["ipList"] == []
 
@@ -96,8 +123,9 @@ def test_query_keys_shape_filter_and_paging(master, sub_email, clock):
 
 def test_delete_key_is_immediate(master, sub_email):
     key = create_hmac_key(master, sub_email)
-    deleted = master.ok("DELETE", SUBACCOUNT_API,
-                        {"email": sub_email, "subAccountApiKey": key["apiKey"]})
+    deleted = master.ok(
+        "DELETE", SUBACCOUNT_API, {"email": sub_email, "subAccountApiKey": key["apiKey"]}
+    )
     assert deleted == {}
     assert master.ok("GET", SUBACCOUNT_API, {"email": sub_email})["total"] == 0
     sub_client = master.with_signer(HmacSigner(key["apiKey"], key["secretKey"]))
@@ -106,11 +134,19 @@ def test_delete_key_is_immediate(master, sub_email):
 
 def test_modify_permissions(master, sub_email):
     key = create_hmac_key(master, sub_email, canTrade="true")["apiKey"]
-    answer = master.ok("POST", PERMISSION, {
-        "email": sub_email, "subAccountApiKey": key, "canTrade": "false",
-        "canFuturesTrade": "true", "canMarginLoanRepay": "false",
-        "canUniversalTransfer": "false", "canVanillaOptions": "true",
-    })
+    answer = master.ok(
+        "POST",
+        PERMISSION,
+        {
+            "email": sub_email,
+            "subAccountApiKey": key,
+            "canTrade": "false",
+            "canFuturesTrade": "true",
+            "canMarginLoanRepay": "false",
+            "canUniversalTransfer": "false",
+            "canVanillaOptions": "true",
+        },
+    )
     assert set(answer) == {"apiName", "apikey", *FLAGS, "timestamp"}
     assert answer["canTrade"] is False and answer["canFuturesTrade"] is True
     assert answer["canVanillaOptions"] is True
@@ -122,14 +158,21 @@ def test_ip_restriction_add_get_delete(master, sub_email, clock):
     key = create_hmac_key(master, sub_email)["apiKey"]
     ident = {"email": sub_email, "subAccountApiKey": key}
     view = master.ok("GET", IP_V1, ident)
-    assert view == {"ipRestrict": "false", "ipList": [], "updateTime": view["updateTime"],
-                    "apiKey": key}
+    assert view == {
+        "ipRestrict": "false",
+        "ipList": [],
+        "updateTime": view["updateTime"],
+        "apiKey": key,
+    }
     clock.advance(5)
     added = master.ok("POST", IP_V2, {**ident, "status": 2, "ipAddress": "203.0.113.1"})
-    assert added == {"status": "2", "ipList": ["203.0.113.1"],
-                     "updateTime": int(clock() * 1000), "apiKey": key}
-    added = master.ok("POST", IP_V2, {**ident, "status": 2,
-                                      "ipAddress": "203.0.113.2,203.0.113.1"})
+    assert added == {
+        "status": "2",
+        "ipList": ["203.0.113.1"],
+        "updateTime": int(clock() * 1000),
+        "apiKey": key,
+    }
+    added = master.ok("POST", IP_V2, {**ident, "status": 2, "ipAddress": "203.0.113.2,203.0.113.1"})
     assert added["ipList"] == ["203.0.113.1", "203.0.113.2"]
     view = master.ok("GET", IP_V1, ident)
     assert view["ipRestrict"] == "true" and view["ipList"] == ["203.0.113.1", "203.0.113.2"]
@@ -142,9 +185,18 @@ def test_ip_restriction_add_get_delete(master, sub_email, clock):
 
 
 def test_api_restrictions_for_master_and_sub_keys(master, sub_email):
-    fields = {"ipRestrict", "createTime", "enableReading", "enableSpotAndMarginTrading",
-              "enableWithdrawals", "enableInternalTransfer", "enableMargin", "enableFutures",
-              "permitsUniversalTransfer", "enableVanillaOptions"}
+    fields = {
+        "ipRestrict",
+        "createTime",
+        "enableReading",
+        "enableSpotAndMarginTrading",
+        "enableWithdrawals",
+        "enableInternalTransfer",
+        "enableMargin",
+        "enableFutures",
+        "permitsUniversalTransfer",
+        "enableVanillaOptions",
+    }
     own = master.ok("GET", RESTRICTIONS)
     assert fields <= set(own) and own["enableWithdrawals"] is False
     key = create_hmac_key(master, sub_email, canFuturesTrade="true", canVanillaOptions="true")
@@ -158,10 +210,17 @@ def test_api_restrictions_for_master_and_sub_keys(master, sub_email):
 def test_ed25519_and_rsa_keys_sign_their_own_calls(master, sub_email):
     for make in (new_ed25519, new_rsa):
         private, pem = make()
-        created = master.ok("POST", SUBACCOUNT_API, body={
-            "email": sub_email, "apiName": make.__name__, "status": 1, "publicKey": pem,
-            "canTrade": "true",
-        })
+        created = master.ok(
+            "POST",
+            SUBACCOUNT_API,
+            body={
+                "email": sub_email,
+                "apiName": make.__name__,
+                "status": 1,
+                "publicKey": pem,
+                "canTrade": "true",
+            },
+        )
         own = master.with_signer(AsymmetricSigner(created["apiKey"], private))
         assert own.ok("GET", RESTRICTIONS)["enableSpotAndMarginTrading"] is True
 
@@ -169,17 +228,25 @@ def test_ed25519_and_rsa_keys_sign_their_own_calls(master, sub_email):
 def test_bare_base64_der_public_key_is_accepted(master, sub_email):
     private, pem = new_ed25519()
     der_b64 = "".join(pem.strip().splitlines()[1:-1])
-    created = master.ok("POST", SUBACCOUNT_API, body={
-        "email": sub_email, "apiName": "der", "status": 1, "publicKey": der_b64,
-    })
+    created = master.ok(
+        "POST",
+        SUBACCOUNT_API,
+        body={
+            "email": sub_email,
+            "apiName": "der",
+            "status": 1,
+            "publicKey": der_b64,
+        },
+    )
     own = master.with_signer(AsymmetricSigner(created["apiKey"], private))
     assert own.ok("GET", RESTRICTIONS)["enableReading"] is True
 
 
 def test_signature_in_body_with_params_split_between_query_and_body(master, sub_email):
     """Binance's documented example 3: part in the query, part in the body, no '&' between."""
-    answer = master.ok("POST", SUBACCOUNT_API, {"email": sub_email},
-                       body={"apiName": "split", "status": "1"})
+    answer = master.ok(
+        "POST", SUBACCOUNT_API, {"email": sub_email}, body={"apiName": "split", "status": "1"}
+    )
     assert answer["apiName"] == "split"
 
 

@@ -33,7 +33,8 @@ def test_state_and_generated_master_survive_a_restart(tmp_path, clock):
     sub = again.with_signer(HmacSigner(key["apiKey"], key["secretKey"]))
     assert sub.ok("GET", "/sapi/v1/account/apiRestrictions")["enableReading"] is True
     assert again.ok("POST", VIRTUAL, {"subAccountString": "next"})["email"].endswith(
-        email.partition("@")[2])
+        email.partition("@")[2]
+    )
 
 
 def test_missing_file_starts_empty_and_leftover_temp_file_is_ignored(tmp_path, clock):

@@ -33,7 +33,8 @@ def test_61st_call_to_a_3000_weight_endpoint_gets_429(master, sub_email, clock):
     assert listed.status_code == 200 and listed.headers["X-SAPI-USED-IP-WEIGHT-1M"] == "1"
     # a refused call costs nothing; the next window starts afresh
     assert master.call("GET", SUBACCOUNT_API, query).headers["X-SAPI-USED-UID-WEIGHT-1M"] == (
-        "180000")
+        "180000"
+    )
     clock.advance(20)
     again = master.call("GET", SUBACCOUNT_API, query)
     assert again.status_code == 200 and again.headers["X-SAPI-USED-UID-WEIGHT-1M"] == "3000"
@@ -54,8 +55,9 @@ def test_time_scale_shrinks_the_window():
     clock = FakeClock(2_833_333_334 * 0.6)  # the start of a 0.6 s window
     emulator = Emulator(None, clock=clock, time_scale=100)  # 0.6 s windows
     master = SignedClient(emulator, HmacSigner(emulator.master.api_key, emulator.master.secret))
-    email = master.ok("POST", "/sapi/v1/sub-account/virtualSubAccount",
-                      {"subAccountString": "fast"})["email"]
+    email = master.ok(
+        "POST", "/sapi/v1/sub-account/virtualSubAccount", {"subAccountString": "fast"}
+    )["email"]
     clock.advance(0.1)  # 0.5 s left in the window
     for _ in range(60):
         assert master.call("GET", SUBACCOUNT_API, {"email": email}).status_code == 200
@@ -68,8 +70,9 @@ def test_time_scale_shrinks_the_window():
 def test_uid_budget_is_per_account_ip_budget_per_address(emulator, master, sub_email):
     key = create_hmac_key(master, sub_email)
     sub = master.with_signer(HmacSigner(key["apiKey"], key["secretKey"]))
-    other = master.with_signer(HmacSigner(key["apiKey"], key["secretKey"]),
-                               client_ip="198.51.100.1")
+    other = master.with_signer(
+        HmacSigner(key["apiKey"], key["secretKey"]), client_ip="198.51.100.1"
+    )
     sub.ok("GET", "/sapi/v1/account/apiRestrictions")
     response = other.call("GET", "/sapi/v1/account/apiRestrictions")
     assert response.headers["X-SAPI-USED-IP-WEIGHT-1M"] == "1"

@@ -22,9 +22,22 @@ class Served:
     def __init__(self, data, *extra: str) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BINANCE_")}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator", "emulator", "serve", "--port", "0",
-             "--data", str(data), *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            [
+                sys.executable,
+                "-m",
+                "orchestrator",
+                "emulator",
+                "serve",
+                "--port",
+                "0",
+                "--data",
+                str(data),
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         self.lines: list[str] = []
         while not any(line.startswith("Ctrl-C") for line in self.lines):
@@ -38,8 +51,9 @@ class Served:
 
     def client(self) -> SignedClient:
         clock_only = Emulator(None)
-        return SignedClient(clock_only, HmacSigner(self.api_key, self.secret),
-                            server_url=self.base_url)
+        return SignedClient(
+            clock_only, HmacSigner(self.api_key, self.secret), server_url=self.base_url
+        )
 
     def stop(self, sig=signal.SIGINT) -> int:
         self.process.send_signal(sig)
@@ -80,13 +94,16 @@ def test_admin_inject_over_http_drops_the_connection(data):
     served = Served(data)
     try:
         client = served.client()
-        injected = httpx.post(served.base_url + "/_emulator/inject",
-                              json={"kind": "drop_after", "endpoint": "create_virtual_subaccount"})
+        injected = httpx.post(
+            served.base_url + "/_emulator/inject",
+            json={"kind": "drop_after", "endpoint": "create_virtual_subaccount"},
+        )
         assert injected.status_code == 200
         with pytest.raises(httpx.TransportError):
             client.call("POST", VIRTUAL, {"subAccountString": "dropped"})
-        added = httpx.post(served.base_url + "/_emulator/subaccount",
-                           json={"email": "ui@example.com"})
+        added = httpx.post(
+            served.base_url + "/_emulator/subaccount", json={"email": "ui@example.com"}
+        )
         assert added.status_code == 200
         listed = client.ok("GET", LIST_SUBS, {"limit": 5})["subAccounts"]
         assert [s["email"].split("@")[0] for s in listed] == ["dropped_virtual", "ui"]
@@ -98,9 +115,11 @@ def test_threaded_server_drop_before_commit_changes_nothing():
     emulator = Emulator(None)
     server, base_url = start_in_thread(emulator)
     try:
-        client = SignedClient(emulator, HmacSigner(emulator.master.api_key,
-                                                   emulator.master.secret),
-                              server_url=base_url)
+        client = SignedClient(
+            emulator,
+            HmacSigner(emulator.master.api_key, emulator.master.secret),
+            server_url=base_url,
+        )
         emulator.inject("drop_before", "create_virtual_subaccount")
         with pytest.raises(httpx.TransportError):
             client.call("POST", VIRTUAL, {"subAccountString": "never"})
@@ -115,8 +134,20 @@ def test_serve_refuses_a_corrupt_data_file(data):
     data.parent.mkdir(parents=True)
     data.write_text("{oops")
     result = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "emulator", "serve", "--port", "0",
-         "--data", str(data)], capture_output=True, text=True, timeout=30,
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "emulator",
+            "serve",
+            "--port",
+            "0",
+            "--data",
+            str(data),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 1 and "not valid JSON" in result.stderr
     assert "Traceback" not in result.stderr

@@ -31,8 +31,9 @@ def served():
     server.server_close()
 
 
-def python_binance(base_url: str, api_key: str, secret: str | None = None,
-                   private_key: str | None = None) -> Client:
+def python_binance(
+    base_url: str, api_key: str, secret: str | None = None, private_key: str | None = None
+) -> Client:
     client = Client(api_key, secret, private_key=private_key, ping=False)
     client.API_URL = base_url + "/api"
     client.MARGIN_API_URL = base_url + "/sapi"
@@ -51,25 +52,48 @@ def test_python_binance_full_key_lifecycle(served):
     email = client.margin_v1_post_sub_account_virtual_sub_account(subAccountString="pyb")["email"]
     assert client.get_sub_account_list(email=email)["subAccounts"][0]["email"] == email
 
-    hmac_key = sapi(client, "post", "sub-account/subAccountApi", email=email,
-                    apiName="py bot", status=2, ipAddress="127.0.0.1", canTrade="true")
+    hmac_key = sapi(
+        client,
+        "post",
+        "sub-account/subAccountApi",
+        email=email,
+        apiName="py bot",
+        status=2,
+        ipAddress="127.0.0.1",
+        canTrade="true",
+    )
     assert len(hmac_key["secretKey"]) == 64
     private, pem = new_ed25519()
-    ed_key = sapi(client, "post", "sub-account/subAccountApi", email=email, apiName="ed",
-                  status=1, publicKey=pem)
+    ed_key = sapi(
+        client,
+        "post",
+        "sub-account/subAccountApi",
+        email=email,
+        apiName="ed",
+        status=1,
+        publicKey=pem,
+    )
     assert "secretKey" not in ed_key
     listed = sapi(client, "get", "sub-account/subAccountApi", email=email)
     assert {r["apikey"] for r in listed["rows"]} == {hmac_key["apiKey"], ed_key["apiKey"]}
 
     ident = {"email": email, "subAccountApiKey": hmac_key["apiKey"]}
-    changed = sapi(client, "post", "sub-account/subAccountApiPermission", **ident,
-                   canTrade="false", canFuturesTrade="true")
+    changed = sapi(
+        client,
+        "post",
+        "sub-account/subAccountApiPermission",
+        **ident,
+        canTrade="false",
+        canFuturesTrade="true",
+    )
     assert changed["canFuturesTrade"] is True and changed["canTrade"] is False
     added = client.margin_v2_post_sub_account_sub_account_api_ip_restriction(
-        **ident, status=2, ipAddress="203.0.113.5,203.0.113.6")
+        **ident, status=2, ipAddress="203.0.113.5,203.0.113.6"
+    )
     assert added["ipList"] == ["127.0.0.1", "203.0.113.5", "203.0.113.6"]
     left = client.margin_v1_delete_sub_account_sub_account_api_ip_restriction_ip_list(
-        **ident, ipAddress="203.0.113.5")
+        **ident, ipAddress="203.0.113.5"
+    )
     assert left["ipList"] == ["127.0.0.1", "203.0.113.6"] and left["ipRestrict"] == "true"
 
     as_hmac = python_binance(base_url, hmac_key["apiKey"], hmac_key["secretKey"])
@@ -123,18 +147,23 @@ def test_python_binance_meets_429_on_the_61st_call(served):
 
 def test_binance_connector_full_key_lifecycle(served):
     emulator, base_url = served
-    spot = Spot(api_key=emulator.master.api_key, api_secret=emulator.master.secret,
-                base_url=base_url)
+    spot = Spot(
+        api_key=emulator.master.api_key, api_secret=emulator.master.secret, base_url=base_url
+    )
     assert "serverTime" in spot.time()
     email = spot.sub_account_create("conn")["email"]
     assert spot.sub_account_list(email=email)["subAccounts"][0]["email"] == email
-    created = spot.sign_request("POST", "/sapi/v1/sub-account/subAccountApi",
-                                {"email": email, "apiName": "conn bot", "status": 1})
+    created = spot.sign_request(
+        "POST",
+        "/sapi/v1/sub-account/subAccountApi",
+        {"email": email, "apiName": "conn bot", "status": 1},
+    )
     ident = {"email": email, "subAccountApiKey": created["apiKey"]}
     rows = spot.sign_request("GET", "/sapi/v1/sub-account/subAccountApi", {"email": email})
     assert rows["total"] == 1 and rows["rows"][0]["apiName"] == "conn bot"
-    spot.sign_request("POST", "/sapi/v1/sub-account/subAccountApiPermission",
-                      {**ident, "canTrade": "true"})
+    spot.sign_request(
+        "POST", "/sapi/v1/sub-account/subAccountApiPermission", {**ident, "canTrade": "true"}
+    )
     added = spot.sub_account_update_ip_restriction(**ident, status="2", ipAddress="127.0.0.1")
     assert added["status"] == "2"
     assert spot.sub_account_api_get_ip_restriction(**ident)["ipRestrict"] == "true"
@@ -150,11 +179,20 @@ def test_binance_connector_uses_a_self_generated_key(served, make_key):
     apiRestrictions with the private key."""
     emulator, base_url = served
     registrar = python_binance(base_url, emulator.master.api_key, emulator.master.secret)
-    email = registrar.margin_v1_post_sub_account_virtual_sub_account(
-        subAccountString="selfgen")["email"]
+    email = registrar.margin_v1_post_sub_account_virtual_sub_account(subAccountString="selfgen")[
+        "email"
+    ]
     private, pem = make_key()
-    created = sapi(registrar, "post", "sub-account/subAccountApi", email=email,
-                   apiName="self", status=1, publicKey=pem, canFuturesTrade="true")
+    created = sapi(
+        registrar,
+        "post",
+        "sub-account/subAccountApi",
+        email=email,
+        apiName="self",
+        status=1,
+        publicKey=pem,
+        canFuturesTrade="true",
+    )
     own = Spot(api_key=created["apiKey"], private_key=private_pem(private), base_url=base_url)
     assert own.api_key_permissions()["enableFutures"] is True
 
@@ -169,8 +207,9 @@ def test_binance_connector_gets_binance_error_codes(served):
         with pytest.raises(ClientError) as refused:
             spot.sub_account_list()
         assert refused.value.error_code == code
-    spot = Spot(api_key=emulator.master.api_key, api_secret=emulator.master.secret,
-                base_url=base_url)
+    spot = Spot(
+        api_key=emulator.master.api_key, api_secret=emulator.master.secret, base_url=base_url
+    )
     with pytest.raises(ClientError) as refused:
         spot.sign_request("GET", "/sapi/v1/sub-account/subAccountApi", {})
     assert refused.value.error_code == -1102

@@ -80,7 +80,9 @@ async def test_api_key_in_a_binance_message_is_masked(mock, make_client, helpers
 async def test_timestamp_error_resyncs_once_and_retries(mock, make_client, helpers):
     server_ms = int(helpers.START * 1000) + 9_000
     time_route = mock.get("/api/v3/time").respond(json={"serverTime": server_ms})
-    route = mock.post(LIST).mock(side_effect=[_error(400, -1021), httpx.Response(200, json=CREATED)])
+    route = mock.post(LIST).mock(
+        side_effect=[_error(400, -1021), httpx.Response(200, json=CREATED)]
+    )
     client = make_client()
     created = await _create(client)
     assert created.api_key == SUB_KEY
@@ -139,7 +141,9 @@ async def test_read_network_errors_are_retried_then_raised(mock, make_client):
     ids=["500", "503", "read-timeout", "remote-protocol", "reset"],
 )
 async def test_write_failure_after_sending_is_ambiguous_and_not_retried(mock, make_client, outcome):
-    kwargs = {"side_effect": outcome} if isinstance(outcome, Exception) else {"return_value": outcome}
+    kwargs = (
+        {"side_effect": outcome} if isinstance(outcome, Exception) else {"return_value": outcome}
+    )
     route = mock.post(LIST).mock(**kwargs)
     client = make_client()
     with pytest.raises(errors.AmbiguousOutcome) as caught:

@@ -176,9 +176,7 @@ async def test_burst_uses_exactly_as_many_windows_as_the_budget_needs(mock, make
 
 
 async def test_used_weight_header_slows_the_client_down(mock, make_client, paused):
-    answer, sent = _record_time(
-        paused, EMPTY_PAGE, headers={"X-SAPI-USED-UID-WEIGHT-1M": "177000"}
-    )
+    answer, sent = _record_time(paused, EMPTY_PAGE, headers={"X-SAPI-USED-UID-WEIGHT-1M": "177000"})
     mock.get(KEYS).mock(side_effect=answer)
     client = make_client(clock=paused.clock, sleep=paused.sleep)
     await client.list_api_keys(EMAIL)  # the server says 177,000 of 180,000 are used

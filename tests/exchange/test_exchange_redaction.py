@@ -95,7 +95,9 @@ async def _exercise(mock, client) -> tuple[list[str], list[BaseException]]:
     mock.get("/sapi/v1/sub-account/subAccountApi/ipRestriction").mock(
         side_effect=responder(
             httpx.Response(401, json={"code": -2015, "msg": "Invalid API-key, IP, or perms"}),
-            httpx.Response(400, json={"code": -1022, "msg": "Signature for this request is not valid."}),
+            httpx.Response(
+                400, json={"code": -1022, "msg": "Signature for this request is not valid."}
+            ),
         )
     )
     raised: list[BaseException] = []
