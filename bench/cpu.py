@@ -18,8 +18,8 @@ DIFF_FIXTURE = Fixture(400, 25)  # 10,000 keys, within the 30-key cap with rotat
 
 
 def _live(desired, with_keys: bool, drift: bool):
-    from orchestrator.engine.model import Live, LiveKey
-    from orchestrator.engine.naming import api_name
+    from orchestrator.domain.model import Live, LiveKey
+    from orchestrator.domain.naming import api_name
     from orchestrator.exchange.models import SubAccount
 
     subs = tuple(SubAccount(email=s.email) for s in desired.subaccounts)

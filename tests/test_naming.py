@@ -1,4 +1,4 @@
-from orchestrator.engine.naming import MAX_API_NAME, MAX_LABEL, api_name, parse_api_name
+from orchestrator.domain.naming import MAX_API_NAME, MAX_LABEL, api_name, parse_api_name
 
 
 def test_api_name_round_trips_label_and_generation():

@@ -23,7 +23,7 @@ from orchestrator.config.profiles import PROFILES, permissions_of
 from orchestrator.config.schema_errors import schema_problems
 from orchestrator.config.secrets_scan import SECRET_HINT, SecretScan, scan_secrets, scrub
 from orchestrator.config.source import Source, YamlSyntaxError, read_yaml
-from orchestrator.engine.model import Desired, DesiredKey, DesiredSubaccount
+from orchestrator.domain.model import Desired, DesiredKey, DesiredSubaccount
 
 DEFAULT_GRACE = timedelta(hours=1)
 DEFAULT_SINK = "file:secrets/"

@@ -34,7 +34,7 @@ from orchestrator.config.profiles import (
     valid_permissions,
     valid_profiles,
 )
-from orchestrator.engine.naming import LABEL_PATTERN, MAX_LABEL
+from orchestrator.domain.naming import LABEL_PATTERN, MAX_LABEL
 
 DEFAULT_BINANCE_ENDPOINT = "https://api.binance.com"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")

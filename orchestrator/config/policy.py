@@ -19,7 +19,7 @@ from orchestrator.config.profiles import (
     permissions_of,
 )
 from orchestrator.config.source import join_path
-from orchestrator.exchange.models import Permission
+from orchestrator.domain.permissions import Permission
 
 MAX_KEYS_PER_ACCOUNT = 30
 MAX_IP_CHARS = 500

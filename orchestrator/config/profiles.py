@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.exchange.models import Permission
+from orchestrator.domain.permissions import Permission
 
 READ = "read"
 WITHDRAWALS = "withdrawals"

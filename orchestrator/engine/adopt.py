@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from orchestrator.domain.model import Desired, DesiredKey, Live, LiveKey
+from orchestrator.domain.naming import parse_api_name
 from orchestrator.engine.diff import current_keys, resolve_email
-from orchestrator.engine.model import Desired, DesiredKey, Live, LiveKey
-from orchestrator.engine.naming import parse_api_name
 from orchestrator.store.state import KeyRecord, State, SubaccountRecord
 
 

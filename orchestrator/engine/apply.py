@@ -23,10 +23,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from orchestrator.domain.naming import parse_api_name
 from orchestrator.engine import crashpoints
 from orchestrator.engine.changeset import Action, ActionKind, Changeset
 from orchestrator.engine.diff import VIRTUAL_EMAIL_MARKER, _phase
-from orchestrator.engine.naming import parse_api_name
 from orchestrator.engine.recovery import drop_material, forget_key, record_made
 from orchestrator.exchange.errors import AmbiguousOutcome, ExchangeError
 from orchestrator.exchange.interface import Exchange

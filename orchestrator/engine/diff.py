@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
+from orchestrator.domain.model import Desired, DesiredKey, DesiredSubaccount, Live, LiveKey
+from orchestrator.domain.naming import api_name, parse_api_name
 from orchestrator.engine.changeset import Action, ActionKind, Changeset, Finding, Severity
-from orchestrator.engine.model import Desired, DesiredKey, DesiredSubaccount, Live, LiveKey
-from orchestrator.engine.naming import api_name, parse_api_name
 from orchestrator.exchange.models import Permission, Permissions
 from orchestrator.store.state import KeyRecord, State
 

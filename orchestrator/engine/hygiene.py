@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from orchestrator.config.policy import MAX_KEYS_PER_ACCOUNT
+from orchestrator.domain.model import Desired, Live, LiveKey
 from orchestrator.engine.changeset import ActionKind, Finding, Severity
 from orchestrator.engine.diff import current_keys, diff, resolve_email
-from orchestrator.engine.model import Desired, Live, LiveKey
 from orchestrator.exchange.models import ApiRestrictions
 from orchestrator.store.audit import mask_key
 from orchestrator.store.state import State

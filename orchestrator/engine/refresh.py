@@ -12,8 +12,8 @@ import asyncio
 from collections.abc import Callable, Iterable
 from datetime import UTC
 
+from orchestrator.domain.model import Desired, Live, LiveKey
 from orchestrator.engine.diff import resolve_email
-from orchestrator.engine.model import Desired, Live, LiveKey
 from orchestrator.exchange.interface import Exchange
 from orchestrator.exchange.models import ApiKey, Permission
 from orchestrator.store.state import State

@@ -13,9 +13,9 @@ from dataclasses import replace
 from datetime import datetime
 
 from orchestrator.config.policy import MAX_KEYS_PER_ACCOUNT
+from orchestrator.domain.model import Desired, Live
 from orchestrator.engine.changeset import Action, ActionKind, Changeset
 from orchestrator.engine.diff import diff, forced_rotation, resolve_email
-from orchestrator.engine.model import Desired, Live
 from orchestrator.store.state import State
 
 KEY_CAP = MAX_KEYS_PER_ACCOUNT

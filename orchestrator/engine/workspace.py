@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestrator.config import LoadedPlan, find_plan, load_plan
+from orchestrator.domain.model import Desired, DesiredSubaccount, Live
 from orchestrator.engine.changeset import Changeset
 from orchestrator.engine.diff import diff, resolve_email
-from orchestrator.engine.model import Desired, DesiredSubaccount, Live
 from orchestrator.engine.recovery import reconcile_journal
 from orchestrator.engine.refresh import Progress, keys_of, live_from_state, refresh
 from orchestrator.exchange.interface import Exchange

@@ -7,19 +7,13 @@ as `SecretStr`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
 
 from pydantic import SecretStr
 
+from orchestrator.domain.model import SubAccount
+from orchestrator.domain.permissions import Permission, Permissions
 
-class Permission(str, Enum):
-    """A permission a sub-account key can be given through the API. Read is always on."""
-
-    SPOT = "spot"
-    MARGIN_LOAN = "margin_loan"
-    FUTURES = "futures"
-    UNIVERSAL_TRANSFER = "universal_transfer"
-    OPTIONS = "options"
+__all__ = ["Permission", "Permissions", "SubAccount"]
 
 
 #: Binance's request/response flag for each permission.
@@ -40,8 +34,6 @@ RESTRICTION_FIELD_OF: dict[Permission, str] = {
     Permission.OPTIONS: "enableVanillaOptions",
 }
 
-Permissions = frozenset[Permission]
-
 
 def permissions_from_flags(flags: dict) -> Permissions:
     """The permissions a response's can* flags grant (missing flags count as false)."""
@@ -56,16 +48,6 @@ def _truthy(value: object) -> bool:
     if isinstance(value, str):
         return value.lower() == "true"
     return bool(value)
-
-
-@dataclass(frozen=True)
-class SubAccount:
-    email: str
-    sub_user_id: int | None = None
-    is_freeze: bool = False
-    create_time: int = 0
-    is_managed: bool = False
-    is_asset_management: bool = False
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestrator.config import PlanError, Problem, find_plan, load_plan, plan_json_schema
-from orchestrator.engine.model import Desired
+from orchestrator.domain.model import Desired
 from orchestrator.exchange.models import Permission
 
 SPEC_EXAMPLE = """\

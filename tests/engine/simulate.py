@@ -10,8 +10,8 @@ import itertools
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from orchestrator.domain.model import Live, LiveKey
 from orchestrator.engine.changeset import Action, ActionKind, Changeset
-from orchestrator.engine.model import Live, LiveKey
 from orchestrator.exchange.models import SubAccount
 from orchestrator.store.state import KeyRecord, RetiredKey, State, SubaccountRecord
 
@@ -76,7 +76,7 @@ def _adopt(action: Action, email: str, key: LiveKey, state: State, now: datetime
     """A key recognised by its apiName but missing from state is recorded when touched."""
     record = state.keys.get(action.address)
     if record is None or record.api_key != key.api_key:
-        from orchestrator.engine.naming import parse_api_name
+        from orchestrator.domain.naming import parse_api_name
 
         generation = parse_api_name(key.api_name)[1]
         adopted = replace(
@@ -119,7 +119,7 @@ def _record(action: Action, email: str, key: LiveKey, now: datetime, previous) -
 
 
 def _retired(old: LiveKey, now: datetime, grace_s: float) -> RetiredKey:
-    from orchestrator.engine.naming import parse_api_name
+    from orchestrator.domain.naming import parse_api_name
 
     parsed = parse_api_name(old.api_name)
     return RetiredKey(

@@ -5,10 +5,10 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from orchestrator.domain.model import Desired, DesiredKey, DesiredSubaccount, Live, LiveKey
+from orchestrator.domain.naming import api_name
 from orchestrator.engine.changeset import ActionKind, Changeset
 from orchestrator.engine.diff import diff
-from orchestrator.engine.model import Desired, DesiredKey, DesiredSubaccount, Live, LiveKey
-from orchestrator.engine.naming import api_name
 from orchestrator.engine.render import plan_lines
 from orchestrator.exchange.models import Permission, SubAccount
 from orchestrator.store.state import KeyRecord, RetiredKey, State

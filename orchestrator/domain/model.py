@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
-from orchestrator.exchange.models import Permissions, SubAccount
+from orchestrator.domain.permissions import Permissions
 
 KeyType = Literal["ed25519", "hmac"]
 
@@ -52,6 +52,16 @@ class Desired:
 
     def keys(self) -> list[DesiredKey]:
         return [k for s in self.subaccounts for k in s.keys]
+
+
+@dataclass(frozen=True)
+class SubAccount:
+    email: str
+    sub_user_id: int | None = None
+    is_freeze: bool = False
+    create_time: int = 0
+    is_managed: bool = False
+    is_asset_management: bool = False
 
 
 @dataclass(frozen=True)
