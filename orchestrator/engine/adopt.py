@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from orchestrator.domain.model import Desired, DesiredKey, Live, LiveKey
-from orchestrator.domain.naming import parse_api_name
+from orchestrator.engine import transitions
 from orchestrator.engine.diff import current_keys, resolve_email
-from orchestrator.store.state import KeyRecord, State, SubaccountRecord
+from orchestrator.store.state import State, SubaccountRecord
 
 
 class AdoptError(Exception):
@@ -33,7 +33,7 @@ def rebuild(desired: Desired, live: Live, state: State) -> tuple[State, list[str
                 messages.append(f"{key.address}: dropped, its key is not live")
             continue
         if record is None or record.api_key != current.api_key:
-            state.keys[key.address] = _record(key, current, record)
+            state = _adopt(state, key, current)
             messages.append(f"{key.address}: recorded {current.api_name}")
     _record_subaccounts(desired, live, state)
     return state, messages
@@ -51,8 +51,7 @@ def import_key(
     owner = next((a for a, r in state.keys.items() if r.api_key == api_key), None)
     if owner and owner != key.address:
         raise AdoptError(f"that key is already managed as {owner}")
-    state = state.model_copy(deep=True)
-    state.keys[key.address] = _record(key, found, state.keys.get(key.address))
+    state = _adopt(state.model_copy(deep=True), key, found)
     _record_subaccounts(desired, live, state)
     return state
 
@@ -67,26 +66,20 @@ def _planned(desired: Desired, subaccount: str, label: str) -> DesiredKey:
     )
 
 
-def _record(key: DesiredKey, live: LiveKey, old: KeyRecord | None) -> KeyRecord:
-    parsed = parse_api_name(live.api_name)
+def _adopt(state: State, key: DesiredKey, live: LiveKey) -> State:
     created = (
         datetime.fromtimestamp(live.created_ms / 1000, tz=UTC)
         if live.created_ms
         else datetime.now(UTC)
     )
-    return KeyRecord(
-        subaccount=key.subaccount,
-        email=live.email,
+    return transitions.key_adopted(
+        state,
+        address=key.address,
         label=key.label,
-        api_key=live.api_key,
-        api_name=live.api_name,
-        generation=parsed[1] if parsed else 0,
         key_type=key.key_type,
-        created_at=created,
-        permissions=sorted(p.value for p in live.permissions),
-        ips=list(live.ips),
         sink=key.sink,
-        previous=list(old.previous) if old else [],
+        live=live,
+        created_at=created,
     )
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
+from typing import Any, ClassVar
 
-from orchestrator.exchange.models import Permission, Permissions
+from orchestrator.domain.model import KeyType
+from orchestrator.domain.permissions import Permission, Permissions
 
-CHANGESET_FORMAT_VERSION = 1
+CHANGESET_FORMAT_VERSION = 2
 
 
 class ActionKind(str, Enum):
@@ -36,67 +38,170 @@ class Severity(str, Enum):
         return list(Severity).index(self)
 
 
-@dataclass(frozen=True)
-class Action:
-    """One step of a changeset. Which fields matter depends on `kind`.
+class _Change:
+    """Fields and behaviour every kind of change shares; not a change itself."""
 
-    `email` is None for keys of a sub-account that this same changeset creates; the executor
-    fills it in once the sub-account exists. `generation` is the generation a create or
-    rotate makes.
-    """
-
-    kind: ActionKind
+    kind: ClassVar[ActionKind]
     subaccount: str
-    label: str | None = None
-    email: str | None = None
-    virtual: str | None = None
-    api_key: str | None = None
-    api_name: str | None = None
-    generation: int | None = None
-    permissions: Permissions = frozenset()
-    previous_permissions: Permissions = frozenset()
-    ips: tuple[str, ...] = ()
-    ips_add: tuple[str, ...] = ()
-    ips_remove: tuple[str, ...] = ()
-    unrestrict: bool = False
-    key_type: str | None = None
-    sink: str | None = None
-    grace_s: float = 0.0
-    verify: bool = False
-    reason: str = ""
-    security: bool = False
+    reason: str
+    security: bool
 
     @property
     def address(self) -> str:
         """`sub/label` for keys (`sub/apiName` for keys not in the plan), `sub` otherwise."""
-        name = self.label or self.api_name
+        name = getattr(self, "label", None) or getattr(self, "api_name", None)
         return f"{self.subaccount}/{name}" if name else self.subaccount
 
-    def to_dict(self) -> dict:
-        data = {f.name: getattr(self, f.name) for f in _ACTION_FIELDS}  # asdict deep-copies
-        data["kind"] = self.kind.value
-        data["permissions"] = sorted(p.value for p in self.permissions)
-        data["previous_permissions"] = sorted(p.value for p in self.previous_permissions)
-        for name in ("ips", "ips_add", "ips_remove"):
-            data[name] = list(data[name])
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"kind": self.kind.value}
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if isinstance(value, frozenset):
+                value = sorted(p.value for p in value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            data[f.name] = value
         return data
 
-    @classmethod
-    def from_dict(cls, data: dict) -> Action:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown action fields {sorted(unknown)}")
-        values = dict(data)
-        values["kind"] = ActionKind(values["kind"])
-        for name in ("permissions", "previous_permissions"):
-            values[name] = frozenset(Permission(p) for p in values.get(name, ()))
-        for name in ("ips", "ips_add", "ips_remove"):
-            values[name] = tuple(values.get(name, ()))
-        return cls(**values)
+
+@dataclass(frozen=True)
+class CreateSubaccount(_Change):
+    """Create the virtual sub-account `virtual` that the plan calls `subaccount`."""
+
+    kind: ClassVar[ActionKind] = ActionKind.CREATE_SUBACCOUNT
+    subaccount: str
+    virtual: str
+    reason: str = ""
+    security: bool = False
 
 
-_ACTION_FIELDS = fields(Action)
+@dataclass(frozen=True)
+class CreateKey(_Change):
+    """Make generation `generation` of a planned key, its material stored first.
+
+    `email` is None for keys of a sub-account that this same changeset creates; the executor
+    fills it in once the sub-account exists.
+    """
+
+    kind: ClassVar[ActionKind] = ActionKind.CREATE_KEY
+    subaccount: str
+    label: str
+    email: str | None
+    api_name: str
+    generation: int
+    permissions: Permissions
+    ips: tuple[str, ...]
+    key_type: KeyType
+    sink: str
+    verify: bool = False
+    reason: str = ""
+    security: bool = False
+
+
+@dataclass(frozen=True)
+class UpdatePermissions(_Change):
+    """Set the live key's permissions to the planned ones."""
+
+    kind: ClassVar[ActionKind] = ActionKind.UPDATE_PERMISSIONS
+    subaccount: str
+    label: str
+    email: str
+    api_key: str
+    api_name: str
+    permissions: Permissions
+    previous_permissions: Permissions
+    key_type: KeyType
+    sink: str
+    reason: str = ""
+    security: bool = False
+
+
+@dataclass(frozen=True)
+class UpdateIps(_Change):
+    """Take the live key's whitelist to the planned `ips` (or lift it: `unrestrict`)."""
+
+    kind: ClassVar[ActionKind] = ActionKind.UPDATE_IPS
+    subaccount: str
+    label: str
+    email: str
+    api_key: str
+    api_name: str
+    ips: tuple[str, ...]
+    ips_add: tuple[str, ...]
+    ips_remove: tuple[str, ...]
+    unrestrict: bool
+    permissions: Permissions
+    key_type: KeyType
+    sink: str
+    reason: str = ""
+    security: bool = False
+
+
+@dataclass(frozen=True)
+class Rotate(_Change):
+    """Replace the live key `api_key` (apiName `replaced_name`) with generation `generation`
+    (apiName `api_name`); the replaced key lives on for `grace_s` seconds."""
+
+    kind: ClassVar[ActionKind] = ActionKind.ROTATE
+    subaccount: str
+    label: str
+    email: str
+    api_key: str
+    replaced_name: str
+    api_name: str
+    generation: int
+    permissions: Permissions
+    ips: tuple[str, ...]
+    key_type: KeyType
+    sink: str
+    grace_s: float
+    verify: bool = False
+    reason: str = ""
+    security: bool = False
+
+
+@dataclass(frozen=True)
+class DeleteKey(_Change):
+    """Delete a live key: a generation of a planned `label`, or (label None) a key the plan
+    does not name."""
+
+    kind: ClassVar[ActionKind] = ActionKind.DELETE_KEY
+    subaccount: str
+    label: str | None
+    email: str
+    api_key: str
+    api_name: str
+    permissions: Permissions
+    reason: str = ""
+    security: bool = False
+
+
+Action = CreateSubaccount | CreateKey | UpdatePermissions | UpdateIps | Rotate | DeleteKey
+KeyAction = CreateKey | UpdatePermissions | UpdateIps | Rotate | DeleteKey
+_BY_KIND: dict[str, type[Action]] = {
+    cls.kind.value: cls
+    for cls in (CreateSubaccount, CreateKey, UpdatePermissions, UpdateIps, Rotate, DeleteKey)
+}
+
+
+def action_from_dict(data: dict[str, Any]) -> Action:
+    """The change a `to_dict` wrote; ValueError naming what is wrong otherwise."""
+    values = dict(data)
+    kind = values.pop("kind", None)
+    cls = _BY_KIND.get(str(kind))
+    if cls is None:
+        raise ValueError(f"unknown change kind {kind!r}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ValueError(f"unknown fields {sorted(unknown)} for a {kind} change")
+    for name in ("permissions", "previous_permissions"):
+        if name in values:
+            values[name] = frozenset(Permission(p) for p in values[name])
+    for name in ("ips", "ips_add", "ips_remove"):
+        if name in values:
+            values[name] = tuple(values[name])
+    return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -172,7 +277,13 @@ class Changeset:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"not JSON ({exc.msg} at line {exc.lineno})") from None
-        if not isinstance(data, dict) or data.get("format") != CHANGESET_FORMAT_VERSION:
+        version = data.get("format") if isinstance(data, dict) else None
+        if isinstance(version, int) and version < CHANGESET_FORMAT_VERSION:
+            raise ValueError(
+                f"it was saved by an older orchestrator (format {version}, this one reads "
+                f"{CHANGESET_FORMAT_VERSION}); run `orchestrator plan --out FILE` again"
+            )
+        if version != CHANGESET_FORMAT_VERSION:
             raise ValueError(
                 f"not a changeset of format {CHANGESET_FORMAT_VERSION} (write it with plan --out)"
             )
@@ -185,7 +296,7 @@ class Changeset:
                 state_lineage=data.get("state_lineage"),
                 created_at=str(data.get("created_at", "")),
                 targets=tuple(data.get("targets", ())),
-                actions=tuple(Action.from_dict(a) for a in data["actions"]),
+                actions=tuple(action_from_dict(a) for a in data["actions"]),
                 findings=tuple(Finding.from_dict(f) for f in data["findings"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -14,7 +14,18 @@ from functools import lru_cache
 
 from orchestrator.domain.model import Desired, DesiredKey, DesiredSubaccount, Live, LiveKey
 from orchestrator.domain.naming import api_name, parse_api_name
-from orchestrator.engine.changeset import Action, ActionKind, Changeset, Finding, Severity
+from orchestrator.engine.changeset import (
+    Action,
+    Changeset,
+    CreateKey,
+    CreateSubaccount,
+    DeleteKey,
+    Finding,
+    Rotate,
+    Severity,
+    UpdateIps,
+    UpdatePermissions,
+)
 from orchestrator.exchange.models import Permission, Permissions
 from orchestrator.store.state import KeyRecord, State
 
@@ -40,7 +51,7 @@ def diff(
         actions = _only_targets(actions, set(targets))
     return Changeset(
         plan_name=desired.plan_name,
-        actions=tuple(sorted(actions, key=_phase)),
+        actions=tuple(sorted(actions, key=phase)),
         findings=tuple(findings),
         plan_hash=plan_hash,
         live_fingerprint=live.fingerprint(),
@@ -96,13 +107,10 @@ def _missing_subaccount(sub: DesiredSubaccount) -> tuple[list[Action], list[Find
             "create a virtual sub-account",
         )
         return [], [finding]
-    create_sub = Action(
-        kind=ActionKind.CREATE_SUBACCOUNT,
-        subaccount=sub.name,
-        virtual=sub.virtual,
-        reason=f"virtual sub-account {sub.virtual}",
+    create_sub = CreateSubaccount(
+        subaccount=sub.name, virtual=sub.virtual, reason=f"virtual sub-account {sub.virtual}"
     )
-    return [create_sub] + [_create(key, None, 1) for key in sub.keys], []
+    return [create_sub, *(_create(key, None, 1) for key in sub.keys)], []
 
 
 def _records_of(prior: State | None, subaccount: str) -> dict[str, KeyRecord]:
@@ -184,15 +192,19 @@ def _diff_key(
     return actions, claimed
 
 
-def _create(key: DesiredKey, email: str | None, generation: int) -> Action:
-    return _key_action(
-        ActionKind.CREATE_KEY,
-        key,
-        email,
-        None,
-        "not live",
+def _create(key: DesiredKey, email: str | None, generation: int) -> CreateKey:
+    return CreateKey(
+        subaccount=key.subaccount,
+        label=key.label,
+        email=email,
         api_name=api_name(key.label, generation),
         generation=generation,
+        permissions=key.permissions,
+        ips=key.ips,
+        key_type=key.key_type,
+        sink=key.sink,
+        verify=key.verify,
+        reason="not live",
     )
 
 
@@ -207,14 +219,17 @@ def _permission_update(
     reason = f"permissions: {change}"
     if unexplained:
         reason += f" ({_names(unexplained)} granted outside the plan: possible compromise)"
-    update = _key_action(
-        ActionKind.UPDATE_PERMISSIONS,
-        key,
-        email,
-        current.api_key,
-        reason,
+    update = UpdatePermissions(
+        subaccount=key.subaccount,
+        label=key.label,
+        email=email,
+        api_key=current.api_key,
         api_name=current.api_name,
+        permissions=key.permissions,
         previous_permissions=current.permissions,
+        key_type=key.key_type,
+        sink=key.sink,
+        reason=reason,
         security=bool(unexplained),
     )
     return [update]
@@ -245,58 +260,52 @@ def _ip_update(
     return [_ip_action(key, email, current, add, remove, False, reason, bool(unexplained))]
 
 
-def _ip_action(key, email, current, add, remove, unrestrict, reason, security) -> Action:
-    return _key_action(
-        ActionKind.UPDATE_IPS,
-        key,
-        email,
-        current.api_key,
-        reason,
+def _ip_action(
+    key: DesiredKey,
+    email: str,
+    current: LiveKey,
+    add: tuple[str, ...],
+    remove: tuple[str, ...],
+    unrestrict: bool,
+    reason: str,
+    security: bool,
+) -> UpdateIps:
+    return UpdateIps(
+        subaccount=key.subaccount,
+        label=key.label,
+        email=email,
+        api_key=current.api_key,
         api_name=current.api_name,
+        ips=key.ips,
         ips_add=tuple(add),
         ips_remove=tuple(remove),
         unrestrict=unrestrict,
+        permissions=current.permissions,
+        key_type=key.key_type,
+        sink=key.sink,
+        reason=reason,
         security=security,
     )
 
 
-def _key_action(
-    kind: ActionKind,
-    key: DesiredKey,
-    email: str | None,
-    api_key: str | None,
-    reason: str,
-    **fields,
-) -> Action:
-    """An action on one planned key, carrying what the plan says of it."""
-    return Action(
-        kind=kind,
+def _rotate_action(
+    key: DesiredKey, email: str, replaced: LiveKey, generation: int, reason: str
+) -> Rotate:
+    return Rotate(
         subaccount=key.subaccount,
         label=key.label,
         email=email,
-        api_key=api_key,
+        api_key=replaced.api_key,
+        replaced_name=replaced.api_name,
+        api_name=api_name(key.label, generation),
+        generation=generation,
         permissions=key.permissions,
         ips=key.ips,
         key_type=key.key_type,
         sink=key.sink,
+        grace_s=key.grace.total_seconds(),
         verify=key.verify,
         reason=reason,
-        **fields,
-    )
-
-
-def _rotate_action(
-    key: DesiredKey, email: str, api_key: str, generation: int, reason: str
-) -> Action:
-    return _key_action(
-        ActionKind.ROTATE,
-        key,
-        email,
-        api_key,
-        reason,
-        api_name=api_name(key.label, generation),
-        generation=generation,
-        grace_s=key.grace.total_seconds(),
     )
 
 
@@ -307,14 +316,14 @@ def _rotation(
     recorded: KeyRecord | None,
     generation: int,
     now: datetime,
-) -> Action | None:
+) -> Rotate | None:
     if key.rotate_after is None:
         return None
     created = _created_at(current, recorded)
     if created is None or now - created <= key.rotate_after:
         return None
     reason = f"age {_ago(now - created)} > rotate_after {_ago(key.rotate_after)}"
-    return _rotate_action(key, email, current.api_key, generation, reason)
+    return _rotate_action(key, email, current, generation, reason)
 
 
 def _leftovers(
@@ -341,9 +350,8 @@ def _leftovers(
     return actions, findings
 
 
-def _delete(subaccount: str, email: str, key: LiveKey, reason: str, label: str | None) -> Action:
-    return Action(
-        kind=ActionKind.DELETE_KEY,
+def _delete(subaccount: str, email: str, key: LiveKey, reason: str, label: str | None) -> DeleteKey:
+    return DeleteKey(
         subaccount=subaccount,
         label=label,
         email=email,
@@ -356,28 +364,30 @@ def _delete(subaccount: str, email: str, key: LiveKey, reason: str, label: str |
 
 def _only_targets(actions: list[Action], targets: set[str]) -> list[Action]:
     def wanted(action: Action) -> bool:
-        return action.label in targets or action.address in targets
+        return getattr(action, "label", None) in targets or action.address in targets
 
-    kept = [a for a in actions if a.kind != ActionKind.CREATE_SUBACCOUNT and wanted(a)]
-    needed_subs = {a.subaccount for a in kept if a.email is None}
-    subs = [
-        a for a in actions if a.kind == ActionKind.CREATE_SUBACCOUNT and a.subaccount in needed_subs
-    ]
+    kept = [a for a in actions if not isinstance(a, CreateSubaccount) and wanted(a)]
+    needed_subs = {a.subaccount for a in kept if isinstance(a, CreateKey) and a.email is None}
+    subs = [a for a in actions if isinstance(a, CreateSubaccount) and a.subaccount in needed_subs]
     return subs + kept
 
 
-def _phase(action: Action) -> int:
+def phase(action: Action) -> int:
     """Sub-accounts first, then changes to existing keys, frees of unplanned keys, creates,
     rotations, and deletes of our own superseded keys last."""
-    if action.kind == ActionKind.DELETE_KEY:
-        return 2 if action.label is None else 5
-    return {
-        ActionKind.CREATE_SUBACCOUNT: 0,
-        ActionKind.UPDATE_PERMISSIONS: 1,
-        ActionKind.UPDATE_IPS: 1,
-        ActionKind.CREATE_KEY: 3,
-        ActionKind.ROTATE: 4,
-    }[action.kind]
+    match action:
+        case CreateSubaccount():
+            return 0
+        case UpdatePermissions() | UpdateIps():
+            return 1
+        case DeleteKey(label=None):
+            return 2
+        case CreateKey():
+            return 3
+        case Rotate():
+            return 4
+        case DeleteKey():
+            return 5
 
 
 @lru_cache(maxsize=65_536)
@@ -451,7 +461,7 @@ def current_keys(desired: Desired, live: Live, prior: State | None) -> dict[str,
 
 def forced_rotation(
     desired: Desired, live: Live, prior: State | None, address: str
-) -> Action | None:
+) -> Rotate | None:
     """A rotation of the planned key at `address` now, whatever its age (`rotate --label`);
     None when it has no live key."""
     for sub in desired.subaccounts:
@@ -470,7 +480,5 @@ def forced_rotation(
             gens = _generations(key, others, records.get(key.label))
             if gens.current is None:
                 return None
-            return _rotate_action(
-                key, email, gens.current.api_key, gens.highest + 1, "rotation requested"
-            )
+            return _rotate_action(key, email, gens.current, gens.highest + 1, "rotation requested")
     return None

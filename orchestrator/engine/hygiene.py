@@ -14,7 +14,14 @@ from datetime import datetime
 
 from orchestrator.config.policy import MAX_KEYS_PER_ACCOUNT
 from orchestrator.domain.model import Desired, Live, LiveKey
-from orchestrator.engine.changeset import ActionKind, Finding, Severity
+from orchestrator.engine.changeset import (
+    DeleteKey,
+    Finding,
+    Rotate,
+    Severity,
+    UpdateIps,
+    UpdatePermissions,
+)
 from orchestrator.engine.diff import current_keys, diff, resolve_email
 from orchestrator.exchange.models import ApiRestrictions
 from orchestrator.store.audit import mask_key
@@ -38,7 +45,7 @@ def findings(
     changeset = diff(desired, live, state, now)
     found = [_from_changeset_finding(f) for f in changeset.findings]
     for action in changeset.actions:
-        if action.security:
+        if isinstance(action, UpdatePermissions | UpdateIps) and action.security:
             found.append(
                 Finding(
                     "widened",
@@ -50,7 +57,7 @@ def findings(
                     "this, treat the master key as stolen: orchestrator lockdown --all",
                 )
             )
-        elif action.kind == ActionKind.ROTATE:
+        elif isinstance(action, Rotate):
             found.append(
                 Finding(
                     "overdue",
@@ -61,7 +68,7 @@ def findings(
                     f"orchestrator rotate --label {action.label}",
                 )
             )
-        elif action.kind == ActionKind.DELETE_KEY and action.label is None:
+        elif isinstance(action, DeleteKey) and action.label is None:
             found.append(
                 Finding(
                     "unmanaged",

@@ -14,7 +14,8 @@ import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-from orchestrator.engine.recovery import drop_material, forget_key
+from orchestrator.engine import transitions
+from orchestrator.engine.recovery import drop_material
 from orchestrator.exchange.errors import ExchangeError
 from orchestrator.exchange.interface import Exchange
 from orchestrator.exchange.models import ApiKey
@@ -63,7 +64,10 @@ async def lockdown(
     audit: AuditTrail,
     open_sink: Callable,
     on_deleted: Callable[[Deleted], None] | None = None,
-) -> list[Deleted]:
+) -> tuple[list[Deleted], State]:
+    """Delete every key of `emails`. Returns what was deleted (or failed) and the state
+    without the deleted keys (unsaved)."""
+    forgotten = [state]
     managed = {r.api_key: (address, r) for address, r in state.keys.items()}
     retired = {p.api_key: address for address, r in state.keys.items() for p in r.previous}
 
@@ -103,7 +107,8 @@ async def lockdown(
                 api_key=key.api_key,
                 detail={"email": key.email, "managed_as": address},
             )
-            warnings = drop_material(open_sink, forget_key(state, key.api_key), key.api_key)
+            forgotten[0], slots = transitions.key_forgotten(forgotten[0], key.api_key)
+            warnings = drop_material(open_sink, slots, key.api_key)
             result = Deleted(
                 key.email, key.api_name, key.api_key, address, warning="; ".join(warnings) or None
             )
@@ -112,4 +117,4 @@ async def lockdown(
         return result
 
     results = await asyncio.gather(*(wipe(e) for e in emails))
-    return [d for batch in results for d in batch]
+    return [d for batch in results for d in batch], forgotten[0]

@@ -183,7 +183,7 @@ async def lockdown(
                 return None
             audit_log = ws.backend.audit("lockdown")
             audit_log.append("lockdown", detail={"scope": emails})
-            deleted = await lockdown(
+            deleted, state = await lockdown(
                 exchange,
                 emails,
                 state=state,

@@ -28,15 +28,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
+from typing import Any, TypeGuard
 
-from orchestrator.engine.changeset import Action
+from orchestrator.engine import transitions
+from orchestrator.engine.changeset import CreateKey, Rotate, action_from_dict
 from orchestrator.exchange.interface import Exchange
 from orchestrator.exchange.models import ApiKey
 from orchestrator.sinks import KeyMaterial, Sink
 from orchestrator.store.audit import mask_key
 from orchestrator.store.backend import AuditTrail, WriteAheadJournal
-from orchestrator.store.state import KeyRecord, RetiredKey, State
+from orchestrator.store.state import KeyRecord, State
+
+KeyChange = CreateKey | Rotate
+_UNKNOWN = object()  # a journal entry from before creates recorded the label's prior record
 
 CREATE_OPS = ("create_key", "rotate_create")
 DELETE_OPS = ("delete_key", "delete_orphan", "lockdown_delete")
@@ -63,10 +68,11 @@ async def reconcile_journal(
         data = dict(entry.action or {})
         op = data.pop("op", "")
         if op in CREATE_OPS:
-            rec.messages.append(await rec.create(op, Action.from_dict(data)))
+            before = data.pop("before", _UNKNOWN)
+            rec.messages.append(await rec.create(_key_change(data), before))
         elif op == "rotate_rollback":
             before = data.pop("before", None)
-            rec.messages.append(await rec.roll_back(Action.from_dict(data), before))
+            rec.messages.append(await rec.roll_back(_rotation(data), before))
         elif op in DELETE_OPS and data.get("email") and data.get("api_key"):
             rec.messages.append(await rec.delete(op, data))
         else:
@@ -76,8 +82,29 @@ async def reconcile_journal(
     return rec.state, rec.messages
 
 
+def _key_change(data: dict[str, Any]) -> KeyChange:
+    change = action_from_dict(data)
+    if not isinstance(change, CreateKey | Rotate) or change.email is None:
+        raise ValueError(f"journal entry is not a create with a sub-account: {change.kind.value}")
+    return change
+
+
+def _rotation(data: dict[str, Any]) -> Rotate:
+    change = action_from_dict(data)
+    if not isinstance(change, Rotate):
+        raise ValueError(f"journal entry is not a rotation: {change.kind.value}")
+    return change
+
+
 class _Reconciler:
-    def __init__(self, exchange, state, open_sink, audit, now) -> None:
+    def __init__(
+        self,
+        exchange: Exchange,
+        state: State,
+        open_sink: Callable[[str], Sink],
+        audit: AuditTrail,
+        now: datetime,
+    ) -> None:
         self.exchange = exchange
         self.state: State = state
         self.open_sink = open_sink
@@ -95,8 +122,9 @@ class _Reconciler:
         await self.exchange.delete_api_key(email, api_key)
         self._listings[email] = [k for k in self._listings.get(email, []) if k.api_key != api_key]
 
-    async def create(self, op: str, action: Action) -> str:
-        keys = await self.live_keys(action.email)
+    async def create(self, action: KeyChange, before: object = _UNKNOWN) -> str:
+        email = action.email or ""
+        keys = await self.live_keys(email)
         live = next((k for k in keys if k.api_name == action.api_name), None)
         sink = self.open_sink(action.sink)
         pending = sink.read_pending(action.address)
@@ -104,6 +132,14 @@ class _Reconciler:
             if pending is not None and pending.generation == action.generation:
                 sink.discard_pending(action.address)
             return f"{action.address}: interrupted create did not happen"
+        current = sink.read_current(action.address)
+        if isinstance(action, Rotate) and _unverified(action, before, current, live.api_key):
+            old = before if isinstance(before, dict) else None
+            await self.roll_back(replace(action, api_key=live.api_key), old)
+            return (
+                f"{action.address}: the interrupted rotation to {action.api_name} was never "
+                "verified; rolled it back (the next rotate tries again)"
+            )
         if _recorded(self.state, action, live.api_key):
             if pending is not None and pending.api_key == live.api_key:
                 sink.promote(action.address)
@@ -112,12 +148,12 @@ class _Reconciler:
         if _holds(pending, action, live.api_key):
             if pending.api_key is None:
                 sink.write_pending(replace(pending, api_key=live.api_key))
-            self._record(op, action, live)
+            self._record(action, live)
             sink.promote(action.address)
         elif _holds(sink.read_current(action.address), action, live.api_key, registered=True):
-            self._record(op, action, live)
+            self._record(action, live)
         else:
-            await self.delete_live(action.email, live.api_key)
+            await self.delete_live(email, live.api_key)
             if pending is not None and pending.generation == action.generation:
                 sink.discard_pending(action.address)
             self._audit("delete_key", action, live.api_key, "secret lost in interrupted run")
@@ -128,15 +164,13 @@ class _Reconciler:
         self._audit("recover_key", action, live.api_key, "adopted after interrupted run")
         return f"{action.address}: adopted {action.api_name} after interrupted run"
 
-    async def roll_back(self, action: Action, before: dict | None) -> str:
+    async def roll_back(self, action: Rotate, before: dict | None) -> str:
         """Finish undoing a rotation whose new key (`action.api_key`) failed verification:
         the old record back in state, the new key's pending material dropped, the key deleted."""
         new_key = action.api_key
         if _recorded(self.state, action, new_key):
-            if before is None:
-                del self.state.keys[action.address]
-            else:
-                self.state.keys[action.address] = KeyRecord.model_validate(before)
+            old = KeyRecord.model_validate(before) if before is not None else None
+            self.state = transitions.record_restored(self.state, action.address, old)
         sink = self.open_sink(action.sink)
         if _holds(sink.read_pending(action.address), action, new_key):
             sink.discard_pending(action.address)
@@ -150,7 +184,7 @@ class _Reconciler:
         where = f"{_where(data)} ({mask_key(api_key)})"
         live = any(k.api_key == api_key for k in await self.live_keys(email))
         if not live:
-            slots = forget_key(self.state, api_key)
+            self.state, slots = transitions.key_forgotten(self.state, api_key)
             warnings = drop_material(self.open_sink, slots, api_key)
             return "; ".join([f"{where}: interrupted delete had happened", *warnings])
         if op == "delete_orphan" and not _known(self.state, api_key):
@@ -165,53 +199,26 @@ class _Reconciler:
             return f"{where}: deleted the orphan key an interrupted run left"
         return f"interrupted {op} on {where}: key still live, re-planned from live"
 
-    def _record(self, op: str, action: Action, live: ApiKey) -> None:
-        old = self.state.keys.get(action.address)
-        previous = list(old.previous) if old else []
-        if op == "rotate_create" and old is not None and old.api_key != live.api_key:
-            previous.append(
-                RetiredKey(
-                    api_key=old.api_key,
-                    api_name=old.api_name,
-                    generation=old.generation,
-                    retired_at=self.now,
-                    delete_after=self.now + timedelta(seconds=action.grace_s),
-                )
-            )
-        self.state.keys[action.address] = record_made(action, live.api_key, self.now, previous)
+    def _record(self, action: KeyChange, live: ApiKey) -> None:
+        self.state = transitions.key_made(self.state, action, live.api_key, self.now)
 
-    def _audit(self, name: str, action: Action, api_key: str, detail: str) -> None:
+    def _audit(self, name: str, action: KeyChange, api_key: str, detail: str) -> None:
         self.audit.append(
             name, subaccount=action.subaccount, label=action.label, api_key=api_key, detail=detail
         )
 
 
-def forget_key(state: State, api_key: str) -> list[tuple[str, str, str]]:
-    """Drop a deleted key from `state` (in place). Returns the sink slots that may hold its
-    material, as (sink spec, address, "current" | "previous")."""
-    slots = []
-    for address, record in list(state.keys.items()):
-        if record.api_key == api_key:
-            del state.keys[address]
-            slots.append((record.sink, address, "current"))
-        elif any(p.api_key == api_key for p in record.previous):
-            record.previous = [p for p in record.previous if p.api_key != api_key]
-            slots.append((record.sink, address, "previous"))
-    return slots
-
-
 def drop_material(
-    open_sink: Callable[[str], Sink], slots: list[tuple[str, str, str]], api_key: str
+    open_sink: Callable[[str], Sink], slots: list[transitions.SinkSlot], api_key: str
 ) -> list[str]:
     """Remove a deleted key's material from the slots that still hold *it* (never another
     generation's). Returns a warning per sink that could not be cleaned."""
     warnings = []
-    for spec, address, slot in slots:
+    for spec, address in slots:
         try:
             sink = open_sink(spec)
-            if slot == "previous":
-                if _is_key(sink.read_previous(address), api_key):
-                    sink.delete_previous(address)
+            if _is_key(sink.read_previous(address), api_key):
+                sink.delete_previous(address)
             elif _is_key(sink.read_current(address), api_key):
                 sink.mark_revoked(address)
         except Exception as exc:  # noqa: BLE001 - the key is deleted either way; say so
@@ -222,13 +229,20 @@ def drop_material(
     return warnings
 
 
+def _unverified(action: Rotate, before: object, current: KeyMaterial | None, api_key: str) -> bool:
+    """A rotation with `verify: true` cut off before its new key was promoted: nobody checked
+    that the new key works, so it is rolled back rather than adopted. Only journals that
+    recorded the label's record from before the rotation can be rolled back exactly."""
+    return action.verify and before is not _UNKNOWN and not _is_key(current, api_key)
+
+
 def _is_key(material: KeyMaterial | None, api_key: str) -> bool:
     return material is not None and material.api_key == api_key
 
 
 def _holds(
-    material: KeyMaterial | None, action: Action, api_key: str, *, registered: bool = False
-) -> bool:
+    material: KeyMaterial | None, action: KeyChange, api_key: str, *, registered: bool = False
+) -> TypeGuard[KeyMaterial]:
     """Whether `material` is this create's: its api key, or (ed25519, before the api key was
     written back) a private key of this generation waiting for it."""
     if material is None:
@@ -248,7 +262,7 @@ def _where(data: dict) -> str:
     return f"{data.get('subaccount', '?')}/{data.get('label') or data.get('api_name') or '?'}"
 
 
-def _recorded(state: State, action: Action, api_key: str) -> bool:
+def _recorded(state: State, action: KeyChange, api_key: str) -> bool:
     record = state.keys.get(action.address)
     return record is not None and record.api_key == api_key
 
@@ -257,22 +271,4 @@ def _known(state: State, api_key: str) -> bool:
     return any(
         r.api_key == api_key or any(p.api_key == api_key for p in r.previous)
         for r in state.keys.values()
-    )
-
-
-def record_made(action: Action, api_key: str, created_at: datetime, previous: list) -> KeyRecord:
-    """The state record of the key a create (or rotation) action made."""
-    return KeyRecord(
-        subaccount=action.subaccount,
-        email=action.email,
-        label=action.label,
-        api_key=api_key,
-        api_name=action.api_name,
-        generation=action.generation,
-        key_type=action.key_type,
-        created_at=created_at,
-        permissions=sorted(p.value for p in action.permissions),
-        ips=list(action.ips),
-        sink=action.sink,
-        previous=previous,
     )

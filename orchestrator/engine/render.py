@@ -1,31 +1,47 @@
-"""Plan output for people (SPEC.md "Plan output") and for machines (`--json`)."""
+"""Plan output for people and for machines (`--json`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from orchestrator.engine.changeset import Action, ActionKind, Changeset, Finding
-from orchestrator.exchange.models import Permission
+from orchestrator.domain.permissions import Permission
+from orchestrator.engine.changeset import (
+    Action,
+    Changeset,
+    CreateKey,
+    CreateSubaccount,
+    DeleteKey,
+    Finding,
+    Rotate,
+    UpdateIps,
+    UpdatePermissions,
+)
 
-_SYMBOL = {
-    ActionKind.CREATE_SUBACCOUNT: ("  +", "create", "green"),
-    ActionKind.CREATE_KEY: ("  +", "create", "green"),
-    ActionKind.UPDATE_PERMISSIONS: ("  ~", "update", "yellow"),
-    ActionKind.UPDATE_IPS: ("  ~", "update", "yellow"),
-    ActionKind.ROTATE: ("-/+", "rotate", "cyan"),
-    ActionKind.DELETE_KEY: ("  -", "delete", "red"),
-}
+
+def _symbol(action: Action) -> tuple[str, str, str]:
+    """(symbol, verb, style) of the plan line."""
+    match action:
+        case CreateSubaccount() | CreateKey():
+            return "  +", "create", "green"
+        case UpdatePermissions() | UpdateIps():
+            return "  ~", "update", "yellow"
+        case Rotate():
+            return "-/+", "rotate", "cyan"
+        case DeleteKey():
+            return "  -", "delete", "red"
 
 
 def describe(action: Action) -> str:
     """What an action does, in the words of the plan output's last column."""
-    if action.kind == ActionKind.CREATE_SUBACCOUNT:
-        return f"virtual sub-account {action.virtual}"
-    if action.kind == ActionKind.CREATE_KEY:
-        perms = ", ".join(["read"] + [p.value for p in Permission if p in action.permissions])
-        ips = f"ips {', '.join(action.ips)}" if action.ips else "no IP whitelist"
-        return f"{perms}; {ips}; {action.key_type} as {action.api_name}"
-    return action.reason
+    match action:
+        case CreateSubaccount(virtual=virtual):
+            return f"virtual sub-account {virtual}"
+        case CreateKey():
+            perms = ", ".join(["read"] + [p.value for p in Permission if p in action.permissions])
+            ips = f"ips {', '.join(action.ips)}" if action.ips else "no IP whitelist"
+            return f"{perms}; {ips}; {action.key_type} as {action.api_name}"
+        case _:
+            return action.reason
 
 
 def plan_lines(
@@ -74,7 +90,7 @@ def plan_json(changeset: Changeset, calls: Mapping[str, int]) -> dict:
 
 
 def _action_row(action: Action) -> tuple[str, str, str, str, str]:
-    symbol, verb, style = _SYMBOL[action.kind]
+    symbol, verb, style = _symbol(action)
     if action.security:
         style = "bold red"
     return symbol, verb, action.address, describe(action), style

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from orchestrator.config.policy import MAX_KEYS_PER_ACCOUNT
 from orchestrator.domain.model import Desired, Live
-from orchestrator.engine.changeset import Action, ActionKind, Changeset
+from orchestrator.engine.changeset import Action, Changeset, DeleteKey, Rotate
 from orchestrator.engine.diff import diff, forced_rotation, resolve_email
 from orchestrator.store.state import State
 
@@ -48,29 +48,27 @@ def rotation_changeset(
     full = diff(desired, live, state, now, plan_hash=plan_hash)
     wanted = {planned[label].address for label in labels}
     actions = [a for a in full.actions if _retired_delete(a, state)]
-    actions += [
-        a for a in full.actions if a.kind == ActionKind.ROTATE and (due or a.address in wanted)
-    ]
-    rotating = {a.address for a in actions if a.kind == ActionKind.ROTATE}
+    actions += [a for a in full.actions if isinstance(a, Rotate) and (due or a.address in wanted)]
+    rotating = {a.address for a in actions if isinstance(a, Rotate)}
     for address in sorted(wanted - rotating):
         forced = forced_rotation(desired, live, state, address)
         if forced is None:
             raise RotationRefused(f"{address} has no live key to rotate; run `orchestrator apply`")
         actions.append(forced)
-    _check_cap(desired, live, state, [a for a in actions if a.kind == ActionKind.ROTATE])
+    _check_cap(desired, live, state, [a for a in actions if isinstance(a, Rotate)])
     return replace(full, actions=tuple(actions))
 
 
 def _retired_delete(action: Action, state: State | None) -> bool:
     """A delete of a previous generation that state retired (its grace has passed)."""
-    if action.kind != ActionKind.DELETE_KEY or state is None:
+    if not isinstance(action, DeleteKey) or state is None:
         return False
     return any(
         p.api_key == action.api_key for record in state.keys.values() for p in record.previous
     )
 
 
-def _check_cap(desired: Desired, live: Live, state: State | None, rotations: list[Action]) -> None:
+def _check_cap(desired: Desired, live: Live, state: State | None, rotations: list[Rotate]) -> None:
     """Every rotation holds one extra key until its previous one is deleted."""
     extra = Counter(a.email for a in rotations)
     names = {resolve_email(s, live, state): s.name for s in desired.subaccounts}

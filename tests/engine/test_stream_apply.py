@@ -12,7 +12,7 @@ from orchestrator.emulator.core import Emulator
 from orchestrator.emulator.master import generate_master
 from orchestrator.engine import connect
 
-SUBACCOUNTS = 62  # more key listings than one window allows (60)
+SUBACCOUNTS = 125  # key listings for more than two windows (60 each): the last wait a full window
 
 
 def plan_text() -> str:

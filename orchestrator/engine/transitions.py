@@ -1,0 +1,141 @@
+"""What a finished change does to state, written once.
+
+Pure functions from a state to the next one. apply, journal recovery, `import`/`state
+rebuild` and the diff's property tests all record what happened through these, so the state
+they leave is the same whichever path made the change. A returned state shares unchanged
+records with the one passed in; records are never changed in place.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from orchestrator.domain.model import LiveKey
+from orchestrator.domain.naming import parse_api_name
+from orchestrator.engine.changeset import CreateKey, Rotate
+from orchestrator.store.state import KeyRecord, RetiredKey, State, SubaccountRecord
+
+#: (sink spec, address) of a slot that may hold a forgotten key's material.
+SinkSlot = tuple[str, str]
+
+
+def subaccount_created(state: State, name: str, email: str) -> State:
+    record = SubaccountRecord(name=name, email=email, virtual=True)
+    return state.model_copy(update={"subaccounts": {**state.subaccounts, name: record}})
+
+
+def key_made(state: State, change: CreateKey | Rotate, api_key: str, now: datetime) -> State:
+    """A create or rotation made `api_key`. The generations still in grace stay recorded; a
+    rotation adds the key it replaced to them, to be deleted once its grace has passed."""
+    old = state.keys.get(change.address)
+    previous = list(old.previous) if old else []
+    if isinstance(change, Rotate) and change.api_key != api_key:
+        previous.append(_retired(change, now))
+    record = KeyRecord(
+        subaccount=change.subaccount,
+        email=change.email or _email_of(state, change.subaccount),
+        label=change.label,
+        api_key=api_key,
+        api_name=change.api_name,
+        generation=change.generation,
+        key_type=change.key_type,
+        created_at=now,
+        permissions=sorted(p.value for p in change.permissions),
+        ips=list(change.ips),
+        sink=change.sink,
+        previous=[p for p in previous if p.api_key != api_key],
+    )
+    return with_record(state, change.address, record)
+
+
+def key_adopted(
+    state: State,
+    *,
+    address: str,
+    label: str,
+    key_type: str,
+    sink: str,
+    live: LiveKey,
+    created_at: datetime,
+) -> State:
+    """A live key recognised by its apiName (or named by `import`) becomes the label's
+    recorded key; generations the label kept in grace stay recorded."""
+    old = state.keys.get(address)
+    if old is not None and old.api_key == live.api_key:
+        return state
+    parsed = parse_api_name(live.api_name)
+    record = KeyRecord(
+        subaccount=address.partition("/")[0],
+        email=live.email,
+        label=label,
+        api_key=live.api_key,
+        api_name=live.api_name,
+        generation=parsed[1] if parsed else 0,
+        key_type=key_type,
+        created_at=created_at,
+        permissions=sorted(p.value for p in live.permissions),
+        ips=list(live.ips) if live.restricted else [],
+        sink=sink,
+        previous=[p for p in (old.previous if old else []) if p.api_key != live.api_key],
+    )
+    return with_record(state, address, record)
+
+
+def permissions_set(state: State, address: str, permissions: list[str]) -> State:
+    record = state.keys[address]
+    return with_record(state, address, record.model_copy(update={"permissions": permissions}))
+
+
+def ips_set(state: State, address: str, ips: list[str]) -> State:
+    record = state.keys[address]
+    return with_record(state, address, record.model_copy(update={"ips": ips}))
+
+
+def key_forgotten(state: State, api_key: str) -> tuple[State, list[SinkSlot]]:
+    """A deleted key leaves state: as a label's current key or as a generation in grace.
+    Returns the new state and the sink slots that may still hold its material."""
+    keys = dict(state.keys)
+    slots: list[SinkSlot] = []
+    for address, record in state.keys.items():
+        if record.api_key == api_key:
+            del keys[address]
+            slots.append((record.sink, address))
+        elif any(p.api_key == api_key for p in record.previous):
+            kept = [p for p in record.previous if p.api_key != api_key]
+            keys[address] = record.model_copy(update={"previous": kept})
+            slots.append((record.sink, address))
+    if not slots:
+        return state, []
+    return state.model_copy(update={"keys": keys}), slots
+
+
+def record_restored(state: State, address: str, before: KeyRecord | None) -> State:
+    """Undo a rotation: the label's record as it was before it (none, if there was none)."""
+    keys = dict(state.keys)
+    if before is None:
+        keys.pop(address, None)
+    else:
+        keys[address] = before
+    return state.model_copy(update={"keys": keys})
+
+
+def with_record(state: State, address: str, record: KeyRecord) -> State:
+    return state.model_copy(update={"keys": {**state.keys, address: record}})
+
+
+def _retired(rotation: Rotate, now: datetime) -> RetiredKey:
+    parsed = parse_api_name(rotation.replaced_name)
+    return RetiredKey(
+        api_key=rotation.api_key,
+        api_name=rotation.replaced_name,
+        generation=parsed[1] if parsed else max(rotation.generation - 1, 0),
+        retired_at=now,
+        delete_after=now + timedelta(seconds=rotation.grace_s),
+    )
+
+
+def _email_of(state: State, subaccount: str) -> str:
+    record = state.subaccounts.get(subaccount)
+    if record is None:
+        raise ValueError(f"sub-account {subaccount} has no recorded email")
+    return record.email
