@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -14,6 +15,9 @@ from orchestrator.cli.context import (
 )
 from orchestrator.cli.errors import usage_error, user_errors
 from orchestrator.cli.ui import TerminalUi, need_confirmation_channel
+
+if TYPE_CHECKING:
+    from orchestrator.engine.changeset import Severity
 
 SEVERITY_COLORS = {
     "critical": "red",
@@ -44,7 +48,7 @@ def audit(
         raise typer.Exit(1)
 
 
-def _severity(name: str):
+def _severity(name: str) -> Severity:
     from orchestrator.engine.changeset import Severity
 
     try:
