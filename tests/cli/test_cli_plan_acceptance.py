@@ -10,19 +10,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from orchestrator.cli import Globals, app
+from orchestrator.cli import app
 
 runner = CliRunner()
 ANSI = re.compile(r"\x1b\[")
 PLAN = Path("plans") / "example.yaml"
 LABELS = ("CopyTrade-Bot", "Koinly-Tax", "QuantBot-BTC")
-
-
-@pytest.fixture(autouse=True)
-def _reset_globals():
-    """The CLI keeps --plan/--verbose on a class; a test must not inherit the last one's."""
-    yield
-    Globals.plan, Globals.verbose = None, False
 
 
 def cli(*args: str, code: int | None = 0, color: bool = False):
@@ -106,7 +99,7 @@ def test_plan_json_carries_actions_findings_summary_and_the_calls_made(project):
     assert after["calls_total"] == 7
 
 
-def test_verbose_prints_the_calls_line(project):
+def test_verbose_prints_the_calls_line_and_does_not_outlive_its_invocation(project):
     planned = cli("--verbose", "plan")
     assert "Calls: list_api_keys 1, list_subaccounts 1 (total 2)" in planned.stdout
     quiet = cli("plan")

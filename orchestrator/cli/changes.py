@@ -1,0 +1,207 @@
+"""`plan`, `apply` and `rotate`: show what would change, then carry it out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from orchestrator.cli.context import (
+    BREAK_STALE_LOCK_HELP,
+    GlobalOptions,
+    configure_logging,
+    global_options,
+    open_workspace,
+)
+from orchestrator.cli.errors import UserError, usage_error, user_errors
+from orchestrator.cli.ui import TerminalUi, console, need_confirmation_channel, report_results
+
+
+def plan(
+    ctx: typer.Context,
+    plan_file: Path | None = typer.Argument(None, metavar="[PLAN]", help="Plan file."),
+    out: Path | None = typer.Option(None, "--out", help="Save the changeset for apply."),
+    detailed_exitcode: bool = typer.Option(
+        False, "--detailed-exitcode", help="Exit 0 with no changes, 2 with changes, 1 on error."
+    ),
+    target: list[str] = typer.Option([], "--target", help="Only this label (repeatable)."),
+    refresh: bool = typer.Option(True, "--refresh/--no-refresh", help="Read live state first."),
+    json_output: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Refresh live state, diff it against the plan, and show what would change."""
+    import asyncio
+
+    options = global_options(ctx)
+    configure_logging(options)
+    with user_errors():
+        changeset, calls, recovered = asyncio.run(
+            _plan(options.plan_file(plan_file), target, refresh, not json_output)
+        )
+        if out:
+            _write_changeset(out, changeset)
+    _show_plan(changeset, calls, recovered, json_output, options)
+    if out and not json_output:
+        typer.echo(f"Saved the changeset to {out}; run `orchestrator apply {out}` to apply it.")
+    if changeset.blocking:
+        raise typer.Exit(1)
+    if detailed_exitcode and changeset.has_changes:
+        raise typer.Exit(2)
+
+
+async def _plan(plan_file: Path | None, targets: list[str], refresh: bool, show_progress: bool):
+    from orchestrator.engine import operations
+
+    ws = open_workspace(plan_file)
+    ui = TerminalUi(progress=show_progress)
+    return await operations.plan(ws, ui, targets=targets, refresh_live=refresh)
+
+
+def _write_changeset(path: Path, changeset) -> None:
+    from orchestrator.store.atomic import atomic_write
+
+    try:
+        atomic_write(path, changeset.to_json().encode())
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _show_plan(changeset, calls, recovered, json_output: bool, options: GlobalOptions) -> None:
+    import json
+    import sys
+
+    from orchestrator.engine.render import plan_json, plan_lines
+
+    if json_output:
+        data = plan_json(changeset, calls)
+        data["recovered"] = recovered
+        typer.echo(json.dumps(data, indent=2))
+        return
+    out = console()
+    for message in recovered:
+        out.print(f"[yellow]recovered:[/yellow] {message}")
+    color = sys.stdout.isatty()
+    for line in plan_lines(changeset, color=color):
+        out.print(line) if color else typer.echo(line)
+    if options.verbose and calls:
+        typer.echo(
+            "Calls: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(calls.items()))
+            + f" (total {sum(calls.values())})"
+        )
+
+
+def apply(
+    ctx: typer.Context,
+    source: Path | None = typer.Argument(
+        None, metavar="[PLAN | CHANGESET]", help="A plan file, or a changeset saved by plan --out."
+    ),
+    auto_approve: bool = typer.Option(False, "--auto-approve", help="Do not ask for 'yes'."),
+    target: list[str] = typer.Option([], "--target", help="Only this label (repeatable)."),
+    break_stale_lock: bool = typer.Option(False, "--break-stale-lock", help=BREAK_STALE_LOCK_HELP),
+) -> None:
+    """Plan (or load a saved changeset), show it, ask for 'yes', and carry it out."""
+    import asyncio
+
+    options = global_options(ctx)
+    configure_logging(options)
+    with user_errors():
+        saved, plan_file = _saved_changeset(source)
+        ok = asyncio.run(
+            _apply(options.plan_file(plan_file), saved, target, auto_approve, break_stale_lock)
+        )
+    if not ok:
+        raise typer.Exit(1)
+
+
+def _saved_changeset(source: Path | None):
+    """(changeset, None) when `source` is a saved changeset, else (None, source)."""
+    from orchestrator.engine.changeset import Changeset
+
+    if source is None or source.suffix in (".yaml", ".yml"):
+        return None, source
+    try:
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {source}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        return Changeset.from_json(text), None
+    except ValueError as exc:
+        raise UserError(
+            f"{source}: not a usable changeset: {exc}. Pass a plan file, or a changeset saved "
+            "with `orchestrator plan --out FILE`."
+        ) from None
+
+
+async def _apply(
+    plan_file: Path | None, saved, targets: list[str], auto_approve: bool, break_stale: bool
+) -> bool:
+    from orchestrator.engine import operations
+    from orchestrator.engine.render import summary
+
+    ws = open_workspace(plan_file)
+    need_confirmation_channel(auto_approve, "--auto-approve")
+    outcome = await operations.apply(
+        ws,
+        TerminalUi(),
+        saved=saved,
+        targets=targets,
+        auto_approve=auto_approve,
+        break_stale=break_stale,
+    )
+    if outcome is None:
+        typer.echo("Apply cancelled.")
+        return False
+    changeset, results = outcome
+    if not changeset.has_changes:
+        if saved is None and auto_approve:
+            typer.echo(summary(changeset))
+        return True
+    if saved is None and auto_approve:  # streamed: the summary comes after the actions
+        typer.echo(f"\n{summary(changeset)}")
+        return report_results(results, "Apply", blank_line=False)
+    return report_results(results, "Apply")
+
+
+def rotate(
+    ctx: typer.Context,
+    due: bool = typer.Option(False, "--due", help="Rotate every key past its rotate_after."),
+    label: list[str] = typer.Option([], "--label", help="Rotate this key now (repeatable)."),
+    auto_approve: bool = typer.Option(False, "--auto-approve", help="Do not ask for 'yes'."),
+    break_stale_lock: bool = typer.Option(False, "--break-stale-lock", help=BREAK_STALE_LOCK_HELP),
+) -> None:
+    """Rotate keys: create the next generation, store it, promote it, retire the old one."""
+    import asyncio
+
+    options = global_options(ctx)
+    configure_logging(options)
+    if not due and not label:
+        usage_error("say which keys: --due, or --label LABEL.")
+    with user_errors():
+        ok = asyncio.run(_rotate(options.plan, due, label, auto_approve, break_stale_lock))
+    if not ok:
+        raise typer.Exit(1)
+
+
+async def _rotate(
+    plan_file: Path | None, due: bool, labels: list[str], auto_approve: bool, break_stale: bool
+) -> bool:
+    from orchestrator.engine import operations
+
+    ws = open_workspace(plan_file)
+    need_confirmation_channel(auto_approve, "--auto-approve")
+    outcome = await operations.rotate(
+        ws,
+        TerminalUi(),
+        due=due,
+        labels=labels,
+        auto_approve=auto_approve,
+        break_stale=break_stale,
+    )
+    if outcome is None:
+        typer.echo("Rotation cancelled.")
+        return False
+    changeset, results = outcome
+    if not changeset.has_changes:
+        typer.echo("Nothing to rotate.")
+        return True
+    return report_results(results, "Rotation")

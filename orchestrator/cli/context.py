@@ -1,0 +1,44 @@
+"""What every command shares: the global options (typer's context object), logging set up
+from them, and the workspace they name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:
+    from orchestrator.engine.workspace import Workspace
+
+BREAK_STALE_LOCK_HELP = "Remove a lock left by a dead process on this host."
+
+
+@dataclass(frozen=True)
+class GlobalOptions:
+    """The options given before the command, as in `orchestrator --plan FILE -v plan`."""
+
+    plan: Path | None = None
+    verbose: bool = False
+
+    def plan_file(self, given: Path | None) -> Path | None:
+        """The plan a command names itself, else the one given by `--plan`."""
+        return given or self.plan
+
+
+def global_options(ctx: typer.Context) -> GlobalOptions:
+    """This invocation's global options; the defaults when the app's callback did not run."""
+    return ctx.find_object(GlobalOptions) or GlobalOptions()
+
+
+def configure_logging(options: GlobalOptions) -> None:
+    from orchestrator.logs import configure
+
+    configure(verbose=options.verbose)
+
+
+def open_workspace(plan_file: Path | None) -> Workspace:
+    from orchestrator.engine.workspace import Workspace
+
+    return Workspace.open(plan_file)

@@ -1,0 +1,49 @@
+"""`emulator serve`: the built-in Binance emulator over HTTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from orchestrator.cli.errors import emulator_errors, reported
+
+emulator_app = typer.Typer(help="The built-in Binance emulator.", no_args_is_help=True)
+
+
+@emulator_app.command("serve")
+def emulator_serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (keep it loopback)."),
+    port: int = typer.Option(8765, "--port", help="TCP port."),
+    data: Path = typer.Option(
+        Path("state/sandbox-server.json"), "--data", help="Data file (created if missing)."
+    ),
+    latency_ms: float = typer.Option(0, "--latency-ms", help="Delay added to every answer."),
+    fault_rate: float = typer.Option(
+        0.0, "--fault-rate", help="Probability (0..1) that a request suffers a random fault."
+    ),
+    time_scale: float = typer.Option(
+        1.0, "--time-scale", help="Rate-limit windows last 60/X seconds."
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Seed for reproducible faults."),
+    trusted_ip_header: str | None = typer.Option(
+        None,
+        "--trusted-ip-header",
+        help="Take the caller's IP from this header (e.g. X-Forwarded-For), to test a "
+        "whitelisted key from this machine.",
+    ),
+) -> None:
+    """Run the Binance emulator over HTTP until Ctrl-C."""
+    from orchestrator.emulator.serve import serve
+
+    with reported(emulator_errors):
+        serve(
+            host=host,
+            port=port,
+            data=data,
+            latency_ms=latency_ms,
+            fault_rate=fault_rate,
+            time_scale=time_scale,
+            seed=seed,
+            trusted_ip_header=trusted_ip_header,
+        )

@@ -1,0 +1,155 @@
+"""`import`, `state` and `log`: what state records about the keys, and the audit log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from orchestrator.cli.context import configure_logging, global_options, open_workspace
+from orchestrator.cli.errors import Failure, UserError, usage_error, user_errors
+
+state_app = typer.Typer(
+    help="Inspect state, or rebuild it from live apiNames.", no_args_is_help=True
+)
+log_app = typer.Typer(help="The audit log.", no_args_is_help=True)
+
+
+def import_(
+    ctx: typer.Context,
+    subaccount: str | None = typer.Option(None, "--subaccount", help="Plan sub-account name."),
+    apikey: str | None = typer.Option(None, "--apikey", help="The live API key to adopt."),
+    label: str | None = typer.Option(None, "--label", help="The plan label to bind it to."),
+    all_keys: bool = typer.Option(
+        False, "--all", help="Adopt every key whose apiName names a label."
+    ),
+) -> None:
+    """Adopt existing live keys into state."""
+    import asyncio
+
+    options = global_options(ctx)
+    configure_logging(options)
+    if all_keys == bool(subaccount or apikey or label) or (
+        not all_keys and not (subaccount and apikey and label)
+    ):
+        usage_error("use either --all, or --subaccount, --apikey and --label together.")
+    with user_errors():
+        messages = asyncio.run(_adopt(options.plan, "import", subaccount, apikey, label))
+    for message in messages:
+        typer.echo(message)
+
+
+@state_app.command("rebuild")
+def state_rebuild(ctx: typer.Context) -> None:
+    """Rebuild state from the apiNames of live keys (when the state file is lost)."""
+    import asyncio
+
+    options = global_options(ctx)
+    configure_logging(options)
+    with user_errors():
+        messages = asyncio.run(_adopt(options.plan, "state rebuild", None, None, None))
+    for message in messages or ["State already matches the live keys."]:
+        typer.echo(message)
+
+
+async def _adopt(
+    plan_file: Path | None,
+    command: str,
+    subaccount: str | None,
+    apikey: str | None,
+    label: str | None,
+) -> list[str]:
+    from orchestrator.engine import operations
+
+    ws = open_workspace(plan_file)
+    return await operations.adopt(ws, command, subaccount=subaccount, api_key=apikey, label=label)
+
+
+@state_app.command("restore")
+def state_restore(ctx: typer.Context) -> None:
+    """Put the backup of the state file back (the damaged file is kept beside it)."""
+    from orchestrator.config import find_plan
+    from orchestrator.store.files import LocalFileBackend
+
+    with user_errors():
+        plan = find_plan(global_options(ctx).plan, Path.cwd()).stem
+        backend = LocalFileBackend(Path.cwd())
+        with backend.lock(plan, "state restore"):
+            state = backend.restore_backup(plan)
+    typer.echo(
+        f"Restored {backend.state_path(plan)} from its backup (serial {state.serial}). "
+        "Run `orchestrator plan` to see how it compares with the live account."
+    )
+
+
+@state_app.command("list")
+def state_list(ctx: typer.Context, json_output: bool = typer.Option(False, "--json")) -> None:
+    """The keys state records, one per line."""
+    import json
+
+    from orchestrator.store.audit import mask_key
+
+    with user_errors():
+        state = _load_state_only(global_options(ctx).plan)
+    records = sorted(state.keys.values(), key=lambda r: (r.subaccount, r.label)) if state else []
+    if json_output:
+        typer.echo(json.dumps([_record_json(r) for r in records], indent=2))
+        return
+    if not records:
+        typer.echo("State records no keys.")
+        return
+    for r in records:
+        retired = f"; {len(r.previous)} previous" if r.previous else ""
+        typer.echo(
+            f"{r.subaccount + '/' + r.label:<32} g{r.generation:<3} {mask_key(r.api_key)}  "
+            f"created {r.created_at:%Y-%m-%d %H:%M}  {r.sink}{retired}"
+        )
+
+
+@state_app.command("show")
+def state_show(
+    ctx: typer.Context, label: str = typer.Argument(..., help="Label or sub-account/label.")
+) -> None:
+    """One key's record (it holds no secret)."""
+    import json
+
+    with user_errors():
+        state = _load_state_only(global_options(ctx).plan)
+        matches = [r for a, r in (state.keys.items() if state else []) if label in (a, r.label)]
+        if len(matches) != 1:
+            known = ", ".join(sorted(state.keys)) if state else "none"
+            what = "several keys" if matches else "no key"
+            raise UserError(f"{what} labelled {label!r} in state (known: {known})")
+    typer.echo(json.dumps(_record_json(matches[0]), indent=2))
+
+
+def _record_json(record) -> dict:
+    from orchestrator.store.audit import mask_key
+
+    data = record.model_dump(mode="json")
+    data["api_key"] = mask_key(record.api_key)
+    for old in data["previous"]:
+        old["api_key"] = mask_key(old["api_key"])
+    return data
+
+
+def _load_state_only(plan_file: Path | None):
+    """The plan's state without loading the plan itself (so a broken plan can be inspected)."""
+    from orchestrator.config import find_plan
+    from orchestrator.store.files import LocalFileBackend
+
+    path = find_plan(plan_file, Path.cwd())
+    return LocalFileBackend(Path.cwd()).load_state(path.stem)
+
+
+@log_app.command("verify")
+def log_verify() -> None:
+    """Check the audit log's hash chain; name the first bad line."""
+    from orchestrator.store.files import LocalFileBackend
+
+    with user_errors():
+        result = LocalFileBackend(Path.cwd()).verify_audit()
+    if result.ok:
+        typer.echo(f"state/audit.jsonl: intact ({result.lines} lines).")
+        return
+    Failure((f"state/audit.jsonl: line {result.first_bad_line}: {result.reason}",)).exit()
