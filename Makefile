@@ -17,6 +17,8 @@ test: install
 
 lint: install
 	$(BIN)/ruff check orchestrator tests bench
+	$(BIN)/ruff format --check orchestrator tests bench
+	$(BIN)/mypy orchestrator
 
 demo: install
 	$(BIN)/python -m orchestrator.demo

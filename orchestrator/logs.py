@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 
 from orchestrator.exchange.logging import redact_secrets
 
 
-def configure(*, verbose: bool = False, stream=None) -> None:
+def configure(*, verbose: bool = False, stream: TextIO | None = None) -> None:
     """INFO events (one per exchange call) with --verbose, else warnings and errors only."""
     level = logging.INFO if verbose else logging.WARNING
     structlog.configure(

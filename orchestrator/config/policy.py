@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from orchestrator.config.models import LOOPBACK_HOSTS
+from orchestrator.config.problems import Severity
 from orchestrator.config.profiles import (
     PERMISSION_NAMES,
     PROFILES,
@@ -26,7 +27,7 @@ MAX_IP_CHARS = 500
 
 
 class Finding(NamedTuple):
-    severity: str  # "error" | "warning"
+    severity: Severity
     path: str
     message: str
     hint: str
@@ -126,7 +127,7 @@ class PolicyCheck:
 
     def _labels_across(self, subaccounts: list) -> None:
         """A label in two sub-accounts is legal but makes `--label` and `state show` ambiguous."""
-        owner: dict[str, str] = {}
+        owner: dict[str, object] = {}  # label -> the name of the sub-account first using it
         for i, sub in enumerate(subaccounts):
             name = _as_dict(sub).get("name")
             for j, key in enumerate(_as_list(_as_dict(sub).get("keys"))):
@@ -291,8 +292,7 @@ class PolicyCheck:
                 on_key=True,
             )
         perms = self._effective_permissions(key)
-        trading = perms & TRADING if perms is not None else frozenset()
-        if not trading:
+        if perms is None or not perms & TRADING:
             return
         ips = self._effective_ips(key)
         if ips is None or (ips and not unrestricted):

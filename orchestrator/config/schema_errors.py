@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from orchestrator.config.problems import Problem
 from orchestrator.config.source import Source, join_path
@@ -26,7 +27,7 @@ def loc_path(loc: tuple) -> str:
     return path
 
 
-def _problem(detail: dict, source: Source, file: str, root: type[BaseModel]) -> Problem:
+def _problem(detail: ErrorDetails, source: Source, file: str, root: type[BaseModel]) -> Problem:
     loc = tuple(detail["loc"])
     path = loc_path(loc)
     kind = detail["type"]
@@ -38,12 +39,12 @@ def _problem(detail: dict, source: Source, file: str, root: type[BaseModel]) -> 
     return Problem(file, line, column, path, message, hint)
 
 
-def _custom(detail: dict, loc: tuple, root: type[BaseModel]) -> tuple[str, str]:
+def _custom(detail: ErrorDetails, loc: tuple, root: type[BaseModel]) -> tuple[str, str]:
     ctx = detail.get("ctx", {})
     return ctx.get("message", detail["msg"]), ctx.get("hint", "")
 
 
-def _extra(detail: dict, loc: tuple, root: type[BaseModel]) -> tuple[str, str]:
+def _extra(detail: ErrorDetails, loc: tuple, root: type[BaseModel]) -> tuple[str, str]:
     name = str(loc[-1])
     fields = _fields_at(root, loc[:-1])
     close = difflib.get_close_matches(name, fields, n=1)
@@ -53,13 +54,13 @@ def _extra(detail: dict, loc: tuple, root: type[BaseModel]) -> tuple[str, str]:
     return f"unknown field {name!r}", hint
 
 
-def _missing(detail: dict, loc: tuple, root: type[BaseModel]) -> tuple[str, str]:
+def _missing(detail: ErrorDetails, loc: tuple, root: type[BaseModel]) -> tuple[str, str]:
     name = str(loc[-1])
     example = "1" if name == "version" else "..."
     return f"missing required field {name!r}", f"add `{name}: {example}`"
 
 
-def _literal(detail: dict, loc: tuple, root: type[BaseModel]) -> tuple[str, str]:
+def _literal(detail: ErrorDetails, loc: tuple, root: type[BaseModel]) -> tuple[str, str]:
     expected = detail.get("ctx", {}).get("expected", "")
     what = "exchange kind" if loc[-1] == "kind" else str(loc[-1]).replace("_", " ")
     return f"unknown {what} {detail['input']!r}", f"use {expected}"
@@ -67,8 +68,8 @@ def _literal(detail: dict, loc: tuple, root: type[BaseModel]) -> tuple[str, str]
 
 def _wrong_type(
     expected: str, hint: str
-) -> Callable[[dict, tuple, type[BaseModel]], tuple[str, str]]:
-    def explain(detail: dict, loc: tuple, root: type[BaseModel]) -> tuple[str, str]:
+) -> Callable[[ErrorDetails, tuple, type[BaseModel]], tuple[str, str]]:
+    def explain(detail: ErrorDetails, loc: tuple, root: type[BaseModel]) -> tuple[str, str]:
         value = detail["input"]
         shape_hint = "write a single value here" if isinstance(value, dict | list) else hint
         return f"expected {expected}, got {_describe(value)}", shape_hint
@@ -76,7 +77,7 @@ def _wrong_type(
     return explain
 
 
-def _out_of_range(detail: dict, loc: tuple, root: type[BaseModel]) -> tuple[str, str]:
+def _out_of_range(detail: ErrorDetails, loc: tuple, root: type[BaseModel]) -> tuple[str, str]:
     ctx = detail.get("ctx", {})
     bound = ", ".join(f"{_BOUNDS[k]} {v}" for k, v in ctx.items() if k in _BOUNDS)
     return f"{detail['input']!r} is out of range", f"use a value {bound}"
@@ -85,7 +86,7 @@ def _out_of_range(detail: dict, loc: tuple, root: type[BaseModel]) -> tuple[str,
 _BOUNDS = {"le": "at most", "lt": "below", "ge": "at least", "gt": "above"}
 
 
-def _pydantic_words(detail: dict, loc: tuple, root: type[BaseModel]) -> tuple[str, str]:
+def _pydantic_words(detail: ErrorDetails, loc: tuple, root: type[BaseModel]) -> tuple[str, str]:
     return detail["msg"], "see `orchestrator schema` for what this field accepts"
 
 

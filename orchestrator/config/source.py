@@ -131,7 +131,9 @@ class _Builder:
         try:
             if isinstance(node, yaml.SequenceNode):
                 return [self.build(item, join_path(path, i)) for i, item in enumerate(node.value)]
-            return self._mapping(node, path)
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, path)
+            raise TypeError(f"a YAML node that is no scalar, sequence or mapping: {node!r}")
         finally:
             self.active.discard(id(node))
 

@@ -175,6 +175,8 @@ class Emulator:
             self._charge(endpoint, budget_id, now)
             call = Call(params, query_params, int(now * 1000), caller or self.master)
             result = run(endpoint.name, self.accounts, call)
+        except _TooMany:
+            return self._too_many(endpoint, budget_id, self.now())
         except BinanceError as exc:
             return self._error(exc, endpoint, budget_id)
         if endpoint.mutating:
@@ -267,8 +269,6 @@ class Emulator:
     def _error(
         self, exc: BinanceError, endpoint: Endpoint | None = None, budget_id: tuple | None = None
     ) -> EmuResponse:
-        if isinstance(exc, _TooMany):
-            return self._too_many(endpoint, budget_id, self.now())
         return self._answer(exc.status, exc.body(), endpoint, budget_id)
 
     def _server_error(self, endpoint: Endpoint, budget_id: tuple) -> EmuResponse:

@@ -101,7 +101,7 @@ def create_api_key(accounts: Accounts, call: Call) -> dict:
     key.create_time = key.update_time = call.now_ms
     accounts.add_key(sub, key)
     answer = {"apiName": key.api_name, "apiKey": key.api_key}
-    if key.key_type == HMAC:
+    if key.secret is not None:  # an HMAC key; Ed25519 and RSA keys have no secret to hand out
         answer["secretKey"] = key.secret
     return {**answer, **key.flags, "status": key.status, "ipList": list(key.ip_list)}
 

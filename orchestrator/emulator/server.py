@@ -24,6 +24,8 @@ class EmulatorServer(ThreadingHTTPServer):
     @property
     def base_url(self) -> str:
         host, port = self.server_address[:2]
+        if isinstance(host, bytes | bytearray):  # the address one binds with may be bytes
+            host = host.decode()
         return f"http://{host}:{port}"
 
 

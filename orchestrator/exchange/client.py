@@ -25,13 +25,10 @@ from orchestrator.exchange import endpoints as ep
 from orchestrator.exchange import parsing
 from orchestrator.exchange.endpoints import USED_WEIGHT_HEADER, Endpoint
 from orchestrator.exchange.errors import (
+    ERROR_KINDS,
     AmbiguousOutcome,
-    ApiError,
-    BadRequest,
     ConnectFailed,
     ExchangeError,
-    InvalidApiKeyFormat,
-    InvalidSignature,
     IpBanned,
     MalformedResponse,
     MalformedWriteResponse,
@@ -39,8 +36,7 @@ from orchestrator.exchange.errors import (
     RateLimited,
     ServerError,
     TimestampOutOfWindow,
-    Unauthorized,
-    Unsupported,
+    error_kind,
 )
 from orchestrator.exchange.interface import Signer
 from orchestrator.exchange.logging import mask_key, scrub_text
@@ -62,26 +58,8 @@ API_KEY_HEADER = "X-MBX-APIKEY"
 SUBACCOUNT_PAGE_LIMIT = 200
 API_KEY_PAGE_SIZE = 100
 _MAX_PAGES = 10_000
-_BAD_REQUEST_CODES = frozenset({-1100, -1101, -1102, -1104, -1105, -1106})
 _NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
-HINT_INVALID_SIGNATURE = (
-    "wrong secret, or the key is Ed25519/RSA and was signed as HMAC or vice versa: check "
-    "BINANCE_API_SECRET / BINANCE_PRIVATE_KEY_FILE belong to BINANCE_API_KEY"
-)
-HINT_KEY_FORMAT = "the API key is malformed: check BINANCE_API_KEY (no quotes, no spaces)"
-HINT_UNAUTHORIZED = (
-    "the master key is invalid, the caller's IP is not in the master key's whitelist, or the "
-    "key lacks the permission for this action — enable 'Enable Reading' and sub-account key "
-    "management in the master account"
-)
-HINT_UNAUTHORIZED_OTHER_KEY = (
-    "the key used for this call is invalid or deleted, or the caller's IP is not in its whitelist"
-)
-HINT_TIMESTAMP = (
-    "the local clock is off even after resyncing with Binance's server time: sync the system "
-    "clock (NTP) or raise recv_window_ms (max 60000)"
-)
 HINT_AMBIGUOUS = (
     "the change may or may not have happened; it must be reconciled by reading live state "
     "(for a key: list the sub-account's keys and look for its apiName), never blindly retried"
@@ -498,32 +476,58 @@ class BinanceClient:
         status = response.status_code
         if 200 <= status < 300:
             return self._json(endpoint, response)
-        if status == 418:
-            raise IpBanned(
+        if status >= 500:
+            raise self._lost(endpoint, f"HTTP {status}", http_status=status)
+        raise self._refusal(endpoint, response, signer)
+
+    def _refusal(
+        self, endpoint: Endpoint, response: httpx.Response, signer: Signer
+    ) -> ExchangeError:
+        """A 4xx answer as the error its code stands for in `ERROR_KINDS`: HTTP 429 and 418 by
+        their status (their body is not read), every other answer by the code in its body."""
+        status = response.status_code
+        code: int | None = None
+        msg = ""
+        if status in ERROR_KINDS:
+            kind = ERROR_KINDS[status]
+        else:
+            code, msg = self._error_body(endpoint, response)
+            kind = error_kind(code)
+        if issubclass(kind.type, RateLimited):
+            return self._throttled(endpoint, response, kind.type, kind.hint)
+        msg = _clean(msg, signer).strip().rstrip(".")
+        return kind.type(
+            f"Binance refused the call: {msg}" if msg else "Binance refused the call",
+            code=code,
+            endpoint=endpoint.name,
+            http_status=status,
+            hint=kind.hint_for(master_key=signer is self._signer),
+        )
+
+    def _throttled(
+        self,
+        endpoint: Endpoint,
+        response: httpx.Response,
+        error: type[RateLimited],
+        hint: str | None,
+    ) -> RateLimited:
+        """An IP ban (418) as it is; a 429 or -1003 also pauses the endpoint until Retry-After."""
+        if issubclass(error, IpBanned):
+            return error(
                 "this IP is banned by Binance for calling on after 429s",
                 retry_after=_retry_after(response),
                 endpoint=endpoint.name,
-                http_status=status,
-                hint="wait until the ban ends (Retry-After) before calling again",
+                http_status=response.status_code,
+                hint=hint,
             )
-        if status == 429:
-            raise self._rate_limited_error(endpoint, response)
-        if status >= 500:
-            raise self._lost(endpoint, f"HTTP {status}", http_status=status)
-        code, msg = self._error_body(endpoint, response)
-        if code == -1003:
-            raise self._rate_limited_error(endpoint, response)
-        raise _error_for_code(endpoint, status, code, _clean(msg, signer), signer is self._signer)
-
-    def _rate_limited_error(self, endpoint: Endpoint, response: httpx.Response) -> RateLimited:
         self._rate_limited[endpoint.name] += 1
         wait_s = self._pacer.block(endpoint.budget_key, _retry_after(response))
-        return RateLimited(
+        return error(
             f"over the weight budget of {endpoint.method} {endpoint.path}",
             retry_after=wait_s,
             endpoint=endpoint.name,
             http_status=response.status_code,
-            hint="calls on this endpoint were paused until Retry-After",
+            hint=hint,
         )
 
     def _json(self, endpoint: Endpoint, response: httpx.Response) -> Any:
@@ -565,30 +569,6 @@ class BinanceClient:
         return MalformedResponse(
             f"Binance answered with {what}", endpoint=endpoint.name, http_status=status
         )
-
-
-def _error_for_code(
-    endpoint: Endpoint, http_status: int, code: int, msg: str, master: bool
-) -> ApiError:
-    """Binance's error code -> the narrowest error type, with a hint a person can act on."""
-    kind: type[ApiError] = ApiError
-    hint: str | None = None
-    if code == -1022:
-        kind, hint = InvalidSignature, HINT_INVALID_SIGNATURE
-    elif code == -2014:
-        kind, hint = InvalidApiKeyFormat, HINT_KEY_FORMAT
-    elif code == -2015:
-        kind = Unauthorized
-        hint = HINT_UNAUTHORIZED if master else HINT_UNAUTHORIZED_OTHER_KEY
-    elif code == -1021:
-        kind, hint = TimestampOutOfWindow, HINT_TIMESTAMP
-    elif code in _BAD_REQUEST_CODES:
-        kind = BadRequest
-    elif code == -9000:
-        kind = Unsupported
-    msg = msg.strip().rstrip(".")
-    message = f"Binance refused the call: {msg}" if msg else "Binance refused the call"
-    return kind(message, code=code, endpoint=endpoint.name, http_status=http_status, hint=hint)
 
 
 def _clean(msg: str, signer: Signer) -> str:

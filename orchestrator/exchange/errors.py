@@ -1,6 +1,15 @@
-"""Typed exchange errors, mapped once in the client, each with a message a person can act on."""
+"""Typed exchange errors, mapped once in the client, each with a message a person can act on.
+
+One flat hierarchy under `ExchangeError`, and one table, `ERROR_KINDS`, from each error code
+Binance answers with to the type raised for it and the hint shown with it.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
 
 
 class ExchangeError(Exception):
@@ -68,7 +77,7 @@ class TimestampOutOfWindow(ApiError):
 class RateLimited(ExchangeError):
     """HTTP 429 / -1003: over the endpoint's budget. `retry_after` in seconds."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kw) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
         self.retry_after = retry_after
         super().__init__(message, **kw)
 
@@ -111,3 +120,83 @@ class MalformedWriteResponse(MalformedResponse, AmbiguousOutcome):
 
 class ConnectFailed(NetworkError):
     """The connection could not be opened, so nothing was sent: safe to retry, even a write."""
+
+
+HINT_RATE_LIMITED = "calls on this endpoint were paused until Retry-After"
+HINT_IP_BANNED = "wait until the ban ends (Retry-After) before calling again"
+HINT_TIMESTAMP = (
+    "the local clock is off even after resyncing with Binance's server time: sync the system "
+    "clock (NTP) or raise recv_window_ms (max 60000)"
+)
+HINT_INVALID_SIGNATURE = (
+    "wrong secret, or the key is Ed25519/RSA and was signed as HMAC or vice versa: check "
+    "BINANCE_API_SECRET / BINANCE_PRIVATE_KEY_FILE belong to BINANCE_API_KEY"
+)
+HINT_BAD_REQUEST = (
+    "Binance refused a parameter of the call (its message names it): check the value the plan "
+    "gives it, such as an email, an apiName or an IP address"
+)
+HINT_KEY_FORMAT = "the API key is malformed: check BINANCE_API_KEY (no quotes, no spaces)"
+HINT_UNAUTHORIZED = (
+    "the master key is invalid, the caller's IP is not in the master key's whitelist, or the "
+    "key lacks the permission for this action — enable 'Enable Reading' and sub-account key "
+    "management in the master account"
+)
+HINT_UNAUTHORIZED_OTHER_KEY = (
+    "the key used for this call is invalid or deleted, or the caller's IP is not in its whitelist"
+)
+HINT_UNSUPPORTED = (
+    "Binance does not allow this for this account or key; for a sub-account, check that its "
+    "email belongs to a sub-account of this master account"
+)
+
+
+@dataclass(frozen=True)
+class ErrorKind:
+    """What one error code stands for: the type raised for it and the hint shown with it.
+
+    `other_key_hint`, when set, replaces `hint` for a call signed with a key other than the
+    master key (the master's hint would blame the wrong key).
+    """
+
+    type: type[ExchangeError]
+    hint: str | None
+    other_key_hint: str | None = None
+
+    def hint_for(self, *, master_key: bool) -> str | None:
+        if not master_key and self.other_key_hint is not None:
+            return self.other_key_hint
+        return self.hint
+
+
+_BAD_REQUEST = ErrorKind(BadRequest, HINT_BAD_REQUEST)
+_RATE_LIMITED = ErrorKind(RateLimited, HINT_RATE_LIMITED)
+
+#: Binance's error codes (negative) -> their kind. An HTTP status (positive) stands for the
+#: answers that carry no error body of their own: 429 and 418.
+ERROR_KINDS: Mapping[int, ErrorKind] = MappingProxyType(
+    {
+        429: _RATE_LIMITED,
+        418: ErrorKind(IpBanned, HINT_IP_BANNED),
+        -1003: _RATE_LIMITED,
+        -1021: ErrorKind(TimestampOutOfWindow, HINT_TIMESTAMP),
+        -1022: ErrorKind(InvalidSignature, HINT_INVALID_SIGNATURE),
+        -1100: _BAD_REQUEST,  # illegal characters in a parameter
+        -1101: _BAD_REQUEST,  # too many parameters
+        -1102: _BAD_REQUEST,  # a mandatory parameter missing, empty or malformed
+        -1104: _BAD_REQUEST,  # not all parameters were read
+        -1105: _BAD_REQUEST,  # a parameter was empty
+        -1106: _BAD_REQUEST,  # a parameter was sent that is not required
+        -2014: ErrorKind(InvalidApiKeyFormat, HINT_KEY_FORMAT),
+        -2015: ErrorKind(Unauthorized, HINT_UNAUTHORIZED, HINT_UNAUTHORIZED_OTHER_KEY),
+        -9000: ErrorKind(Unsupported, HINT_UNSUPPORTED),
+    }
+)
+
+#: a code the table does not list: a plain `ApiError` with Binance's message and no hint.
+UNLISTED_CODE = ErrorKind(ApiError, None)
+
+
+def error_kind(code: int) -> ErrorKind:
+    """The kind `code` stands for (a Binance error code, or HTTP 429/418 without one)."""
+    return ERROR_KINDS.get(code, UNLISTED_CODE)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydantic import SecretStr
+from structlog.typing import EventDict, WrappedLogger
 
 REDACTED = "[REDACTED]"
 
@@ -72,6 +73,6 @@ def _redact_value(name: str | None, value: Any) -> Any:
     return value
 
 
-def redact_secrets(logger: Any, method_name: str, event_dict: dict) -> dict:
+def redact_secrets(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     """structlog processor: mask every secret-looking value of the event, recursively."""
     return {key: _redact_value(key, value) for key, value in event_dict.items()}

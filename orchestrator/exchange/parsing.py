@@ -68,7 +68,9 @@ def api_key_page(body: Any, email: str) -> ApiKeyPage:
 def created_key(body: Any, email: str, asked: Permissions, asked_ips: Sequence[str]) -> CreatedKey:
     """A create's answer. Missing permission flags or ipList fall back to what was asked."""
     obj = _object(body)
-    restricted = _restricted(obj, default=bool(asked_ips))
+    restricted = _restricted(obj)
+    if restricted is None:
+        restricted = bool(asked_ips)
     ips = _ip_list(obj.get("ipList")) if "ipList" in obj else tuple(asked_ips)
     has_flags = any(flag in obj for flag in FLAG_OF.values())
     secret = obj.get("secretKey")
@@ -86,11 +88,11 @@ def created_key(body: Any, email: str, asked: Permissions, asked_ips: Sequence[s
 def ip_restriction(body: Any, api_key: str) -> IpRestriction:
     """The v2 POST answer ({status, ipList}) or the GET/DELETE one ({ipRestrict, ipList})."""
     obj = _object(body)
-    restricted = _restricted(obj, default=None)
+    restricted = _restricted(obj)
     if restricted is None:
         raise ShapeError("neither 'ipRestrict' nor 'status' in the answer")
     return IpRestriction(
-        api_key=obj.get("apiKey") if isinstance(obj.get("apiKey"), str) else api_key,
+        api_key=_str_or(obj, "apiKey", api_key),
         restricted=restricted,
         ips=_ip_list(obj.get("ipList")),
         update_time=_optional_int(obj.get("updateTime")) or 0,
@@ -117,7 +119,7 @@ def expect_object(body: Any) -> dict:
 
 def _api_key_row(row: dict, email: str) -> ApiKey:
     return ApiKey(
-        email=row.get("email") if isinstance(row.get("email"), str) else email,
+        email=_str_or(row, "email", email),
         api_name=_str(row, "apiName"),
         api_key=_api_key_of(row),
         permissions=permissions_from_flags(row),
@@ -132,12 +134,13 @@ def _api_key_of(obj: dict) -> str:
     raise ShapeError("'apiKey' missing")
 
 
-def _restricted(obj: dict, default: bool | None) -> bool | None:
+def _restricted(obj: dict) -> bool | None:
+    """Whether the key is IP-restricted, None when the answer says neither way."""
     if "ipRestrict" in obj:
         return _bool(obj["ipRestrict"])
     if "status" in obj:
         return _optional_int(obj["status"]) == STATUS_TRUSTED_IPS
-    return default
+    return None
 
 
 def _ip_list(value: Any) -> tuple[str, ...]:
@@ -173,6 +176,12 @@ def _list(obj: dict, name: str) -> list:
     if not isinstance(value, list):
         raise ShapeError(f"'{name}' missing or not a list")
     return value
+
+
+def _str_or(obj: dict, name: str, fallback: str) -> str:
+    """The string at `name`, or `fallback` when it is missing or not a string."""
+    value = obj.get(name)
+    return value if isinstance(value, str) else fallback
 
 
 def _str(obj: dict, name: str) -> str:

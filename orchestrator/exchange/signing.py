@@ -10,10 +10,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from typing import Generic, Self, TypeVar
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from pydantic import SecretStr
 
 from orchestrator.exchange.errors import CredentialsError
@@ -41,23 +43,26 @@ class HmacSigner:
         return f"HmacSigner(api_key={mask_key(self._api_key)!r})"
 
 
-class _PrivateKeySigner:
+PrivateKey = TypeVar("PrivateKey", Ed25519PrivateKey, rsa.RSAPrivateKey)
+
+
+class _PrivateKeySigner(Generic[PrivateKey]):
     """A signer holding the private half of a self-generated key; subclasses say which kind."""
 
     key_type: str
-    _key_class: type
+    _key_class: type[PrivateKey]
     _display: str
 
-    def __init__(self, api_key: str, private_key) -> None:
+    def __init__(self, api_key: str, private_key: object) -> None:
         if not isinstance(private_key, self._key_class):
             raise TypeError(f"{type(self).__name__} needs an {self._display} private key")
         self._api_key = api_key
-        self._private_key = private_key
+        self._private_key: PrivateKey = private_key
 
     @classmethod
     def from_pem(
         cls, api_key: str, pem_bytes: bytes | str | SecretStr, password: bytes | str | None = None
-    ):
+    ) -> Self:
         signer = from_pem(api_key, pem_bytes, password)
         if not isinstance(signer, cls):
             raise CredentialsError(
@@ -82,7 +87,7 @@ class _PrivateKeySigner:
         return f"{type(self).__name__}(api_key={mask_key(self._api_key)!r})"
 
 
-class Ed25519Signer(_PrivateKeySigner):
+class Ed25519Signer(_PrivateKeySigner[Ed25519PrivateKey]):
     """Signs with the private half of a self-generated Ed25519 key."""
 
     key_type = "ed25519"
@@ -93,7 +98,7 @@ class Ed25519Signer(_PrivateKeySigner):
         return self._private_key.sign(payload)
 
 
-class RsaSigner(_PrivateKeySigner):
+class RsaSigner(_PrivateKeySigner[rsa.RSAPrivateKey]):
     """Signs with the private half of a self-generated RSA key (RSASSA-PKCS1-v1_5, SHA-256)."""
 
     key_type = "rsa"
@@ -134,7 +139,7 @@ def generate_ed25519() -> tuple[SecretStr, str]:
     return SecretStr(private_pem.decode()), _public_pem(private_key)
 
 
-def _load_private_key(pem: bytes | None, password: bytes | None):
+def _load_private_key(pem: bytes | None, password: bytes | None) -> PrivateKeyTypes:
     if not pem:
         raise CredentialsError("the private key PEM is empty")
     try:

@@ -29,13 +29,13 @@ async def _create(client):
         (-1022, errors.InvalidSignature, "signed as HMAC or vice versa"),
         (-2014, errors.InvalidApiKeyFormat, "BINANCE_API_KEY"),
         (-2015, errors.Unauthorized, "not in the master key's whitelist"),
-        (-1100, errors.BadRequest, None),
-        (-1101, errors.BadRequest, None),
-        (-1102, errors.BadRequest, None),
-        (-1104, errors.BadRequest, None),
-        (-1105, errors.BadRequest, None),
-        (-1106, errors.BadRequest, None),
-        (-9000, errors.Unsupported, None),
+        (-1100, errors.BadRequest, "refused a parameter"),
+        (-1101, errors.BadRequest, "refused a parameter"),
+        (-1102, errors.BadRequest, "refused a parameter"),
+        (-1104, errors.BadRequest, "refused a parameter"),
+        (-1105, errors.BadRequest, "refused a parameter"),
+        (-1106, errors.BadRequest, "refused a parameter"),
+        (-9000, errors.Unsupported, "sub-account of this master account"),
         (-3041, errors.ApiError, None),
     ],
 )
@@ -50,6 +50,26 @@ async def test_error_codes_map_to_types_with_hints(mock, make_client, code, kind
     if hint:
         assert hint in error.hint and hint in str(error)
     assert route.call_count == 1, "client errors are not retried"
+
+
+@pytest.mark.parametrize("code", sorted(errors.ERROR_KINDS), ids=str)
+async def test_every_code_in_the_table_maps_to_its_type_with_a_hint(mock, make_client, code):
+    """An HTTP status in the table (429, 418) is answered bare, a Binance code in a 400 body."""
+    kind = errors.ERROR_KINDS[code]
+    assert kind.hint and kind.hint.strip(), f"code {code} has no hint"
+    answer = httpx.Response(code) if code > 0 else _error(400, code, "Binance says no.")
+    mock.get("/api/v3/time").respond(json={"serverTime": 1})
+    mock.get(IPS).mock(return_value=answer)
+    with pytest.raises(errors.ExchangeError) as caught:
+        await make_client(rate_limit_retries=0).get_ip_restriction(EMAIL, SUB_KEY)
+    error = caught.value
+    assert type(error) is kind.type
+    assert error.hint == kind.hint_for(master_key=True) and error.hint in str(error)
+
+
+def test_a_code_outside_the_table_is_a_plain_api_error_without_a_hint():
+    assert -3041 not in errors.ERROR_KINDS
+    assert errors.error_kind(-3041) == errors.ErrorKind(errors.ApiError, None)
 
 
 async def test_unauthorized_hint_mentions_permissions(mock, make_client):
