@@ -291,9 +291,7 @@ class KeyMaker:
                 f"{sorted(p.value for p in action.permissions)}"
             )
 
-    def _material(
-        self, action: KeyChange, api_key: str | None, secret: SecretStr
-    ) -> KeyMaterial:
+    def _material(self, action: KeyChange, api_key: str | None, secret: SecretStr) -> KeyMaterial:
         return KeyMaterial(
             address=action.address,
             subaccount=action.subaccount,
