@@ -26,9 +26,9 @@ def widen_out_of_band(project: Path) -> None:
     """Give the read-only tax key futures trading, as a stolen master key could."""
     import asyncio
 
-    from orchestrator.engine.connect import open_exchange
     from orchestrator.exchange.models import Permission
     from orchestrator.logs import configure
+    from orchestrator.wiring import open_exchange
 
     configure(verbose=False)
 

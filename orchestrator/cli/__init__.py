@@ -8,11 +8,15 @@ lists them.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from orchestrator.cli import changes, emulator, project, security, state
 from orchestrator.cli.context import GlobalOptions
+
+if TYPE_CHECKING:
+    from orchestrator.wiring import Wiring
 
 app = typer.Typer(
     name="orchestrator",
@@ -31,7 +35,7 @@ def _global_options(
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every exchange call."),
 ) -> None:
-    ctx.obj = GlobalOptions(plan=plan, verbose=verbose)
+    ctx.obj = GlobalOptions(plan=plan, verbose=verbose, wiring=ctx.obj)
 
 
 app.command()(project.validate)
@@ -48,8 +52,10 @@ app.add_typer(state.state_app, name="state")
 app.add_typer(state.log_app, name="log")
 
 
-def main() -> None:
-    app()
+def main(wiring: Wiring | None = None) -> None:
+    """The command line; `wiring` (also accepted as `app(obj=...)`) replaces the default
+    exchange factory and clock, for tests and embedding."""
+    app(obj=wiring)
 
 
 __all__ = ["app", "main"]

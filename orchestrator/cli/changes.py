@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -15,6 +16,9 @@ from orchestrator.cli.context import (
 )
 from orchestrator.cli.errors import UserError, usage_error, user_errors
 from orchestrator.cli.ui import TerminalUi, console, need_confirmation_channel, report_results
+
+if TYPE_CHECKING:
+    from orchestrator.wiring import Wiring
 
 
 def plan(
@@ -35,7 +39,7 @@ def plan(
     configure_logging(options)
     with user_errors():
         changeset, calls, recovered = asyncio.run(
-            _plan(options.plan_file(plan_file), target, refresh, not json_output)
+            _plan(options.plan_file(plan_file), options.wiring, target, refresh, not json_output)
         )
         if out:
             _write_changeset(out, changeset)
@@ -48,10 +52,16 @@ def plan(
         raise typer.Exit(2)
 
 
-async def _plan(plan_file: Path | None, targets: list[str], refresh: bool, show_progress: bool):
+async def _plan(
+    plan_file: Path | None,
+    wiring: Wiring | None,
+    targets: list[str],
+    refresh: bool,
+    show_progress: bool,
+):
     from orchestrator.engine import operations
 
-    ws = open_workspace(plan_file)
+    ws = open_workspace(plan_file, wiring)
     ui = TerminalUi(progress=show_progress)
     return await operations.plan(ws, ui, targets=targets, refresh_live=refresh)
 
@@ -107,7 +117,14 @@ def apply(
     with user_errors():
         saved, plan_file = _saved_changeset(source)
         ok = asyncio.run(
-            _apply(options.plan_file(plan_file), saved, target, auto_approve, break_stale_lock)
+            _apply(
+                options.plan_file(plan_file),
+                options.wiring,
+                saved,
+                target,
+                auto_approve,
+                break_stale_lock,
+            )
         )
     if not ok:
         raise typer.Exit(1)
@@ -133,12 +150,17 @@ def _saved_changeset(source: Path | None):
 
 
 async def _apply(
-    plan_file: Path | None, saved, targets: list[str], auto_approve: bool, break_stale: bool
+    plan_file: Path | None,
+    wiring: Wiring | None,
+    saved,
+    targets: list[str],
+    auto_approve: bool,
+    break_stale: bool,
 ) -> bool:
     from orchestrator.engine import operations
     from orchestrator.engine.render import summary
 
-    ws = open_workspace(plan_file)
+    ws = open_workspace(plan_file, wiring)
     need_confirmation_channel(auto_approve, "--auto-approve")
     outcome = await operations.apply(
         ws,
@@ -177,17 +199,24 @@ def rotate(
     if not due and not label:
         usage_error("say which keys: --due, or --label LABEL.")
     with user_errors():
-        ok = asyncio.run(_rotate(options.plan, due, label, auto_approve, break_stale_lock))
+        ok = asyncio.run(
+            _rotate(options.plan, options.wiring, due, label, auto_approve, break_stale_lock)
+        )
     if not ok:
         raise typer.Exit(1)
 
 
 async def _rotate(
-    plan_file: Path | None, due: bool, labels: list[str], auto_approve: bool, break_stale: bool
+    plan_file: Path | None,
+    wiring: Wiring | None,
+    due: bool,
+    labels: list[str],
+    auto_approve: bool,
+    break_stale: bool,
 ) -> bool:
     from orchestrator.engine import operations
 
-    ws = open_workspace(plan_file)
+    ws = open_workspace(plan_file, wiring)
     need_confirmation_channel(auto_approve, "--auto-approve")
     outcome = await operations.rotate(
         ws,

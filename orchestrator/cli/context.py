@@ -11,6 +11,7 @@ import typer
 
 if TYPE_CHECKING:
     from orchestrator.engine.workspace import Workspace
+    from orchestrator.wiring import Wiring
 
 BREAK_STALE_LOCK_HELP = "Remove a lock left by a dead process on this host."
 
@@ -21,6 +22,7 @@ class GlobalOptions:
 
     plan: Path | None = None
     verbose: bool = False
+    wiring: Wiring | None = None  # the object main() or app(obj=...) was given; None: default
 
     def plan_file(self, given: Path | None) -> Path | None:
         """The plan a command names itself, else the one given by `--plan`."""
@@ -38,7 +40,8 @@ def configure_logging(options: GlobalOptions) -> None:
     configure(verbose=options.verbose)
 
 
-def open_workspace(plan_file: Path | None) -> Workspace:
-    from orchestrator.engine.workspace import Workspace
+def open_workspace(plan_file: Path | None, wiring: Wiring | None) -> Workspace:
+    """The plan's workspace, opened by `wiring` (GlobalOptions.wiring), else the default."""
+    from orchestrator.wiring import Wiring
 
-    return Workspace.open(plan_file)
+    return (wiring or Wiring()).open_workspace(plan_file)

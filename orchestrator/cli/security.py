@@ -18,6 +18,7 @@ from orchestrator.cli.ui import TerminalUi, need_confirmation_channel
 
 if TYPE_CHECKING:
     from orchestrator.engine.changeset import Severity
+    from orchestrator.wiring import Wiring
 
 SEVERITY_COLORS = {
     "critical": "red",
@@ -42,7 +43,7 @@ def audit(
     configure_logging(options)
     threshold = _severity(fail_on) if fail_on is not None else None
     with user_errors():
-        found, calls = asyncio.run(_audit(options.plan))
+        found, calls = asyncio.run(_audit(options.plan, options.wiring))
     _show_findings(found, calls, json_output)
     if threshold and any(f.severity.rank >= threshold.rank for f in found):
         raise typer.Exit(1)
@@ -57,10 +58,10 @@ def _severity(name: str) -> Severity:
         usage_error(f"--fail-on {name}: use low, medium, high or critical.")
 
 
-async def _audit(plan_file: Path | None):
+async def _audit(plan_file: Path | None, wiring: Wiring | None):
     from orchestrator.engine import operations
 
-    return await operations.audit(open_workspace(plan_file))
+    return await operations.audit(open_workspace(plan_file, wiring))
 
 
 def _show_findings(found, calls, json_output: bool) -> None:
@@ -109,15 +110,17 @@ def lockdown(
             "confirm (and --subaccount NAME to narrow the scope)."
         )
     with user_errors():
-        ok = asyncio.run(_lockdown(options.plan, subaccount, yes, break_stale_lock))
+        ok = asyncio.run(_lockdown(options.plan, options.wiring, subaccount, yes, break_stale_lock))
     if not ok:
         raise typer.Exit(1)
 
 
-async def _lockdown(plan_file: Path | None, names: list[str], yes: bool, break_stale: bool) -> bool:
+async def _lockdown(
+    plan_file: Path | None, wiring: Wiring | None, names: list[str], yes: bool, break_stale: bool
+) -> bool:
     from orchestrator.engine import operations
 
-    ws = open_workspace(plan_file)
+    ws = open_workspace(plan_file, wiring)
     need_confirmation_channel(yes, "--yes")
     deleted = await operations.lockdown(
         ws, TerminalUi(), names=names, yes=yes, break_stale=break_stale

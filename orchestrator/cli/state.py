@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -13,6 +14,9 @@ state_app = typer.Typer(
     help="Inspect state, or rebuild it from live apiNames.", no_args_is_help=True
 )
 log_app = typer.Typer(help="The audit log.", no_args_is_help=True)
+
+if TYPE_CHECKING:
+    from orchestrator.wiring import Wiring
 
 
 def import_(
@@ -34,7 +38,9 @@ def import_(
     ):
         usage_error("use either --all, or --subaccount, --apikey and --label together.")
     with user_errors():
-        messages = asyncio.run(_adopt(options.plan, "import", subaccount, apikey, label))
+        messages = asyncio.run(
+            _adopt(options.plan, options.wiring, "import", subaccount, apikey, label)
+        )
     for message in messages:
         typer.echo(message)
 
@@ -47,13 +53,16 @@ def state_rebuild(ctx: typer.Context) -> None:
     options = global_options(ctx)
     configure_logging(options)
     with user_errors():
-        messages = asyncio.run(_adopt(options.plan, "state rebuild", None, None, None))
+        messages = asyncio.run(
+            _adopt(options.plan, options.wiring, "state rebuild", None, None, None)
+        )
     for message in messages or ["State already matches the live keys."]:
         typer.echo(message)
 
 
 async def _adopt(
     plan_file: Path | None,
+    wiring: Wiring | None,
     command: str,
     subaccount: str | None,
     apikey: str | None,
@@ -61,7 +70,7 @@ async def _adopt(
 ) -> list[str]:
     from orchestrator.engine import operations
 
-    ws = open_workspace(plan_file)
+    ws = open_workspace(plan_file, wiring)
     return await operations.adopt(ws, command, subaccount=subaccount, api_key=apikey, label=label)
 
 

@@ -1,7 +1,11 @@
 """A user's project as the commands see it: the plan, its state store, its exchange, its sinks.
 
-Commands in cli.py open a Workspace, then call `make_changeset` / `run_apply` here; this is
-where the steps are put in order (lock, journal reconciliation, refresh, diff, execute).
+Commands open a Workspace, then call `make_changeset` / `run_apply` here; this is where the
+steps are put in order (lock, journal reconciliation, refresh, diff, execute).
+
+The workspace does not know which exchanges exist: it is handed an `ExchangeFactory` that
+opens the one the plan names, and a clock chosen for that exchange (orchestrator.wiring
+decides both).
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
-from orchestrator.config import LoadedPlan, find_plan, load_plan
+from orchestrator.config import ExchangeSettings, LoadedPlan, find_plan, load_plan
 from orchestrator.domain.model import Desired, DesiredSubaccount, Live
 from orchestrator.engine.changeset import Changeset
 from orchestrator.engine.diff import diff, resolve_email
@@ -24,15 +29,25 @@ from orchestrator.sinks import Sink, open_sink
 from orchestrator.store.files import LocalFileBackend, new_state, next_serial
 from orchestrator.store.state import State
 
+Clock = Callable[[], datetime]
 
-def utcnow() -> datetime:
-    """Now, or the instant in ORCHESTRATOR_NOW (ISO 8601) so tests can move the clock."""
-    import os
 
-    fixed = os.environ.get("ORCHESTRATOR_NOW")
-    if fixed:
-        return datetime.fromisoformat(fixed).astimezone(UTC)
+def system_clock() -> datetime:
     return datetime.now(UTC)
+
+
+class ExchangeFactory(Protocol):
+    """Opens the exchange `settings` name. An exchange kept in the project (the sandbox)
+    lives under `project_dir` and starts with the regular sub-accounts `subaccount_emails`
+    (Binance has no API to create those); a remote exchange ignores both."""
+
+    def __call__(
+        self, settings: ExchangeSettings, project_dir: Path, subaccount_emails: Collection[str] = ()
+    ) -> Exchange: ...
+
+
+def _system_clock_for(settings: ExchangeSettings) -> Clock:
+    return system_clock
 
 
 @dataclass
@@ -40,16 +55,31 @@ class Workspace:
     root: Path
     plan: LoadedPlan
     backend: LocalFileBackend
-    clock: Callable[[], datetime] = utcnow
+    open_exchange: ExchangeFactory
+    clock: Clock = system_clock
     _sinks: dict[str, Sink] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, explicit_plan: Path | None, cwd: Path | None = None) -> Workspace:
+    def open(
+        cls,
+        explicit_plan: Path | None,
+        open_exchange: ExchangeFactory,
+        *,
+        cwd: Path | None = None,
+        clock_for: Callable[[ExchangeSettings], Clock] = _system_clock_for,
+    ) -> Workspace:
         """Find and load the plan (PlanError on any problem) and its state store. A state
-        file that cannot be used fails here, before anything reaches the exchange."""
+        file that cannot be used fails here, before anything reaches the exchange.
+        `clock_for` picks the clock for the plan's exchange."""
         root = Path(cwd or Path.cwd())
         plan = load_plan(find_plan(explicit_plan, root))
-        workspace = cls(root=root, plan=plan, backend=LocalFileBackend(root))
+        workspace = cls(
+            root=root,
+            plan=plan,
+            backend=LocalFileBackend(root),
+            open_exchange=open_exchange,
+            clock=clock_for(plan.exchange),
+        )
         workspace.load_state()
         return workspace
 
@@ -70,10 +100,8 @@ class Workspace:
 
     @contextlib.asynccontextmanager
     async def exchange(self) -> AsyncIterator[Exchange]:
-        from orchestrator.engine.connect import open_exchange
-
         emails = [s.email for s in self.plan.desired.subaccounts if s.email]
-        client = open_exchange(self.plan.exchange, self.root, emails)
+        client = self.open_exchange(self.plan.exchange, self.root, emails)
         try:
             yield client
         finally:

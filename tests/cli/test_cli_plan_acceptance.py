@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
+from orchestrator.wiring import Wiring
 
 runner = CliRunner()
 ANSI = re.compile(r"\x1b\[")
@@ -18,22 +19,20 @@ PLAN = Path("plans") / "example.yaml"
 LABELS = ("CopyTrade-Bot", "Koinly-Tax", "QuantBot-BTC")
 
 
-def cli(*args: str, code: int | None = 0, color: bool = False):
-    result = runner.invoke(app, list(args), catch_exceptions=False, color=color)
+def cli(*args: str, code: int | None = 0, color: bool = False, wiring: Wiring | None = None):
+    result = runner.invoke(app, list(args), catch_exceptions=False, color=color, obj=wiring)
     if code is not None:
         assert result.exit_code == code, result.output
     assert "Traceback" not in result.output
     return result
 
 
-def no_exchange(monkeypatch) -> None:
-    """Make any attempt to reach the exchange fail the test."""
-    from orchestrator.engine import connect
+def refuse_exchange(*args, **kwargs):
+    raise AssertionError("the exchange was contacted")
 
-    def refuse(*args, **kwargs):
-        raise AssertionError("the exchange was contacted")
 
-    monkeypatch.setattr(connect, "open_exchange", refuse)
+#: Wiring under which any attempt to reach the exchange fails the test.
+NO_EXCHANGE = Wiring(open_exchange=refuse_exchange)
 
 
 def edit_plan(old: str, new: str) -> None:
@@ -45,7 +44,7 @@ def edit_plan(old: str, new: str) -> None:
 def add_unmanaged_key(project: Path, name: str = "mystery-key") -> str:
     """A key made out of band (say in the web UI) in the plan's existing sub-account."""
     from orchestrator.config import ExchangeSettings
-    from orchestrator.engine.connect import open_exchange
+    from orchestrator.wiring import open_exchange
 
     async def create() -> str:
         async with open_exchange(ExchangeSettings(), project) as client:
@@ -133,27 +132,24 @@ def test_target_limits_the_actions_and_is_repeatable(project):
     assert "QuantBot-BTC" not in json.dumps(two["actions"])
 
 
-def test_unknown_target_exits_1_naming_the_known_labels(project, monkeypatch):
-    no_exchange(monkeypatch)
-    refused = cli("plan", "--target", "Nope", code=1)
+def test_unknown_target_exits_1_naming_the_known_labels(project):
+    refused = cli("plan", "--target", "Nope", code=1, wiring=NO_EXCHANGE)
     assert "Nope" in refused.output
     for label in LABELS:
         assert label in refused.output
 
 
-def test_no_refresh_makes_no_call_and_plans_from_state(project, monkeypatch):
+def test_no_refresh_makes_no_call_and_plans_from_state(project):
     cli("apply", "--auto-approve")
-    no_exchange(monkeypatch)
-    cli("plan", "--no-refresh", "--detailed-exitcode", code=0)
+    cli("plan", "--no-refresh", "--detailed-exitcode", code=0, wiring=NO_EXCHANGE)
     edit_plan("ips: [198.51.100.7]", "ips: [198.51.100.8]")
-    changed = json.loads(cli("plan", "--no-refresh", "--json").stdout)
+    changed = json.loads(cli("plan", "--no-refresh", "--json", wiring=NO_EXCHANGE).stdout)
     assert changed["calls"] == {} and changed["calls_total"] == 0
     assert [a["label"] for a in changed["actions"]] == ["CopyTrade-Bot"]
 
 
-def test_no_refresh_without_state_plans_every_create(project, monkeypatch):
-    no_exchange(monkeypatch)
-    planned = cli("plan", "--no-refresh", "--detailed-exitcode", code=2)
+def test_no_refresh_without_state_plans_every_create(project):
+    planned = cli("plan", "--no-refresh", "--detailed-exitcode", code=2, wiring=NO_EXCHANGE)
     assert "Plan: 4 to create" in planned.output
 
 
@@ -187,19 +183,17 @@ def test_out_of_band_key_is_unmanaged_then_deleted_with_prune(project):
 # ---------------------------------------------------------------- errors: exit 1, no traceback
 
 
-def test_bad_plan_exits_1_with_file_and_line_and_never_calls_the_exchange(project, monkeypatch):
-    no_exchange(monkeypatch)
+def test_bad_plan_exits_1_with_file_and_line_and_never_calls_the_exchange(project):
     edit_plan("rotate_after: 30d", "rotate_after: 30x")
     for command in (("plan",), ("validate",)):
-        refused = cli(*command, code=1)
+        refused = cli(*command, code=1, wiring=NO_EXCHANGE)
         assert re.search(r"plans/example\.yaml:\d+:\d+: defaults\.rotate_after", refused.output)
         assert "30x" in refused.output
 
 
-def test_policy_error_exits_1_before_any_call(project, monkeypatch):
-    no_exchange(monkeypatch)
+def test_policy_error_exits_1_before_any_call(project):
     edit_plan("ips: [198.51.100.7]", "ips: [10.0.0.1]")
-    refused = cli("plan", code=1)
+    refused = cli("plan", code=1, wiring=NO_EXCHANGE)
     assert re.search(r"plans/example\.yaml:\d+:\d+: .*ips\[0\]", refused.output), refused.output
 
 
@@ -213,13 +207,12 @@ def test_corrupt_state_exits_1_with_a_clear_message(project, content):
     assert refused.output.count("\n") <= 3  # one message, not a dump
 
 
-def test_two_plans_exit_1_listing_them(project, monkeypatch):
-    no_exchange(monkeypatch)
+def test_two_plans_exit_1_listing_them(project):
     Path("plans/other.yaml").write_text(PLAN.read_text())
     for command in (("plan",), ("validate",)):
-        refused = cli(*command, code=1)
+        refused = cli(*command, code=1, wiring=NO_EXCHANGE)
         assert "plans/example.yaml" in refused.output and "plans/other.yaml" in refused.output
-    chosen = cli("--plan", "plans/other.yaml", "validate")
+    chosen = cli("--plan", "plans/other.yaml", "validate", wiring=NO_EXCHANGE)
     assert "valid" in chosen.output
 
 

@@ -12,8 +12,9 @@ from orchestrator.cli import app
 runner = CliRunner()
 
 
-def cli(*args: str, code: int | None = 0):
-    result = runner.invoke(app, list(args), catch_exceptions=False)
+def cli(*args: str, code: int | None = 0, wiring=None):
+    """The CLI in-process; `wiring` (orchestrator.wiring.Wiring) replaces its exchange."""
+    result = runner.invoke(app, list(args), catch_exceptions=False, obj=wiring)
     if code is not None:
         assert result.exit_code == code, result.output
     assert "Traceback" not in result.output
@@ -21,7 +22,7 @@ def cli(*args: str, code: int | None = 0):
 
 
 def sandbox(project: Path):
-    from orchestrator.engine.connect import open_sandbox
+    from orchestrator.wiring import open_sandbox
 
     return open_sandbox(project / "state" / "sandbox.json")
 

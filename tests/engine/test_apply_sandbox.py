@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.wiring import Wiring
 from tests.engine.sandbox_kit import all_secrets, cli, hmac_plan, sandbox
 
 
@@ -96,16 +97,14 @@ def test_lost_state_is_rebuilt_from_api_names(project: Path):
 
 @pytest.mark.parametrize("key_type", ["ed25519", "hmac"])
 @pytest.mark.parametrize("fault", ["error_after", "drop_after", "error_before"])
-def test_ambiguous_create_converges_without_duplicates(project: Path, monkeypatch, key_type, fault):
+def test_ambiguous_create_converges_without_duplicates(project: Path, key_type, fault):
     if key_type == "hmac":
         hmac_plan(project)
-    from orchestrator.engine import connect
-
     emulator = sandbox(project)
     emulator.inject(fault, "create_api_key", count=1)
-    monkeypatch.setattr(connect, "open_sandbox", lambda path: emulator)
-    cli("apply", "--auto-approve", code=None)
-    cli("apply", "--auto-approve")
+    faulty = Wiring.with_sandbox(emulator)
+    cli("apply", "--auto-approve", code=None, wiring=faulty)
+    cli("apply", "--auto-approve", wiring=faulty)
     assert "No changes" in cli("plan").output
     names = [k.api_name for s in emulator.accounts.subs.values() for k in s.keys.values()]
     assert sorted(names) == ["orc-CopyTrade-Bot-g1", "orc-Koinly-Tax-g1", "orc-QuantBot-BTC-g1"]
@@ -142,8 +141,6 @@ def test_whitelist_add_call_carries_every_planned_ip(project: Path, monkeypatch)
     """Whether Binance's v2 call adds or replaces, no planned address goes missing."""
     from urllib.parse import parse_qs
 
-    from orchestrator.engine import connect
-
     cli("apply", "--auto-approve")
     plan = project / "plans" / "example.yaml"
     plan.write_text(
@@ -159,7 +156,6 @@ def test_whitelist_add_call_carries_every_planned_ip(project: Path, monkeypatch)
         return handle(request)
 
     monkeypatch.setattr(emulator, "handle", spy)
-    monkeypatch.setattr(connect, "open_sandbox", lambda path: emulator)
-    cli("apply", "--auto-approve")
+    cli("apply", "--auto-approve", wiring=Wiring.with_sandbox(emulator))
     assert sent == ["198.51.100.7,198.51.100.8"]
     assert "No changes" in cli("plan").output

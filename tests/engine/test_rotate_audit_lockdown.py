@@ -11,9 +11,9 @@ import pytest
 from pydantic import SecretStr
 
 from orchestrator.config import ExchangeSettings
-from orchestrator.engine.connect import open_exchange, open_sandbox
 from orchestrator.exchange.models import Permission
 from orchestrator.sinks import open_sink
+from orchestrator.wiring import open_exchange, open_sandbox
 from tests.engine.sandbox_kit import cli
 
 PLAN = "plans/example.yaml"

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from orchestrator.cli import app
 from orchestrator.emulator.core import Emulator
 from orchestrator.emulator.master import generate_master
-from orchestrator.engine import connect
+from orchestrator.wiring import Wiring
 
 SUBACCOUNTS = 125  # key listings for more than two windows (60 each): the last wait a full window
 
@@ -46,9 +46,10 @@ def test_creates_overlap_the_listing_of_other_subaccounts(tmp_path: Path, monkey
     monkeypatch.setattr(
         emulator, "handle", lambda r: order.append(f"{r.method} {r.path}") or handle(r)
     )
-    monkeypatch.setattr(connect, "open_sandbox", lambda path: emulator)
 
-    result = CliRunner().invoke(app, ["apply", "--auto-approve"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        app, ["apply", "--auto-approve"], catch_exceptions=False, obj=Wiring.with_sandbox(emulator)
+    )
 
     assert result.exit_code == 0, result.output
     lists = [i for i, call in enumerate(order) if call == "GET /sapi/v1/sub-account/subAccountApi"]

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from orchestrator.cli import app
 from orchestrator.config import init_project
+from orchestrator.wiring import Wiring
 
 runner = CliRunner()
 
@@ -74,14 +75,17 @@ def workdir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def no_exchange(monkeypatch, request):
+def _in_workdir(monkeypatch, request):
     if "workdir" in request.fixturenames:
         monkeypatch.chdir(request.getfixturevalue("workdir"))
 
-    def refuse(*args, **kwargs):
-        raise AssertionError("a bad plan reached the exchange")
 
-    monkeypatch.setattr("orchestrator.engine.connect.open_exchange", refuse)
+def refuse_exchange(*args, **kwargs):
+    raise AssertionError("a bad plan reached the exchange")
+
+
+#: Every command here runs wired to this: reaching the exchange fails the test.
+NO_EXCHANGE = Wiring(open_exchange=refuse_exchange)
 
 
 def is_valid(plan: Path) -> bool:
@@ -100,7 +104,9 @@ def refused(workdir: Path, text: str | bytes, command: str = "plan") -> None:
     plan.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass"))
     if is_valid(plan):
         return
-    result = runner.invoke(app, ["--plan", str(plan), command], catch_exceptions=False)
+    result = runner.invoke(
+        app, ["--plan", str(plan), command], catch_exceptions=False, obj=NO_EXCHANGE
+    )
     assert "Traceback" not in result.output
     assert result.exit_code == 1, result.output
     assert "example.yaml" in result.output
@@ -199,7 +205,7 @@ def test_hostile_state_files_are_refused(tmp_path: Path, monkeypatch, state: str
     (tmp_path / "state" / "example.state.json").write_text(state)
     chaos.add("bad_inputs_tried")
     for command in (["plan"], ["apply", "--auto-approve"], ["state", "list"]):
-        result = runner.invoke(app, command, catch_exceptions=False)
+        result = runner.invoke(app, command, catch_exceptions=False, obj=NO_EXCHANGE)
         assert "Traceback" not in result.output
         assert result.exit_code == 1, (command, result.output)
         assert "example.state.json" in result.output

@@ -174,9 +174,9 @@ def copy_project(base: Path, dest: Path) -> Path:
 def make_key_out_of_band(project: Path, email: str, api_name: str) -> None:
     """A key made in the web UI (or by an attacker): not in any plan."""
     from orchestrator.config import ExchangeSettings
-    from orchestrator.engine.connect import open_exchange
     from orchestrator.exchange.models import Permission
     from orchestrator.logs import configure
+    from orchestrator.wiring import open_exchange
 
     configure(verbose=False)
 
@@ -213,7 +213,7 @@ def serial(project: Path) -> int:
 
 
 def sandbox(project: Path):
-    from orchestrator.engine.connect import open_sandbox
+    from orchestrator.wiring import open_sandbox
 
     return open_sandbox(project / SANDBOX_PATH)
 
@@ -349,7 +349,7 @@ def _subprocess_cli(project: Path, *args: str) -> tuple[int, str]:
 
 
 def faulty_sandbox(project: Path, **options):
-    """The project's sandbox emulator with fault options, as open_sandbox would open it;
+    """The project's sandbox emulator with fault options, as orchestrator.wiring.open_sandbox opens it;
     rate-limit windows of 2 s and latency spikes of 10 ms keep the tests quick."""
     from orchestrator.emulator import persist
     from orchestrator.emulator.accounts import ApiKey

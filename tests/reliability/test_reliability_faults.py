@@ -8,6 +8,7 @@ from a seed.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from reliability_kit import (
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-from orchestrator.engine import connect
+from orchestrator.wiring import Wiring
 
 ENDPOINTS = (
     "create_api_key",
@@ -40,16 +41,16 @@ def base(tmp_path_factory) -> Path:
     return build_scenario(tmp_path_factory.mktemp("faults") / "base")
 
 
-def in_process(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args), catch_exceptions=False)
+def in_process(*args: str, wiring: Wiring | None = None) -> tuple[int, str]:
+    result = runner.invoke(app, list(args), catch_exceptions=False, obj=wiring)
     assert "Traceback" not in result.output
     return result.exit_code, result.output
 
 
-def apply_until_converged(max_runs: int = 3) -> list[str]:
+def apply_until_converged(wiring: Wiring, max_runs: int = 3) -> list[str]:
     outputs = []
     for _ in range(max_runs):
-        code, output = in_process("apply", "--auto-approve")
+        code, output = in_process("apply", "--auto-approve", wiring=wiring)
         outputs.append(output)
         if code == 0:
             return outputs
@@ -77,29 +78,27 @@ def fault_cases():
 
 
 @pytest.mark.parametrize(("endpoint", "fault", "count"), list(fault_cases()))
-def test_fault_on_each_mutating_endpoint_converges(
-    project, monkeypatch, endpoint, fault, count, chaos
-):
+def test_fault_on_each_mutating_endpoint_converges(project, endpoint, fault, count, chaos):
     chaos.add("fault_applies_run")
     emulator = faulty_sandbox(project)
     emulator.inject(fault, endpoint, count=count)
-    monkeypatch.setattr(connect, "open_sandbox", lambda path: emulator)
+    faulty = Wiring.with_sandbox(emulator)
     before = serial(project)
-    outputs = apply_until_converged()
+    outputs = apply_until_converged(faulty)
     if count == 1 and fault.endswith("after") and endpoint == "create_api_key":
         assert "unknown outcome" in outputs[0] or "FAILED" not in outputs[0]
-    check_invariants(project, serial_before=before, cli=in_process, chaos=chaos)
+    check_invariants(
+        project, serial_before=before, cli=partial(in_process, wiring=faulty), chaos=chaos
+    )
     chaos.add("fault_applies_converged")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(20))
-def test_random_faults_converge_within_three_runs(project, monkeypatch, seed, chaos):
+def test_random_faults_converge_within_three_runs(project, seed, chaos):
     chaos.add("fault_applies_run")
     emulator = faulty_sandbox(project, fault_rate=0.2, seed=seed)
-    monkeypatch.setattr(connect, "open_sandbox", lambda path: emulator)
     before = serial(project)
-    apply_until_converged()
-    monkeypatch.undo()  # the checks read a clean sandbox
+    apply_until_converged(Wiring.with_sandbox(emulator))
     check_invariants(project, serial_before=before, chaos=chaos)
     chaos.add("fault_applies_converged")

@@ -22,18 +22,16 @@ from reliability_kit import (
 
 SLOW_APPLY = """
 import sys
-from orchestrator.engine import connect
+from orchestrator.cli import main
 from orchestrator.emulator.core import Emulator
-real = connect.open_sandbox
+from orchestrator.wiring import Wiring, exchange_factory, open_sandbox
 
 def slow(path):
-    emu = real(path)
+    emu = open_sandbox(path)
     return Emulator(path, master=emu.master, persist_master=True, latency_ms=150)
 
-connect.open_sandbox = slow
-from orchestrator.cli import main
 sys.argv = ["orchestrator", "apply", "--auto-approve"]
-main()
+main(Wiring(open_exchange=exchange_factory(slow)))
 """
 
 

@@ -27,6 +27,7 @@ from orchestrator.cli import app
 from orchestrator.sinks import open_sink
 from orchestrator.sinks.filesink import FileSink
 from orchestrator.store.journal import Journal
+from orchestrator.wiring import Wiring, open_exchange
 
 runner = CliRunner()
 
@@ -53,8 +54,8 @@ subaccounts:
 """
 
 
-def cli(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args), catch_exceptions=False)
+def cli(*args: str, wiring: Wiring | None = None) -> tuple[int, str]:
+    result = runner.invoke(app, list(args), catch_exceptions=False, obj=wiring)
     assert "Traceback" not in result.output
     return result.exit_code, result.output
 
@@ -179,27 +180,30 @@ def test_delete_succeeds_when_the_sink_cannot_drop_old_material(small, monkeypat
     assert cli("plan", "--detailed-exitcode")[0] == 0
 
 
-def test_state_records_what_a_half_done_ip_update_did(small, monkeypatch):
-    from orchestrator.exchange.client import BinanceClient
+def refusing_delete_ips(settings, project_dir, subaccount_emails=()):
+    """The plan's exchange, except that every delete_ips call is refused."""
     from orchestrator.exchange.errors import BadRequest
 
+    client = open_exchange(settings, project_dir, subaccount_emails)
+
+    async def refuse(email, api_key, ips):
+        raise BadRequest("refused", code=-1102, endpoint="delete_ips")
+
+    client.delete_ips = refuse
+    return client
+
+
+def test_state_records_what_a_half_done_ip_update_did(small):
     assert cli("apply", "--auto-approve")[0] == 0
     plan = small / PLAN_PATH
     plan.write_text(plan.read_text().replace("ips: [203.0.113.10]", "ips: [203.0.113.11]"))
-
-    async def refuse(self, email, api_key, ips):
-        raise BadRequest("refused", code=-1102, endpoint="delete_ips")
-
-    monkeypatch.setattr(BinanceClient, "delete_ips", refuse)
     before = serial(small)
-    code, output = cli("apply", "--auto-approve")
+    code, output = cli("apply", "--auto-approve", wiring=Wiring(open_exchange=refusing_delete_ips))
     assert code == 1, output
     state = read_state(small)
     assert state["serial"] > before
     for record in state["keys"].values():  # the add happened, the delete did not
         assert record["ips"] == ["203.0.113.10", "203.0.113.11"]
-    monkeypatch.undo()
-    monkeypatch.chdir(small)
     assert cli("apply", "--auto-approve")[0] == 0
     check_invariants(small, serial_before=before, unmanaged=(), cli=cli)
     assert json.loads((small / "state" / "example.state.json").read_text())["keys"]
