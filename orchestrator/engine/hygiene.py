@@ -1,5 +1,5 @@
 """The security hygiene report (`orchestrator audit`), from Binance's own advice on stolen
-keys and clean-up (SPEC.md "Audit").
+keys and clean-up.
 
 `findings()` is pure: it reads the desired plan, the live account, state, what the sinks hold
 and what `apiRestrictions` said for the keys whose material we hold. `gather()` collects the

@@ -1,7 +1,7 @@
 """The Binance endpoints the orchestrator uses, with their weights and rate-limit budgets.
 
 One table, shared by the client (to pace its calls) and the emulator (to enforce the same
-limits), so the two cannot disagree. Facts from ../shared/BINANCE.md.
+limits), so the two cannot disagree. Weights and budgets are Binance's published figures.
 """
 
 from __future__ import annotations

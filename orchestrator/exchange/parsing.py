@@ -1,8 +1,8 @@
 """Binance response bodies -> models.
 
-Tolerant of the variations BINANCE.md lists (`rows` or `list`, `apikey` or `apiKey`,
-`ipRestrict` as "true"/"false" or a bool, a missing `ipList`). A body of the wrong shape
-raises `ShapeError`, which the client turns into MalformedResponse.
+Tolerant of the variations Binance's answers are known to take (`rows` or `list`, `apikey`
+or `apiKey`, `ipRestrict` as "true"/"false" or a bool, a missing `ipList`). A body of the
+wrong shape raises `ShapeError`, which the client turns into MalformedResponse.
 """
 
 from __future__ import annotations

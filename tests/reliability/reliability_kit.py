@@ -349,7 +349,7 @@ def _subprocess_cli(project: Path, *args: str) -> tuple[int, str]:
 
 
 def faulty_sandbox(project: Path, **options):
-    """The project's sandbox emulator with fault options, as orchestrator.wiring.open_sandbox opens it;
+    """The project's sandbox emulator with fault options, as wiring.open_sandbox opens it;
     rate-limit windows of 2 s and latency spikes of 10 ms keep the tests quick."""
     from orchestrator.emulator import persist
     from orchestrator.emulator.accounts import ApiKey
