@@ -28,7 +28,7 @@ from orchestrator.store.errors import (
 )
 from orchestrator.store.journal import Journal
 from orchestrator.store.lock import PlanLock
-from orchestrator.store.state import State
+from orchestrator.store.state import STATE_FORMAT_VERSION, State, load_problems
 
 STATE_DIR = "state"
 AUDIT_FILE = "audit.jsonl"
@@ -159,6 +159,8 @@ class LocalFileBackend:
         problem = _parse_problem(raw)
         if isinstance(problem, State):
             return problem
+        if problem is _NEWER:
+            raise CorruptStateError(_newer_message(path), str(path))
         raise CorruptStateError(
             self._corrupt_message(path, plan, problem), str(path), self._usable_backup(plan)
         )
@@ -194,7 +196,10 @@ class LocalFileBackend:
                 " then run `orchestrator plan` to see what changed since."
             )
         else:
-            message += " There is no usable backup; rebuild it with `orchestrator state rebuild`."
+            message += (
+                f" There is no usable backup: move {path.name} aside (keep it for inspection),"
+                " then rebuild the state from the live keys with `orchestrator state rebuild`."
+            )
         return message
 
 
@@ -208,8 +213,22 @@ def _render(state: State) -> bytes:
     return (state.model_dump_json(indent=2) + "\n").encode()
 
 
+_NEWER = "it was written by a newer orchestrator"
+
+
+def _newer_message(path: Path) -> str:
+    return (
+        f"{path} was written by a newer orchestrator (its version field is above"
+        f" {STATE_FORMAT_VERSION}, the state format this one reads). Upgrade orchestrator;"
+        " restoring or rebuilding it would lose what the newer version recorded."
+    )
+
+
 def _parse_problem(raw: bytes) -> State | str:
-    """The parsed state, or a one-line description of what is wrong with the bytes."""
+    """The parsed state, or a one-line description of what is wrong with the bytes.
+
+    Parsing is strict (no "7" for 7) and then checks values that no orchestrator writes, so
+    a hand-edited or foreign file is refused here rather than misread later."""
     try:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
@@ -218,17 +237,27 @@ def _parse_problem(raw: bytes) -> State | str:
         return f"invalid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})"
     if not isinstance(data, dict):
         return "it does not hold a JSON object"
+    version = data.get("version")
+    if type(version) is int and version > STATE_FORMAT_VERSION:
+        return _NEWER
     try:
-        return State.model_validate(data)
+        state = State.model_validate_json(raw, strict=True)
     except ValidationError as exc:
         return _summarise(exc)
+    problems = load_problems(state)
+    return _first_three(problems) if problems else state
 
 
 def _summarise(exc: ValidationError) -> str:
-    problems = [
-        f"{'.'.join(str(part) for part in err['loc']) or 'top level'}: {err['msg']}"
-        for err in exc.errors(include_url=False, include_input=False)
-    ]
+    return _first_three(
+        [
+            f"{'.'.join(str(part) for part in err['loc']) or 'top level'}: {err['msg']}"
+            for err in exc.errors(include_url=False, include_input=False)
+        ]
+    )
+
+
+def _first_three(problems: list[str]) -> str:
     more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
     return "; ".join(problems[:3]) + more
 

@@ -5,11 +5,20 @@
 
 from __future__ import annotations
 
+import re
+import uuid
+from collections.abc import Iterator
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
 STATE_FORMAT_VERSION = 1
+
+#: serials stay below 2**53 so that every JSON reader (JavaScript included) reads them exactly.
+MAX_SERIAL = 2**53
+
+#: the shape of a Binance API key, as the exchange issues them.
+API_KEY_SHAPE = re.compile(r"[A-Za-z0-9]{64}")
 
 
 class _Model(BaseModel):
@@ -54,3 +63,65 @@ class State(_Model):
     plan: str
     subaccounts: dict[str, SubaccountRecord] = Field(default_factory=dict)
     keys: dict[str, KeyRecord] = Field(default_factory=dict)
+
+
+def load_problems(state: State) -> list[str]:
+    """What is wrong with a state that parsed: values of the right type that no orchestrator
+    writes (a negative serial, a made-up api key...). One `field: problem` per finding."""
+    problems = []
+    if state.version != STATE_FORMAT_VERSION:
+        problems.append(
+            f"version: {state.version} is not a state format version (this orchestrator writes "
+            f"{STATE_FORMAT_VERSION})"
+        )
+    if not 0 <= state.serial < MAX_SERIAL:
+        problems.append(f"serial: {state.serial} is outside 0 to 2**53 - 1")
+    if not _is_uuid(state.lineage):
+        problems.append("lineage: not a lineage id (a UUID such as new states get)")
+    for name, sub in state.subaccounts.items():
+        problems += _email_problems(f"subaccounts.{name}.email", sub.email)
+    for address, record in state.keys.items():
+        problems += list(_key_problems(f"keys.{address}", record))
+    return problems
+
+
+def _key_problems(where: str, record: KeyRecord) -> Iterator[str]:
+    yield from _email_problems(f"{where}.email", record.email)
+    yield from _api_key_problems(f"{where}.api_key", record.api_key)
+    yield from _generation_problems(f"{where}.generation", record.generation)
+    yield from _timestamp_problems(f"{where}.created_at", record.created_at)
+    for index, old in enumerate(record.previous):
+        at = f"{where}.previous[{index}]"
+        yield from _api_key_problems(f"{at}.api_key", old.api_key)
+        yield from _generation_problems(f"{at}.generation", old.generation)
+        yield from _timestamp_problems(f"{at}.retired_at", old.retired_at)
+        yield from _timestamp_problems(f"{at}.delete_after", old.delete_after)
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _email_problems(where: str, email: str) -> list[str]:
+    local, at, domain = email.partition("@")
+    return [] if local and at and domain else [f"{where}: not an email address"]
+
+
+def _api_key_problems(where: str, api_key: str) -> list[str]:
+    if API_KEY_SHAPE.fullmatch(api_key):
+        return []
+    return [f"{where}: not a Binance API key (64 letters and digits)"]
+
+
+def _generation_problems(where: str, generation: int) -> list[str]:
+    return [] if generation >= 1 else [f"{where}: {generation} is below 1"]
+
+
+def _timestamp_problems(where: str, moment: datetime) -> list[str]:
+    if moment.tzinfo is not None and moment.utcoffset() is not None:
+        return []
+    return [f"{where}: a time without a timezone"]

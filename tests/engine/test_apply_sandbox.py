@@ -159,3 +159,25 @@ def test_whitelist_add_call_carries_every_planned_ip(project: Path, monkeypatch)
     cli("apply", "--auto-approve", wiring=Wiring.with_sandbox(emulator))
     assert sent == ["198.51.100.7,198.51.100.8"]
     assert "No changes" in cli("plan").output
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("serial", -5),
+        ("serial", "7"),
+        ("version", 99),
+        ("lineage", "not-a-lineage"),
+        ("api_key", "made-up"),
+    ],
+)
+def test_wrong_state_values_end_in_a_message_not_a_traceback(project: Path, field, value):
+    cli("apply", "--auto-approve")
+    path = project / "state" / "example.state.json"
+    data = json.loads(path.read_text())
+    target = next(iter(data["keys"].values())) if field == "api_key" else data
+    target[field] = value
+    path.write_text(json.dumps(data))
+    for command in (["plan"], ["apply", "--auto-approve"], ["state", "list"]):
+        refused = cli(*command, code=1)
+        assert "example.state.json" in refused.output and field in refused.output

@@ -170,3 +170,79 @@ def test_crash_before_rename_leaves_old_state(backend, monkeypatch):
 def test_bad_plan_name_refused(backend):
     with pytest.raises(ValueError):
         backend.state_path("../escape")
+
+
+def _stored_with(backend, edit) -> str:
+    """Save a valid state with one key, apply `edit` to its JSON, write it back; the path."""
+    state = next_serial(new_state("main"))
+    state.keys["quant/Bot"] = _key()
+    backend.save_state(state)
+    path = backend.state_path("main")
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def _set(*where, value):
+    def edit(data):
+        target = data
+        for part in where[:-1]:
+            target = target[part]
+        target[where[-1]] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "edit, field",
+    [
+        (_set("serial", value=-5), "serial"),
+        (_set("serial", value=10**30), "serial"),
+        (_set("serial", value="7"), "serial"),
+        (_set("serial", value=2**53), "serial"),
+        (_set("serial", value=True), "serial"),
+        (_set("version", value=0), "version"),
+        (_set("lineage", value="not-a-lineage"), "lineage"),
+        (_set("keys", "quant/Bot", "api_key", value="made-up"), "keys.quant/Bot.api_key"),
+        (_set("keys", "quant/Bot", "api_key", value="A" * 63 + "!"), "keys.quant/Bot.api_key"),
+        (_set("keys", "quant/Bot", "email", value="quant.example.com"), "keys.quant/Bot.email"),
+        (_set("keys", "quant/Bot", "generation", value=0), "keys.quant/Bot.generation"),
+        (_set("keys", "quant/Bot", "generation", value="2"), "keys.quant/Bot.generation"),
+        (
+            _set("keys", "quant/Bot", "created_at", value="2024-01-01T00:00:00"),
+            "keys.quant/Bot.created_at",
+        ),
+        (
+            _set("subaccounts", value={"quant": {"name": "quant", "email": "nobody"}}),
+            "subaccounts.quant.email",
+        ),
+    ],
+)
+def test_wrong_but_well_formed_state_is_refused_naming_file_and_field(backend, edit, field):
+    path = _stored_with(backend, edit)
+    with pytest.raises(CorruptStateError) as caught:
+        backend.load_state("main")
+    message = str(caught.value)
+    assert path in message and field in message, message
+    assert "orchestrator state restore" in message or "orchestrator state rebuild" in message
+    assert "A" * 60 not in message
+
+
+def test_state_from_a_newer_orchestrator_says_so(backend):
+    _stored_with(backend, _set("version", value=99))
+    with pytest.raises(CorruptStateError, match="written by a newer orchestrator"):
+        backend.load_state("main")
+
+
+def test_retired_key_is_checked_too(backend):
+    retired = {
+        "api_key": "short",
+        "api_name": "orc-Bot-g0",
+        "generation": 1,
+        "retired_at": "2024-01-01T00:00:00+00:00",
+        "delete_after": "2024-01-02T00:00:00+00:00",
+    }
+    _stored_with(backend, _set("keys", "quant/Bot", "previous", value=[retired]))
+    with pytest.raises(CorruptStateError, match=r"keys.quant/Bot.previous\[0\].api_key"):
+        backend.load_state("main")
