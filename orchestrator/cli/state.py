@@ -153,12 +153,13 @@ def _load_state_only(plan_file: Path | None):
 
 @log_app.command("verify")
 def log_verify() -> None:
-    """Check the audit log's hash chain; name the first bad line."""
+    """Check the audit log's hash chain and the heads the states anchored; name the first
+    bad line."""
     from orchestrator.store.files import LocalFileBackend
 
     with user_errors():
         result = LocalFileBackend(Path.cwd()).verify_audit()
     if result.ok:
-        typer.echo(f"state/audit.jsonl: intact ({result.lines} lines).")
+        typer.echo(result.report("state/audit.jsonl"))
         return
-    Failure((f"state/audit.jsonl: line {result.first_bad_line}: {result.reason}",)).exit()
+    Failure((result.report("state/audit.jsonl"),)).exit()

@@ -16,9 +16,10 @@ from orchestrator.store.errors import (
 from orchestrator.store.files import LocalFileBackend, new_state, next_serial
 from orchestrator.store.journal import Journal, JournalEntry
 from orchestrator.store.lock import LockInfo, PlanLock
-from orchestrator.store.state import KeyRecord, RetiredKey, State, SubaccountRecord
+from orchestrator.store.state import AuditHead, KeyRecord, RetiredKey, State, SubaccountRecord
 
 __all__ = [
+    "AuditHead",
     "AuditLog",
     "CorruptJournalError",
     "CorruptStateError",

@@ -132,6 +132,12 @@ def _last_line_start(handle, size: int) -> int:
 
 def read_last_line(path: Path) -> bytes | None:
     """The last complete line of a file (without newline), or None when there is none."""
+    found = last_line_and_offset(path)
+    return None if found is None else found[1]
+
+
+def last_line_and_offset(path: Path) -> tuple[int, bytes] | None:
+    """Where the last complete line of a file starts, and the line (without newline)."""
     try:
         size = os.path.getsize(path)
     except FileNotFoundError:
@@ -145,4 +151,4 @@ def read_last_line(path: Path) -> bytes | None:
             return None
         start = _last_line_start(handle, end)
         handle.seek(start)
-        return handle.read(end - start)
+        return start, handle.read(end - start)

@@ -5,6 +5,10 @@ the line without `hash`. `prev` is the previous line's hash (the genesis line ha
 "0" * 64) and `seq` counts from 1, so `verify` names the first line that was edited,
 deleted, inserted, reordered or mangled. Appends take an flock, because applies of
 different plans share this file.
+
+A chain alone cannot tell a log cut short, or rewritten with every hash recomputed, from an
+honest one. So each state save records the log's head (`read_head`), and `verify` checks
+that the log still holds every head some state anchored.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import json
 import os
 import socket
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,12 +28,14 @@ from typing import Any
 from orchestrator.store.atomic import (
     PRIVATE_FILE,
     fsync_dir,
+    last_line_and_offset,
     read_last_line,
     repair_torn_tail,
     write_fd_fully,
 )
 from orchestrator.store.lock import current_user
 from orchestrator.store.plain import canonical_json, ensure_plain
+from orchestrator.store.state import AuditHead
 
 GENESIS = "0" * 64
 FIELDS = (
@@ -52,11 +59,42 @@ def line_hash(event: dict[str, Any]) -> str:
 
 
 @dataclass(frozen=True)
+class Anchor:
+    """A head of the log as `source` (a state file) recorded it."""
+
+    source: str
+    head: AuditHead
+
+
+@dataclass(frozen=True)
 class VerifyResult:
     ok: bool
     lines: int
     first_bad_line: int | None = None
     reason: str | None = None
+    anchored_seq: int | None = None  # the furthest line some state anchors
+    anchored_by: str | None = None
+
+    def report(self, log_name: str) -> str:
+        """What was checked, for a person: which lines an anchor vouches for and which only
+        the chain does."""
+        if not self.ok:
+            return f"{log_name}: line {self.first_bad_line}: {self.reason}"
+        intact = f"{log_name}: intact ({self.lines} lines)."
+        if self.anchored_seq is None:
+            if not self.lines:
+                return intact
+            return (
+                f"{intact} No state anchors it yet: only the hash chain was checked, which"
+                " cannot tell entries cut off the end or a rewrite with recomputed hashes."
+            )
+        anchored = f"{intact} Lines 1 to {self.anchored_seq} are anchored by {self.anchored_by}"
+        if self.anchored_seq == self.lines:
+            return anchored + "."
+        return (
+            f"{anchored}; lines {self.anchored_seq + 1} to {self.lines} came after the last"
+            " state save and are only checked by the hash chain."
+        )
 
 
 class AuditLog:
@@ -136,22 +174,105 @@ def _chain_tip(path: Path) -> tuple[int, str]:
         return count, hashlib.sha256(last).hexdigest()
 
 
-def verify(path: Path) -> VerifyResult:
-    """Walk the chain; the first line whose content, hash, link or number is wrong fails it."""
+def read_head(path: Path) -> AuditHead | None:
+    """The log's last entry and where it starts; None when there is none or it is damaged.
+
+    Read under a shared flock so an append in progress is never seen half written."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        found = last_line_and_offset(path)
+    finally:
+        os.close(fd)
+    if found is None:
+        return None
+    offset, line = found
+    event = _sound_event(line)
+    if event is None:
+        return None
+    return AuditHead(seq=event["seq"], hash=event["hash"], offset=offset)
+
+
+def holds(path: Path, head: AuditHead) -> bool:
+    """Whether the log still has `head` where it was: one seek, not a walk of the log."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(head.offset)
+            line = handle.readline().rstrip(b"\n")
+    except (FileNotFoundError, OSError, ValueError):
+        return False
+    event = _sound_event(line)
+    return event is not None and (event["seq"], event["hash"]) == (head.seq, head.hash)
+
+
+def _sound_event(line: bytes) -> dict[str, Any] | None:
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(event, dict) or set(event) != set(FIELDS):
+        return None
+    if type(event["seq"]) is not int or event["hash"] != line_hash(event):
+        return None
+    return event
+
+
+def verify(path: Path, anchors: Sequence[Anchor] = ()) -> VerifyResult:
+    """Walk the chain; the first line whose content, hash, link or number is wrong fails it.
+    Then every anchor must name a line the log still has, with the same hash."""
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
-        return VerifyResult(ok=True, lines=0)
+        raw = b""
     lines = raw.split(b"\n")
     if lines[-1] == b"":
         lines.pop()
+    wanted = {anchor.head.seq for anchor in anchors}
+    hashes: dict[int, str] = {}
     prev = GENESIS
     for number, line in enumerate(lines, start=1):
         reason = _line_problem(line, number, prev, is_last=number == len(lines), raw=raw)
         if reason is not None:
             return VerifyResult(ok=False, lines=len(lines), first_bad_line=number, reason=reason)
         prev = json.loads(line)["hash"]
-    return VerifyResult(ok=True, lines=len(lines))
+        if number in wanted:
+            hashes[number] = prev
+    return _check_anchors(len(lines), hashes, anchors)
+
+
+def _check_anchors(count: int, hashes: dict[int, str], anchors: Sequence[Anchor]) -> VerifyResult:
+    broken = sorted(
+        (a for a in anchors if hashes.get(a.head.seq) != a.head.hash), key=lambda a: a.head.seq
+    )
+    if broken:
+        first = broken[0].head.seq
+        reason = "; ".join(_anchor_problem(count, anchor) for anchor in broken)
+        return VerifyResult(
+            ok=False, lines=count, first_bad_line=min(first, count + 1), reason=reason
+        )
+    furthest = max(anchors, key=lambda a: a.head.seq, default=None)
+    return VerifyResult(
+        ok=True,
+        lines=count,
+        anchored_seq=furthest.head.seq if furthest else None,
+        anchored_by=furthest.source if furthest else None,
+    )
+
+
+def _anchor_problem(count: int, anchor: Anchor) -> str:
+    seq = anchor.head.seq
+    if seq > count:
+        return (
+            f"the log ends at line {count}, but {anchor.source} anchors line {seq}:"
+            " entries were cut off the end"
+        )
+    return (
+        f"line {seq} is not the entry {anchor.source} anchors: the log was rewritten"
+        " (its hashes were recomputed)"
+    )
 
 
 def _line_problem(line: bytes, number: int, prev: str, is_last: bool, raw: bytes) -> str | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from orchestrator.store.atomic import atomic_write, ensure_private_dir, fsync_dir
-from orchestrator.store.audit import AuditLog, VerifyResult, verify
+from orchestrator.store.audit import Anchor, AuditLog, VerifyResult, holds, read_head, verify
 from orchestrator.store.errors import (
     CorruptStateError,
     LineageMismatch,
@@ -28,7 +28,7 @@ from orchestrator.store.errors import (
 )
 from orchestrator.store.journal import Journal
 from orchestrator.store.lock import PlanLock
-from orchestrator.store.state import STATE_FORMAT_VERSION, State, load_problems
+from orchestrator.store.state import STATE_FORMAT_VERSION, AuditHead, State, load_problems
 
 STATE_DIR = "state"
 AUDIT_FILE = "audit.jsonl"
@@ -91,10 +91,12 @@ class LocalFileBackend:
 
         The serial must be greater than the stored one (else StaleStateError: someone saved
         in between); the lineage must match the stored one. A state without a lineage gets
-        a fresh one on its first save. Returns the state as written.
+        a fresh one on its first save. The state records the audit log's head as of this
+        save (see `_anchored`). Returns the state as written.
         """
         if not state.lineage:
             state = state.model_copy(update={"lineage": str(uuid.uuid4())})
+        state = self._anchored(state)
         path = self.state_path(state.plan)
         ensure_private_dir(self.state_dir)
         stored = self._stored_identity(path, state.plan)
@@ -110,6 +112,18 @@ class LocalFileBackend:
         atomic_write(path, _render(state))
         self._written[path] = (_signature(path), _Identity(state.lineage, state.serial))
         return state
+
+    def _anchored(self, state: State) -> State:
+        """`state` with the audit log's current head. An anchor the log no longer holds (it
+        was cut short or rewritten) is kept as it is, so the next save cannot erase the
+        evidence that `log verify` reports."""
+        previous = state.audit_head
+        if previous is not None and not holds(self.audit_path, previous):
+            return state
+        head = read_head(self.audit_path)
+        if head is None or head == previous:
+            return state
+        return state.model_copy(update={"audit_head": head})
 
     def _stored_identity(self, path: Path, plan: str):
         """Lineage and serial of the stored state. Re-reading a file this backend wrote
@@ -147,7 +161,23 @@ class LocalFileBackend:
         return AuditLog(self.audit_path, command)
 
     def verify_audit(self) -> VerifyResult:
-        return verify(self.audit_path)
+        """Check the audit log's chain and that it still holds every head a state anchored."""
+        return verify(self.audit_path, self._audit_anchors())
+
+    def _audit_anchors(self) -> list[Anchor]:
+        """The audit head each plan's state recorded. Read leniently: a state file that is
+        unusable for other reasons still vouches for the log."""
+        anchors = []
+        for path in sorted(self.state_dir.glob("*.state.json")):
+            try:
+                head = json.loads(path.read_bytes()).get("audit_head")
+                if head is not None:
+                    anchors.append(
+                        Anchor(f"{STATE_DIR}/{path.name}", AuditHead.model_validate(head))
+                    )
+            except (OSError, ValueError, AttributeError):
+                continue
+        return anchors
 
     # reading
 

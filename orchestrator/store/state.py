@@ -20,6 +20,8 @@ MAX_SERIAL = 2**53
 #: the shape of a Binance API key, as the exchange issues them.
 API_KEY_SHAPE = re.compile(r"[A-Za-z0-9]{64}")
 
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -56,6 +58,15 @@ class SubaccountRecord(_Model):
     virtual: bool = False
 
 
+class AuditHead(_Model):
+    """The audit log's last entry as of a state save. The log must still hold this entry,
+    unchanged, at this place: a log cut short or rewritten no longer does."""
+
+    seq: int
+    hash: str
+    offset: int  # where the entry's line starts, so a save can check it without a full read
+
+
 class State(_Model):
     version: int = STATE_FORMAT_VERSION
     lineage: str
@@ -63,6 +74,7 @@ class State(_Model):
     plan: str
     subaccounts: dict[str, SubaccountRecord] = Field(default_factory=dict)
     keys: dict[str, KeyRecord] = Field(default_factory=dict)
+    audit_head: AuditHead | None = None
 
 
 def load_problems(state: State) -> list[str]:
@@ -82,7 +94,15 @@ def load_problems(state: State) -> list[str]:
         problems += _email_problems(f"subaccounts.{name}.email", sub.email)
     for address, record in state.keys.items():
         problems += list(_key_problems(f"keys.{address}", record))
+    if state.audit_head is not None:
+        problems += _audit_head_problems(state.audit_head)
     return problems
+
+
+def _audit_head_problems(head: AuditHead) -> list[str]:
+    if head.seq >= 1 and head.offset >= 0 and _SHA256_HEX.fullmatch(head.hash):
+        return []
+    return ["audit_head: not an audit log entry (seq from 1, a sha256 hash, an offset)"]
 
 
 def _key_problems(where: str, record: KeyRecord) -> Iterator[str]:
