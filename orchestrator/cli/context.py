@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from orchestrator.engine.workspace import Workspace
     from orchestrator.wiring import Wiring
 
-BREAK_STALE_LOCK_HELP = "Remove a lock left by a dead process on this host."
+BREAK_STALE_LOCK_HELP = "Take over a lock held from another host, lease or not."
 
 
 @dataclass(frozen=True)

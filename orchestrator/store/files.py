@@ -27,7 +27,7 @@ from orchestrator.store.errors import (
     StaleStateError,
 )
 from orchestrator.store.journal import Journal
-from orchestrator.store.lock import PlanLock
+from orchestrator.store.lock import LockInfo, PlanLock
 from orchestrator.store.state import STATE_FORMAT_VERSION, AuditHead, State, load_problems
 
 STATE_DIR = "state"
@@ -149,8 +149,19 @@ class LocalFileBackend:
     # lock, journal, audit
 
     def lock(self, plan: str, command: str, force_break_stale: bool = False) -> PlanLock:
+        """The plan's lock; taking it over from a holder that is gone goes in the audit log."""
         ensure_private_dir(self.state_dir)
-        return PlanLock(self.lock_path(plan), command, force_break_stale)
+
+        def record_takeover(previous: LockInfo | None, reason: str) -> None:
+            who = previous.describe() if previous else "an unreadable lock file"
+            self.audit(command).append(
+                "lock_takeover",
+                detail={"plan": plan, "previous_holder": who, "reason": reason},
+            )
+
+        return PlanLock(
+            self.lock_path(plan), command, force_break_stale, on_takeover=record_takeover
+        )
 
     def journal(self, plan: str) -> Journal:
         ensure_private_dir(self.state_dir)

@@ -236,7 +236,7 @@ def converge(project: Path, max_runs: int = 3, **env: str) -> Converged:
     killed run leaves."""
     outputs = []
     for attempt in range(1, max_runs + 1):
-        done = run(project, "apply", "--auto-approve", "--break-stale-lock", **env)
+        done = run(project, "apply", "--auto-approve", **env)
         outputs.append(done.stdout + done.stderr)
         assert "Traceback" not in done.stderr, done.stderr
         if done.returncode == 0:

@@ -64,24 +64,28 @@ def test_two_concurrent_applies_one_proceeds_the_other_names_the_holder(base, tm
     assert planned.returncode == 0, planned.stdout
 
 
-def test_stale_lock_from_a_killed_apply_says_how_to_break_it(base, tmp_path):
+def test_lock_of_a_killed_apply_is_taken_over_by_the_next_run_without_a_flag(base, tmp_path):
+    import json
+
     project = copy_project(base, tmp_path / "p")
     crashed = run(project, "apply", "--auto-approve", ORCHESTRATOR_CRASH_AT="after_create")
     assert crashed.returncode == -signal.SIGKILL
-    refused = run(project, "apply", "--auto-approve")
-    assert refused.returncode == 1
-    assert "stale" in refused.stderr and "Traceback" not in refused.stderr
-    done = run(project, "apply", "--auto-approve", "--break-stale-lock")
+    assert (project / "state" / "example.lock").exists()
+    done = run(project, "apply", "--auto-approve")
     assert done.returncode == 0, done.stderr
     assert "recovered:" in done.stdout
     check_invariants(project, serial_before=0)
+    events = [json.loads(line) for line in (project / "state" / "audit.jsonl").open()]
+    (takeover,) = [e for e in events if e["action"] == "lock_takeover"]
+    assert "'apply'" in takeover["detail"]["previous_holder"]
 
 
-def test_stale_lock_message_names_the_flag(base, tmp_path):
+def test_scheduled_rotation_after_a_kill_proceeds_by_itself(base, tmp_path):
     project = copy_project(base, tmp_path / "p")
     run(project, "apply", "--auto-approve", ORCHESTRATOR_CRASH_AT="before_create")
-    refused = run(project, "apply", "--auto-approve")
-    assert "--break-stale-lock" in refused.stderr
+    rotated = run(project, "rotate", "--due", "--auto-approve")
+    assert rotated.returncode == 0, rotated.stderr
+    assert "--break-stale-lock" not in rotated.stderr
 
 
 # ---------------------------------------------------------------- the canary
@@ -134,7 +138,7 @@ def test_canary_no_secret_in_any_output_or_record(base, tmp_path, chaos):
     step(
         "-v", "apply", "changeset.json", "--auto-approve", ORCHESTRATOR_CRASH_AT="after_material#2"
     )
-    step("-v", "apply", "--auto-approve", "--break-stale-lock")
+    step("-v", "apply", "--auto-approve")
     step("-v", "plan", "--json")
     step("state", "list")
     step("state", "show", "Koinly-Tax")

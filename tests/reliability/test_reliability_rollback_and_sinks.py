@@ -103,7 +103,7 @@ def test_crash_in_the_middle_of_a_rollback_leaves_no_orphan(verified_base, tmp_p
         project, "apply", "--auto-approve", ORCHESTRATOR_CRASH_AT=f"after_rollback_state#{nth}"
     )
     assert crashed.returncode == -signal.SIGKILL
-    again = run(project, "apply", "--auto-approve", "--break-stale-lock")
+    again = run(project, "apply", "--auto-approve")
     assert "recovered:" in again.stdout and "Traceback" not in again.stderr
     assert live_names(project) == ["orc-Checked-g1", "orc-CheckedHmac-g1"]
     after = read_state(project)

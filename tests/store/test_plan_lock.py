@@ -1,9 +1,13 @@
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
+import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -19,6 +23,17 @@ def _dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     return child.pid
+
+
+def _in(seconds: float) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
+
+
+def _takeovers(backend) -> list[dict]:
+    if not backend.audit_path.exists():
+        return []
+    events = [json.loads(line) for line in backend.audit_path.read_text().splitlines()]
+    return [e for e in events if e["action"] == "lock_takeover"]
 
 
 def _plant(path, **overrides):
@@ -72,17 +87,47 @@ def test_release_without_holding(backend):
         backend.lock("main", "apply").release()
 
 
-def test_dead_holder_is_stale_and_breakable(backend):
+def test_dead_holder_is_taken_over_without_a_flag_and_logged(backend):
     path = backend.lock_path("main")
-    _plant(path, pid=_dead_pid())
+    dead = _dead_pid()
+    _plant(path, pid=dead)
     lock = backend.lock("main", "apply")
     assert lock.is_stale()
-    with pytest.raises(LockHeld, match="stale") as caught:
-        lock.acquire()
-    assert caught.value.stale
-    info = lock.acquire(force_break_stale=True)
+    info = lock.acquire()
     assert json.loads(path.read_text())["token"] == info.token
     lock.release()
+    (takeover,) = _takeovers(backend)
+    assert f"pid {dead}" in takeover["detail"]["previous_holder"]
+    assert takeover["detail"]["reason"] == "its process is gone"
+
+
+def test_holder_killed_with_sigkill_is_taken_over(backend, tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import time
+        from orchestrator.store import LocalFileBackend
+        lock = LocalFileBackend({str(tmp_path)!r}).lock("main", "rotate --due")
+        lock.acquire()
+        print("held", flush=True)
+        time.sleep(60)
+        """
+    )
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(LockHeld, match="rotate --due"):
+            backend.lock("main", "apply").acquire()
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=10)
+    finally:
+        holder.kill()
+        holder.wait()
+    with backend.lock("main", "apply") as lock:
+        assert lock.held
+    (takeover,) = _takeovers(backend)
+    assert f"pid {holder.pid}" in takeover["detail"]["previous_holder"]
+    assert "rotate --due" in takeover["detail"]["previous_holder"]
+    assert backend.verify_audit().ok
 
 
 def test_live_holder_is_not_broken(backend):
@@ -94,14 +139,61 @@ def test_live_holder_is_not_broken(backend):
     assert json.loads(backend.lock_path("main").read_text())["token"] == "t0"
 
 
-def test_holder_on_another_host_is_never_stale(backend):
-    _plant(backend.lock_path("main"), host="elsewhere.example", pid=_dead_pid())
-    assert not backend.lock("main", "apply").is_stale()
+def test_holder_on_another_host_within_its_lease_is_refused_naming_it(backend):
+    _plant(
+        backend.lock_path("main"), host="elsewhere.example", pid=_dead_pid(), lease_expires=_in(60)
+    )
+    lock = backend.lock("main", "apply")
+    assert not lock.is_stale()
+    with pytest.raises(LockHeld) as caught:
+        lock.acquire()
+    message = str(caught.value)
+    for part in ("elsewhere.example", "'apply'", "since 2024-05-01", "lease", "--break-stale-lock"):
+        assert part in message
+    assert _takeovers(backend) == []
 
 
-def test_reused_pid_is_stale(backend):
+def test_holder_on_another_host_is_broken_only_when_asked(backend):
+    _plant(backend.lock_path("main"), host="elsewhere.example", lease_expires=_in(60))
+    lock = backend.lock("main", "apply")
+    info = lock.acquire(force_break_stale=True)
+    assert json.loads(backend.lock_path("main").read_text())["token"] == info.token
+    lock.release()
+    (takeover,) = _takeovers(backend)
+    assert "--break-stale-lock" in takeover["detail"]["reason"]
+
+
+def test_holder_on_another_host_with_an_expired_lease_is_taken_over(backend):
+    _plant(backend.lock_path("main"), host="elsewhere.example", lease_expires=_in(-1))
+    lock = backend.lock("main", "apply")
+    assert lock.is_stale()
+    lock.acquire()
+    lock.release()
+    (takeover,) = _takeovers(backend)
+    assert "elsewhere.example" in takeover["detail"]["previous_holder"]
+    assert "lease" in takeover["detail"]["reason"]
+
+
+def test_holder_heartbeat_keeps_the_lease_fresh(tmp_path):
+    lock = PlanLock(tmp_path / "x.lock", "apply", lease_seconds=0.6)
+    with lock:
+        first = json.loads((tmp_path / "x.lock").read_text())["lease_expires"]
+        time.sleep(1.0)
+        info = json.loads((tmp_path / "x.lock").read_text())
+        assert info["lease_expires"] > first
+        assert datetime.fromisoformat(info["lease_expires"]) > datetime.now(UTC)
+    assert not (tmp_path / "x.lock").exists()
+    assert not any(t.name.endswith(" x.lock") for t in threading.enumerate())
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs /proc")
+def test_reused_pid_is_stale_and_taken_over(backend):
     _plant(backend.lock_path("main"), pid=os.getpid(), pid_started="1")
-    assert backend.lock("main", "apply").is_stale() == os.path.exists("/proc/self/stat")
+    lock = backend.lock("main", "apply")
+    assert lock.is_stale()
+    lock.acquire()
+    lock.release()
+    assert len(_takeovers(backend)) == 1
 
 
 def test_release_leaves_someone_elses_lock(backend):
@@ -119,12 +211,17 @@ def test_unreadable_fresh_lock_is_held_not_stale(backend):
         backend.lock("main", "apply").acquire(force_break_stale=True)
 
 
-def test_unreadable_old_lock_is_stale(backend):
+def test_unreadable_old_lock_is_stale_and_taken_over(backend):
     path = backend.lock_path("main")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("")
     os.utime(path, (1, 1))
-    assert backend.lock("main", "apply").is_stale()
+    lock = backend.lock("main", "apply")
+    assert lock.is_stale()
+    lock.acquire()
+    lock.release()
+    (takeover,) = _takeovers(backend)
+    assert "unreadable" in takeover["detail"]["previous_holder"]
 
 
 def test_two_processes_race_and_one_wins(tmp_path):
