@@ -200,12 +200,17 @@ async def lockdown(
 async def adopt(
     ws: Workspace, command: str, *, subaccount=None, api_key=None, label=None
 ) -> list[str]:
-    """`import` one key (with api_key), or adopt every key whose apiName names a label."""
+    """`import` one key (with api_key), or adopt every key whose apiName names a label.
+
+    `state rebuild` never reads the journal: it rebuilds from the live account alone, so a
+    damaged journal cannot stop the command that repairs state; the next apply reconciles
+    any open intent against the rebuilt state."""
     from orchestrator.engine import adopt as adoption
 
     with ws.backend.lock(ws.name, command):
         async with ws.exchange() as exchange:
-            await ws.recover(exchange, command, locked=True)
+            if command != "state rebuild":
+                await ws.recover(exchange, command, locked=True)
             state = ws.state_or_new()
             live = await refresh(exchange, ws.plan.desired, state)
         try:

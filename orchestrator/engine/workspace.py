@@ -111,8 +111,9 @@ class Workspace:
         """Reconcile an interrupted run's journal, then clear it. Takes the lock unless the
         caller already holds it."""
         journal = self.backend.journal(self.name)
+        damage = [journal.damage_report()] if journal.damage_report() else []
         if not journal.pending():
-            return []
+            return damage
         guard = contextlib.nullcontext() if locked else self.backend.lock(self.name, command)
         with guard:
             state = self.state_or_new()
@@ -126,7 +127,7 @@ class Workspace:
             )
             self.backend.save_state(next_serial(state))
             journal.clear()
-        return messages
+        return damage + messages
 
     async def make_changeset(
         self,

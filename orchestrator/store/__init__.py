@@ -3,7 +3,6 @@
 from orchestrator.store.audit import AuditLog, VerifyResult, mask_key, verify
 from orchestrator.store.backend import StateBackend
 from orchestrator.store.errors import (
-    CorruptJournalError,
     CorruptStateError,
     LineageMismatch,
     LockHeld,
@@ -14,17 +13,17 @@ from orchestrator.store.errors import (
     StoreError,
 )
 from orchestrator.store.files import LocalFileBackend, new_state, next_serial
-from orchestrator.store.journal import Journal, JournalEntry
+from orchestrator.store.journal import Journal, JournalEntry, JournalReading
 from orchestrator.store.lock import LockInfo, PlanLock
 from orchestrator.store.state import AuditHead, KeyRecord, RetiredKey, State, SubaccountRecord
 
 __all__ = [
     "AuditHead",
     "AuditLog",
-    "CorruptJournalError",
     "CorruptStateError",
     "Journal",
     "JournalEntry",
+    "JournalReading",
     "KeyRecord",
     "LineageMismatch",
     "LocalFileBackend",

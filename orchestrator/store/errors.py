@@ -41,9 +41,5 @@ class LockNotHeld(StoreError):
     """Releasing a lock this process does not hold."""
 
 
-class CorruptJournalError(StoreError):
-    """A journal line other than a torn last line cannot be parsed."""
-
-
 class SecretInRecordError(StoreError, TypeError):
     """A value bound for the journal or audit log is a secret or not plain data."""

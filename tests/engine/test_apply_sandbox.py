@@ -181,3 +181,31 @@ def test_wrong_state_values_end_in_a_message_not_a_traceback(project: Path, fiel
     for command in (["plan"], ["apply", "--auto-approve"], ["state", "list"]):
         refused = cli(*command, code=1)
         assert "example.state.json" in refused.output and field in refused.output
+
+
+def test_damaged_journal_line_stops_nothing_and_is_kept_aside(project: Path):
+    cli("apply", "--auto-approve")
+    journal = project / "state" / "example.journal.jsonl"
+    intent = {"kind": "intent", "op": "x1", "ts": "2024-01-01T00:00:00+00:00"}
+    intent["action"] = {"op": "update_ips", "address": "quant/Koinly-Tax"}
+    journal.write_text(json.dumps(intent) + "\ngarbage\n" + '{"kind":"outc')
+    rebuilt = cli("state", "rebuild")
+    assert "State already matches" in rebuilt.output and "line 2" not in rebuilt.output
+    assert journal.exists()
+    planned = cli("plan")
+    assert "line 2" in planned.output and "garbage" not in planned.output
+    assert "No changes" in planned.output
+    assert not journal.exists()
+    kept = list((project / "state").glob("example.journal.jsonl.damaged-*"))
+    assert len(kept) == 1 and "garbage" in kept[0].read_text()
+    cli("apply", "--auto-approve")
+    assert "line 2" not in cli("plan").output
+
+
+def test_torn_last_journal_line_is_ignored_by_plan(project: Path):
+    cli("apply", "--auto-approve")
+    journal = project / "state" / "example.journal.jsonl"
+    journal.write_text('{"op":"x2","ts":"2024-01-01T00:00:00+00:00"}')
+    assert "No changes" in cli("plan").output
+    cli("apply", "--auto-approve")
+    assert "No changes" in cli("plan").output

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 from pydantic import SecretStr
 
-from orchestrator.store import CorruptJournalError, LocalFileBackend, SecretInRecordError
+from orchestrator.store import LocalFileBackend, SecretInRecordError
 
 CANARY = "CANARY-S3CRET-9f8e7d"
 
@@ -61,13 +61,50 @@ def test_torn_last_line_is_ignored_and_repaired(journal):
     assert all(json.loads(line) for line in journal.path.read_text().splitlines())
 
 
-def test_garbage_in_the_middle_is_corruption(journal):
+def test_damaged_line_in_the_middle_is_skipped_reported_and_kept_aside(journal):
     journal.intent("op1", {"op": "create"})
     with open(journal.path, "ab") as handle:
-        handle.write(b"garbage\n")
+        handle.write(b"garbage " + CANARY.encode() + b"\n")
     journal.intent("op2", {"op": "create"})
-    with pytest.raises(CorruptJournalError, match="line 2"):
-        journal.pending()
+    journal.outcome("op1", {"ok": 1})
+    assert [e.op_id for e in journal.pending()] == ["op2"]
+    assert journal.damaged_lines() == [2]
+    report = journal.damage_report()
+    assert "line 2" in report and CANARY not in report
+    kept = journal.clear()
+    assert kept is not None and kept.name.startswith(journal.path.name + ".damaged-")
+    assert CANARY in kept.read_text() and not journal.path.exists()
+    assert journal.pending() == [] and journal.damage_report() is None
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"kind":"intent","op":"x","ts":"t","action":"not a dict"}',
+        b'{"kind":"launch","op":"x","ts":"t"}',
+        b'{"op":"x","ts":"t"}',
+        b"[1, 2]",
+        b"\x00\x00\x00",
+    ],
+)
+def test_a_line_of_the_wrong_shape_is_damage_not_a_crash(journal, line):
+    journal.intent("op1", {"op": "create"})
+    with open(journal.path, "ab") as handle:
+        handle.write(line + b"\n")
+    journal.intent("op2", {"op": "create"})
+    assert [e.op_id for e in journal.pending()] == ["op1", "op2"]
+    assert journal.damaged_lines() == [2]
+
+
+def test_torn_last_line_that_parses_as_json_is_still_torn(journal):
+    journal.intent("op1", {"op": "create"})
+    with open(journal.path, "ab") as handle:
+        handle.write(b'{"op":"op2"}')
+    assert [e.op_id for e in journal.pending()] == ["op1"]
+    assert journal.damaged_lines() == []
+    journal.outcome("op1", {"ok": 1})
+    assert journal.pending() == [] and journal.damaged_lines() == []
+    assert journal.clear() is None
 
 
 def test_clear_forgets_everything(journal):
