@@ -38,12 +38,12 @@ def plan(
     options = global_options(ctx)
     configure_logging(options)
     with user_errors():
-        changeset, calls, recovered = asyncio.run(
+        changeset, calls, notes = asyncio.run(
             _plan(options.plan_file(plan_file), options.wiring, target, refresh, not json_output)
         )
         if out:
             _write_changeset(out, changeset)
-    _show_plan(changeset, calls, recovered, json_output, options)
+    _show_plan(changeset, calls, notes, json_output, options)
     if out and not json_output:
         typer.echo(f"Saved the changeset to {out}; run `orchestrator apply {out}` to apply it.")
     if changeset.blocking:
@@ -75,7 +75,7 @@ def _write_changeset(path: Path, changeset) -> None:
         raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def _show_plan(changeset, calls, recovered, json_output: bool, options: GlobalOptions) -> None:
+def _show_plan(changeset, calls, notes, json_output: bool, options: GlobalOptions) -> None:
     import json
     import sys
 
@@ -83,12 +83,12 @@ def _show_plan(changeset, calls, recovered, json_output: bool, options: GlobalOp
 
     if json_output:
         data = plan_json(changeset, calls)
-        data["recovered"] = recovered
+        data["interrupted"] = notes
         typer.echo(json.dumps(data, indent=2))
         return
     out = console()
-    for message in recovered:
-        out.print(f"[yellow]recovered:[/yellow] {message}")
+    for message in notes:
+        out.print(f"[yellow]note:[/yellow] {message}")
     color = sys.stdout.isatty()
     for line in plan_lines(changeset, color=color):
         out.print(line) if color else typer.echo(line)

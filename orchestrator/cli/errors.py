@@ -51,14 +51,25 @@ def project_errors() -> ErrorTable:
     """The failures of commands that work on a project and its exchange."""
     from orchestrator.config import PlanError
     from orchestrator.engine.operations import Refused
-    from orchestrator.engine.workspace import StaleChangeset
+    from orchestrator.engine.workspace import StaleChangeset, StateOwnedElsewhere
     from orchestrator.exchange.errors import ExchangeError
     from orchestrator.sinks.errors import SinkError
     from orchestrator.store.errors import StoreError
 
     return (
         ((PlanError,), _plan_problems),
-        ((UserError, Refused, StaleChangeset, ExchangeError, StoreError, SinkError), _error),
+        (
+            (
+                UserError,
+                Refused,
+                StaleChangeset,
+                StateOwnedElsewhere,
+                ExchangeError,
+                StoreError,
+                SinkError,
+            ),
+            _error,
+        ),
         ((OSError,), _unusable_path),
         ((KeyboardInterrupt,), _interrupted),
     )

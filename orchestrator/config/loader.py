@@ -22,8 +22,10 @@ from orchestrator.config.problems import PlanError, Problem, sort_problems
 from orchestrator.config.profiles import PROFILES, permissions_of
 from orchestrator.config.schema_errors import schema_problems
 from orchestrator.config.secrets_scan import SECRET_HINT, SecretScan, scan_secrets, scrub
+from orchestrator.config.siblings import shared_subaccounts
 from orchestrator.config.source import Source, YamlSyntaxError, read_yaml
 from orchestrator.domain.model import Desired, DesiredKey, DesiredSubaccount
+from orchestrator.domain.naming import project_id_from
 
 DEFAULT_GRACE = timedelta(hours=1)
 DEFAULT_SINK = "file:secrets/"
@@ -41,7 +43,7 @@ class ExchangeSettings:
 @dataclass(frozen=True)
 class LoadedPlan:
     path: Path
-    name: str  # the file stem; names state/<name>.state.json
+    name: str  # the project id: owns the plan's keys and names state/<name>.state.json
     desired: Desired
     exchange: ExchangeSettings
     warnings: tuple[Problem, ...]
@@ -59,13 +61,16 @@ def load_plan(path: Path) -> LoadedPlan:
     raw = _read_bytes(path, shown)
     source = _parse(raw, shown)
     model, problems = _check(source, shown)
+    if model is not None:
+        problems = sort_problems(problems + shared_subaccounts(model, path, source, shown))
     errors = [p for p in problems if p.is_error]
     if errors or model is None:
         raise PlanError(problems)
+    project = model.project or project_id_from(path.stem)
     return LoadedPlan(
         path=path,
-        name=path.stem,
-        desired=build_desired(model, path.stem),
+        name=project,
+        desired=build_desired(model, path.stem, project),
         exchange=_exchange(model),
         warnings=tuple(problems),
         source_hash=hashlib.sha256(raw).hexdigest(),
@@ -265,22 +270,29 @@ def _kind(value: Any) -> str:
 # ---- building the desired state
 
 
-def build_desired(model: PlanModel, plan_name: str) -> Desired:
-    subaccounts = tuple(_desired_subaccount(sub, model.defaults) for sub in model.subaccounts)
-    return Desired(plan_name=plan_name, subaccounts=subaccounts)
+def build_desired(model: PlanModel, plan_name: str, project: str | None = None) -> Desired:
+    subaccounts = tuple(
+        _desired_subaccount(sub, model.defaults, project) for sub in model.subaccounts
+    )
+    return Desired(plan_name=plan_name, subaccounts=subaccounts, project=project)
 
 
-def _desired_subaccount(sub: SubaccountModel, defaults: DefaultsModel) -> DesiredSubaccount:
+def _desired_subaccount(
+    sub: SubaccountModel, defaults: DefaultsModel, project: str | None
+) -> DesiredSubaccount:
     return DesiredSubaccount(
         name=sub.name,
         email=sub.email,
         virtual=sub.virtual,
         prune=sub.prune,
-        keys=tuple(_desired_key(sub.name, key, defaults) for key in sub.keys),
+        keys=tuple(_desired_key(sub.name, key, defaults, project) for key in sub.keys),
+        moved=tuple((m.from_label, m.to_label) for m in sub.moved),
     )
 
 
-def _desired_key(subaccount: str, key: KeyModel, defaults: DefaultsModel) -> DesiredKey:
+def _desired_key(
+    subaccount: str, key: KeyModel, defaults: DefaultsModel, project: str | None
+) -> DesiredKey:
     def pick(field: str) -> Any:
         own = getattr(key, field)
         return own if own is not None else getattr(defaults, field)
@@ -300,6 +312,7 @@ def _desired_key(subaccount: str, key: KeyModel, defaults: DefaultsModel) -> Des
         grace=DEFAULT_GRACE if grace is None else grace,
         sink=pick("secrets") or DEFAULT_SINK,
         verify=bool(pick("verify")),
+        owner=project,
     )
 
 

@@ -34,7 +34,7 @@ from orchestrator.config.profiles import (
     valid_permissions,
     valid_profiles,
 )
-from orchestrator.domain.naming import LABEL_PATTERN, MAX_LABEL
+from orchestrator.domain.naming import LABEL_PATTERN, MAX_LABEL, PROJECT_PATTERN
 
 DEFAULT_BINANCE_ENDPOINT = "https://api.binance.com"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -82,7 +82,7 @@ def _label(label: str) -> str:
         raise fail(
             f"label is {len(label)} characters, longer than {MAX_LABEL}",
             f"shorten it to at most {MAX_LABEL} characters so that "
-            "`orc-<label>-g<generation>` fits Binance's 64-character apiName",
+            "`orc-<project>.<label>-g<generation>` fits Binance's 64-character apiName",
         )
     if not LABEL_PATTERN.match(label):
         raise fail(
@@ -90,6 +90,15 @@ def _label(label: str) -> str:
             "use letters, digits, '-' and '_' only, starting with a letter or digit",
         )
     return label
+
+
+def _project(project: str) -> str:
+    if not PROJECT_PATTERN.match(project):
+        raise fail(
+            f"project id {project!r} is not 1 to 12 lowercase letters and digits",
+            "e.g. project: quant1 (it is written into every key's apiName, so keep it short)",
+        )
+    return project
 
 
 def _name(name: str) -> str:
@@ -252,12 +261,22 @@ class KeyModel(KeySettings):
     reason: StrictStr | None = None
 
 
+class MovedModel(_Strict):
+    """A label renamed in the plan: the key made under `from` is kept as `to`'s key."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_label: Label = Field(alias="from")
+    to_label: Label = Field(alias="to")
+
+
 class SubaccountModel(_Strict):
     name: Annotated[StrictStr, AfterValidator(_name)]
     email: Annotated[StrictStr, AfterValidator(_email)] | None = None
     virtual: Annotated[StrictStr, AfterValidator(_virtual)] | None = None
     prune: StrictBool = False
     keys: list[KeyModel] = Field(default_factory=list)
+    moved: list[MovedModel] = Field(default_factory=list)
 
 
 class PlanModel(_Strict):
@@ -266,6 +285,7 @@ class PlanModel(_Strict):
     model_config = ConfigDict(extra="forbid", title="orchestrator plan")
 
     version: int
+    project: Annotated[StrictStr, AfterValidator(_project)] | None = None
     exchange: ExchangeModel = Field(default_factory=ExchangeModel)
     defaults: DefaultsModel = Field(default_factory=DefaultsModel)
     subaccounts: list[SubaccountModel] = Field(default_factory=list)

@@ -28,6 +28,7 @@ class DesiredKey:
     grace: timedelta = timedelta(hours=1)
     sink: str = "file:secrets/"
     verify: bool = False
+    owner: str | None = None  # the project id its apiName carries; None: a legacy name
 
     @property
     def address(self) -> str:
@@ -43,12 +44,14 @@ class DesiredSubaccount:
     virtual: str | None = None
     prune: bool = False
     keys: tuple[DesiredKey, ...] = ()
+    moved: tuple[tuple[str, str], ...] = ()  # (old label, new label): the key is kept
 
 
 @dataclass(frozen=True)
 class Desired:
     plan_name: str
     subaccounts: tuple[DesiredSubaccount, ...]
+    project: str | None = None  # the id that owns the plan's keys and names its state
 
     def keys(self) -> list[DesiredKey]:
         return [k for s in self.subaccounts for k in s.keys]
@@ -78,11 +81,25 @@ class LiveKey:
 
 
 @dataclass(frozen=True)
+class SinkHolding:
+    """The material one key's sink holds, by api key: which one bots read (`current`), and
+    the generation of every one it keeps (current included)."""
+
+    current: str | None = None
+    generations: dict[str, int] = field(default_factory=dict)
+
+    def holds(self, api_key: str) -> bool:
+        return api_key in self.generations
+
+
+@dataclass(frozen=True)
 class Live:
-    """The live account: every sub-account listed, and the keys of those the plan names."""
+    """The live account: every sub-account listed, and the keys of those the plan names;
+    with what each planned key's sink holds, by address, where the sinks were read."""
 
     subaccounts: tuple[SubAccount, ...]
     keys: dict[str, tuple[LiveKey, ...]] = field(default_factory=dict)  # by sub-account email
+    material: dict[str, SinkHolding] = field(default_factory=dict)  # by `sub/label`
 
     def fingerprint(self) -> str:
         """A hash of everything the diff reads, to refuse a saved changeset when live moved."""
@@ -100,6 +117,10 @@ class Live:
                     for k in keys
                 )
                 for email, keys in sorted(self.keys.items())
+            },
+            "material": {
+                address: [holding.current, sorted(holding.generations.items())]
+                for address, holding in sorted(self.material.items())
             },
         }
         return hashlib.sha256(json.dumps(canon, sort_keys=True).encode()).hexdigest()

@@ -1,7 +1,10 @@
-"""Adopting live keys into state: `import` and `state rebuild`.
+"""Adopting live keys into state: `import` and `state rebuild` (`import --all`).
 
-State is a cache of what the orchestrator made; the apiName (`orc-<label>-g<N>`) carries
-enough to rebuild it when it is lost, and `import` binds a key made elsewhere to a label.
+State is a cache of what the orchestrator made; the apiName (`orc-<project>.<label>-g<N>`)
+and the sinks carry enough to rebuild it when it is lost, and `import` binds a key made
+elsewhere to a label. Both decide with the diff's own rules, so the state they write is the
+one the next apply would converge to: the key bots read is current, other live generations
+whose material is kept are in grace (restarting now where state had no deadline).
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ from datetime import UTC, datetime
 
 from orchestrator.domain.model import Desired, DesiredKey, Live, LiveKey
 from orchestrator.engine import transitions
-from orchestrator.engine.diff import current_keys, resolve_email
+from orchestrator.engine.changeset import Reconcile
+from orchestrator.engine.diff import EXTERNAL_SINK, current_keys, diff, resolve_email
+from orchestrator.engine.reconcile import recorded
 from orchestrator.store.state import State, SubaccountRecord
 
 
@@ -18,30 +23,36 @@ class AdoptError(Exception):
     """The key to import cannot be bound as asked."""
 
 
-def rebuild(desired: Desired, live: Live, state: State) -> tuple[State, list[str]]:
-    """State with a record for every planned key whose apiName is live (all of them when
-    state is lost); records of keys no longer live are dropped."""
-    state = state.model_copy(deep=True)
-    bound = current_keys(desired, live, None)
+def rebuild(desired: Desired, live: Live, state: State, now: datetime) -> tuple[State, list[str]]:
+    """State with a record for every planned key that has a live current key, grace periods
+    for the other live generations, and no record of keys that are gone."""
+    state = _record_subaccounts(desired, live, state.model_copy(deep=True))
+    bound = current_keys(desired, live, state)
     messages = []
     for key in desired.keys():
         current = bound.get(key.address)
         record = state.keys.get(key.address)
         if current is None:
             if record is not None:
-                del state.keys[key.address]
+                state = transitions.record_restored(state, key.address, None)
                 messages.append(f"{key.address}: dropped, its key is not live")
             continue
         if record is None or record.api_key != current.api_key:
             state = _adopt(state, key, current)
             messages.append(f"{key.address}: recorded {current.api_name}")
-    _record_subaccounts(desired, live, state)
+    for action in diff(desired, live, state, now).actions:
+        if isinstance(action, Reconcile):
+            state = recorded(state, action, now)
+            messages += _grace_messages(action)
     return state, messages
 
 
 def import_key(
     desired: Desired, live: Live, state: State, *, subaccount: str, api_key: str, label: str
 ) -> State:
+    """Bind a live key made elsewhere to a planned label. Its material stays where it is
+    (the tool never saw its secret): the record says so, and the key counts as the label's
+    current key until a rotation replaces it."""
     key = _planned(desired, subaccount, label)
     sub = next(s for s in desired.subaccounts if s.name == subaccount)
     email = resolve_email(sub, live, state)
@@ -51,9 +62,8 @@ def import_key(
     owner = next((a for a, r in state.keys.items() if r.api_key == api_key), None)
     if owner and owner != key.address:
         raise AdoptError(f"that key is already managed as {owner}")
-    state = _adopt(state.model_copy(deep=True), key, found)
-    _record_subaccounts(desired, live, state)
-    return state
+    state = _record_subaccounts(desired, live, state.model_copy(deep=True))
+    return _adopt(state, key, found, sink=EXTERNAL_SINK)
 
 
 def _planned(desired: Desired, subaccount: str, label: str) -> DesiredKey:
@@ -66,7 +76,7 @@ def _planned(desired: Desired, subaccount: str, label: str) -> DesiredKey:
     )
 
 
-def _adopt(state: State, key: DesiredKey, live: LiveKey) -> State:
+def _adopt(state: State, key: DesiredKey, live: LiveKey, *, sink: str | None = None) -> State:
     created = (
         datetime.fromtimestamp(live.created_ms / 1000, tz=UTC)
         if live.created_ms
@@ -77,16 +87,22 @@ def _adopt(state: State, key: DesiredKey, live: LiveKey) -> State:
         address=key.address,
         label=key.label,
         key_type=key.key_type,
-        sink=key.sink,
+        sink=sink or key.sink,
         live=live,
         created_at=created,
     )
 
 
-def _record_subaccounts(desired: Desired, live: Live, state: State) -> None:
+def _grace_messages(action: Reconcile) -> list[str]:
+    return [f"{action.address}: {name} kept in grace" for _, name in action.retire]
+
+
+def _record_subaccounts(desired: Desired, live: Live, state: State) -> State:
+    subaccounts = dict(state.subaccounts)
     for sub in desired.subaccounts:
         email = resolve_email(sub, live, state)
-        if email and sub.name not in state.subaccounts:
-            state.subaccounts[sub.name] = SubaccountRecord(
+        if email and sub.name not in subaccounts:
+            subaccounts[sub.name] = SubaccountRecord(
                 name=sub.name, email=email, virtual=bool(sub.virtual)
             )
+    return state.model_copy(update={"subaccounts": subaccounts})

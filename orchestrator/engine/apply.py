@@ -19,6 +19,7 @@ from orchestrator.engine.changeset import (
     CreateKey,
     CreateSubaccount,
     DeleteKey,
+    Reconcile,
     Rotate,
     UpdateIps,
     UpdatePermissions,
@@ -28,6 +29,7 @@ from orchestrator.engine.diff import VIRTUAL_EMAIL_MARKER, phase
 from orchestrator.engine.keymaking import KeyMaker
 from orchestrator.engine.ledger import ActionFailed, ActionResult, Ledger, safe
 from orchestrator.engine.material import SinkIO, SinkOpener
+from orchestrator.engine.reconcile import Reconciliation
 from orchestrator.engine.updates import Updater
 from orchestrator.exchange.errors import AmbiguousOutcome, ExchangeError
 from orchestrator.exchange.interface import Exchange
@@ -57,6 +59,7 @@ class Applier:
         self.deleter = Deleter(exchange, self.ledger, open_sink)
         self.keys = KeyMaker(exchange, self.ledger, SinkIO(open_sink), self.deleter, clock)
         self.updater = Updater(exchange, self.ledger, clock)
+        self.reconciliation = Reconciliation(self.ledger, open_sink, clock)
         self.on_result = on_result
         self.results: list[ActionResult] = []
 
@@ -96,6 +99,8 @@ class Applier:
                 return await self.updater.update_ips(action)
             case DeleteKey():
                 return await self.deleter.delete_key(action)
+            case Reconcile():
+                return await self.reconciliation.reconcile(action)
 
     async def _create_subaccount(self, action: CreateSubaccount) -> str:
         op = self.ledger.intent("create_subaccount", action)

@@ -15,6 +15,8 @@ from orchestrator.domain.model import KeyType
 from orchestrator.domain.permissions import Permission, Permissions
 
 CHANGESET_FORMAT_VERSION = 2
+#: findings that make a plan impossible to apply.
+BLOCKING_FINDINGS = ("missing_subaccount", "shared_subaccount")
 
 
 class ActionKind(str, Enum):
@@ -24,6 +26,7 @@ class ActionKind(str, Enum):
     UPDATE_IPS = "update_ips"
     ROTATE = "rotate"
     DELETE_KEY = "delete"
+    RECONCILE = "reconcile"
 
 
 class Severity(str, Enum):
@@ -94,6 +97,8 @@ class CreateKey(_Change):
     key_type: KeyType
     sink: str
     verify: bool = False
+    retire: tuple[tuple[str, str], ...] = ()  # live generations (api key, apiName) to keep
+    grace_s: float = 0.0  # for `grace_s` from now, then delete
     reason: str = ""
     security: bool = False
 
@@ -176,11 +181,47 @@ class DeleteKey(_Change):
     security: bool = False
 
 
-Action = CreateSubaccount | CreateKey | UpdatePermissions | UpdateIps | Rotate | DeleteKey
-KeyAction = CreateKey | UpdatePermissions | UpdateIps | Rotate | DeleteKey
+@dataclass(frozen=True)
+class Reconcile(_Change):
+    """Bring state and sinks in line with the evidence for one label, with no call to the
+    exchange: record the key bots read as current (`adopt_*`), start the grace period of
+    other live generations whose material is kept (`retire`: api key and apiName), forget
+    recorded generations that are gone (`forget`), destroy the material of keys that are not
+    live (`destroy`)."""
+
+    kind: ClassVar[ActionKind] = ActionKind.RECONCILE
+    subaccount: str
+    label: str
+    email: str
+    key_type: KeyType
+    sink: str
+    grace_s: float
+    adopt_api_key: str | None = None
+    adopt_api_name: str = ""
+    adopt_permissions: Permissions = frozenset()
+    adopt_ips: tuple[str, ...] | None = None  # None: the key accepts any IP
+    adopt_created_ms: int = 0
+    retire: tuple[tuple[str, str], ...] = ()
+    forget: tuple[str, ...] = ()
+    destroy: tuple[str, ...] = ()
+    reason: str = ""
+    security: bool = False
+
+
+Action = (
+    CreateSubaccount | CreateKey | UpdatePermissions | UpdateIps | Rotate | DeleteKey | Reconcile
+)
 _BY_KIND: dict[str, type[Action]] = {
     cls.kind.value: cls
-    for cls in (CreateSubaccount, CreateKey, UpdatePermissions, UpdateIps, Rotate, DeleteKey)
+    for cls in (
+        CreateSubaccount,
+        CreateKey,
+        UpdatePermissions,
+        UpdateIps,
+        Rotate,
+        DeleteKey,
+        Reconcile,
+    )
 }
 
 
@@ -195,12 +236,16 @@ def action_from_dict(data: dict[str, Any]) -> Action:
     unknown = set(values) - set(known)
     if unknown:
         raise ValueError(f"unknown fields {sorted(unknown)} for a {kind} change")
-    for name in ("permissions", "previous_permissions"):
+    for name in ("permissions", "previous_permissions", "adopt_permissions"):
         if name in values:
             values[name] = frozenset(Permission(p) for p in values[name])
-    for name in ("ips", "ips_add", "ips_remove"):
+    for name in ("ips", "ips_add", "ips_remove", "forget", "destroy"):
         if name in values:
             values[name] = tuple(values[name])
+    if values.get("adopt_ips") is not None:
+        values["adopt_ips"] = tuple(values["adopt_ips"])
+    if "retire" in values:
+        values["retire"] = tuple((str(key), str(name)) for key, name in values["retire"])
     return cls(**values)
 
 
@@ -244,7 +289,7 @@ class Changeset:
     @property
     def blocking(self) -> tuple[Finding, ...]:
         """Findings that make the plan impossible to apply (e.g. a sub-account not found)."""
-        return tuple(f for f in self.findings if f.kind == "missing_subaccount")
+        return tuple(f for f in self.findings if f.kind in BLOCKING_FINDINGS)
 
     def counts(self) -> dict[str, int]:
         tally = {"create": 0, "update": 0, "rotate": 0, "delete": 0}
@@ -310,4 +355,5 @@ _COUNT_BUCKET = {
     ActionKind.UPDATE_IPS: "update",
     ActionKind.ROTATE: "rotate",
     ActionKind.DELETE_KEY: "delete",
+    ActionKind.RECONCILE: "update",
 }

@@ -12,8 +12,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
-from orchestrator.domain.model import Desired, DesiredKey, DesiredSubaccount, Live, LiveKey
-from orchestrator.domain.naming import api_name, parse_api_name
+from orchestrator.domain.model import (
+    Desired,
+    DesiredKey,
+    DesiredSubaccount,
+    Live,
+    LiveKey,
+    SinkHolding,
+)
+from orchestrator.domain.naming import KeyName, api_name, parse_key_name
 from orchestrator.engine.changeset import (
     Action,
     Changeset,
@@ -21,6 +28,7 @@ from orchestrator.engine.changeset import (
     CreateSubaccount,
     DeleteKey,
     Finding,
+    Reconcile,
     Rotate,
     Severity,
     UpdateIps,
@@ -30,6 +38,8 @@ from orchestrator.exchange.models import Permission, Permissions
 from orchestrator.store.state import KeyRecord, State
 
 VIRTUAL_EMAIL_MARKER = "_virtual@"
+#: the sink a state record names for a key imported with its material kept elsewhere.
+EXTERNAL_SINK = "external:"
 
 
 def diff(
@@ -44,7 +54,7 @@ def diff(
     actions: list[Action] = []
     findings: list[Finding] = []
     for sub in desired.subaccounts:
-        sub_actions, sub_findings = _diff_subaccount(sub, live, prior, now)
+        sub_actions, sub_findings = _diff_subaccount(sub, live, prior, now, desired.project)
         actions.extend(sub_actions)
         findings.extend(sub_findings)
     if targets:
@@ -76,7 +86,7 @@ def resolve_email(sub: DesiredSubaccount, live: Live, prior: State | None) -> st
 
 
 def _diff_subaccount(
-    sub: DesiredSubaccount, live: Live, prior: State | None, now: datetime
+    sub: DesiredSubaccount, live: Live, prior: State | None, now: datetime, project: str | None
 ) -> tuple[list[Action], list[Finding]]:
     email = resolve_email(sub, live, prior)
     if email is None:
@@ -85,15 +95,19 @@ def _diff_subaccount(
     records = _records_of(prior, sub.name)
     actions: list[Action] = []
     claimed: set[str] = set()
+    findings: list[Finding] = []
     for key in sub.keys:
         elsewhere = _recorded_keys(records, key.label)
         others = [k for k in live_keys if k.api_key not in elsewhere]
-        key_actions, key_claimed = _diff_key(key, email, tuple(others), records.get(key.label), now)
+        key_actions, key_findings, key_claimed = _diff_key(
+            key, email, tuple(others), records.get(key.label), now, live.material.get(key.address)
+        )
         actions.extend(key_actions)
+        findings.extend(key_findings)
         claimed |= key_claimed
     leftovers = [k for k in live_keys if k.api_key not in claimed]
-    prune_actions, findings = _leftovers(sub, email, leftovers, records)
-    return actions + prune_actions, findings
+    prune_actions, leftover_findings = _leftovers(sub, email, leftovers, records, project)
+    return actions + prune_actions, findings + leftover_findings
 
 
 def _missing_subaccount(sub: DesiredSubaccount) -> tuple[list[Action], list[Finding]]:
@@ -140,11 +154,10 @@ class _Generations:
 
 
 def _generations(key: DesiredKey, live_keys: Iterable[LiveKey], record: KeyRecord | None):
+    """The label's generations as state and apiNames tell them (no sink evidence)."""
     by_api_key = {k.api_key: k for k in live_keys}
     retired_after = {p.api_key: p.delete_after for p in record.previous} if record else {}
-    named = sorted(
-        (k for k in by_api_key.values() if _label_of(k) == key.label), key=_generation_order
-    )
+    named = _named(key, by_api_key.values())
     current = by_api_key.get(record.api_key) if record else None
     if current is None:
         candidates = [k for k in named if k.api_key not in retired_after]
@@ -154,10 +167,22 @@ def _generations(key: DesiredKey, live_keys: Iterable[LiveKey], record: KeyRecor
     )
     retired_keys = {k.api_key for k, _ in retired}
     stale = tuple(k for k in named if k is not current and k.api_key not in retired_keys)
-    generations = [_generation_of(k) for k in named]
+    return _Generations(current, stale, retired, _highest(named, record))
+
+
+def _named(key: DesiredKey, live_keys: Iterable[LiveKey]) -> list[LiveKey]:
+    """Live keys whose apiName names this label of this project (or no project: a key named
+    before projects had ids), oldest generation first."""
+    return sorted(
+        (k for k in live_keys if _names_label(k, key.label, key.owner)), key=_generation_order
+    )
+
+
+def _highest(named: Iterable[LiveKey], record: KeyRecord | None, *more: int) -> int:
+    generations = [_generation_of(k) for k in named] + list(more)
     if record:
         generations += [record.generation] + [p.generation for p in record.previous]
-    return _Generations(current, stale, retired, max(generations, default=0))
+    return max(generations, default=0)
 
 
 def _diff_key(
@@ -166,45 +191,199 @@ def _diff_key(
     live_keys: tuple[LiveKey, ...],
     record: KeyRecord | None,
     now: datetime,
-) -> tuple[list[Action], set[str]]:
+    holding: SinkHolding | None = None,
+) -> tuple[list[Action], list[Finding], set[str]]:
+    if holding is not None:
+        return _decide(key, email, live_keys, record, holding, now)
     gens = _generations(key, live_keys, record)
-    actions: list[Action] = []
-    current = gens.current
-    if current is None:
-        actions.append(_create(key, email, gens.highest + 1))
-    else:
-        recorded = record if record and record.api_key == current.api_key else None
-        actions += _permission_update(key, email, current, recorded)
-        actions += _ip_update(key, email, current, recorded)
-        rotation = _rotation(key, email, current, recorded, gens.highest + 1, now)
-        if rotation:
-            actions.append(rotation)
+    actions = _current_changes(key, email, gens.current, record, gens.highest, now)
     for stale in gens.stale:
         reason = f"superseded generation g{_generation_of(stale)} of {key.label}"
         actions.append(_delete(key.subaccount, email, stale, reason, key.label))
     for retired, delete_after in gens.retired:
         if delete_after <= now:
-            reason = f"rotated out, grace ended {_ago(now - delete_after)} ago"
-            actions.append(_delete(key.subaccount, email, retired, reason, key.label))
+            actions.append(_grace_ended(key, email, retired, delete_after, now))
     claimed = {k.api_key for k in gens.stale} | {k.api_key for k, _ in gens.retired}
-    if current is not None:
-        claimed.add(current.api_key)
-    return actions, claimed
+    if gens.current is not None:
+        claimed.add(gens.current.api_key)
+    return actions, [], claimed
 
 
-def _create(key: DesiredKey, email: str | None, generation: int) -> CreateKey:
+def _current_changes(
+    key: DesiredKey,
+    email: str,
+    current: LiveKey | None,
+    record: KeyRecord | None,
+    highest: int,
+    now: datetime,
+) -> list[Action]:
+    """Make the label's current key (none live: create one), or bring it to the plan."""
+    if current is None:
+        return [_create(key, email, highest + 1)]
+    recorded = record if record and record.api_key == current.api_key else None
+    actions: list[Action] = []
+    actions += _permission_update(key, email, current, recorded)
+    actions += _ip_update(key, email, current, recorded)
+    rotation = _rotation(key, email, current, recorded, highest + 1, now)
+    if rotation:
+        actions.append(rotation)
+    return actions
+
+
+def _decide(
+    key: DesiredKey,
+    email: str,
+    live_keys: tuple[LiveKey, ...],
+    record: KeyRecord | None,
+    holding: SinkHolding,
+    now: datetime,
+) -> tuple[list[Action], list[Finding], set[str]]:
+    """The label's generations decided from evidence: the live account, what its sink holds,
+    and state, which may only make a delete later, never earlier.
+
+    - current: the live key whose material the sink hands to bots. If that slot holds no
+      live key, a new generation is made (and stored, and made current) first.
+    - every other live generation whose material the sink keeps is in grace: until the
+      deadline state recorded, or, where state has none, for `grace` from now; then deleted.
+    - a live generation with no material in the sink is kept and reported: its material may
+      be where this checkout cannot see, so only a person decides to delete it.
+    - material of keys that are not live is destroyed; state forgets generations that are gone.
+    """
+    alive = {k.api_key: k for k in live_keys}
+    mine = _mine(key, live_keys, record)
+    current = _bot_facing(alive, holding, record)
+    if current is not None and current not in mine:
+        mine.append(current)
+    highest = _highest(mine, record, *holding.generations.values())
+    actions: list[Action] = []
+    findings: list[Finding] = []
+    retire: list[tuple[str, str]] = []
+    deadlines = {p.api_key: p.delete_after for p in record.previous} if record else {}
+    for other in mine:
+        if other is current:
+            continue
+        if not holding.holds(other.api_key):
+            findings.append(_unbacked(key, other))
+        elif other.api_key not in deadlines:
+            retire.append((other.api_key, other.api_name))
+        elif deadlines[other.api_key] <= now and current is not None:
+            actions.append(_grace_ended(key, email, other, deadlines[other.api_key], now))
+    if current is None:  # the new generation's record keeps these in grace
+        made = _create(key, email, highest + 1, tuple(retire))
+        retire = []
+        actions.insert(0, made)
+    else:
+        actions[:0] = _current_changes(key, email, current, record, highest, now)
+    reconcile = _reconcile(key, email, record, current, holding, alive, retire)
+    return ([reconcile] if reconcile else []) + actions, findings, {k.api_key for k in mine}
+
+
+def _bot_facing(
+    alive: dict[str, LiveKey], holding: SinkHolding, record: KeyRecord | None
+) -> LiveKey | None:
+    """The live key bots read: the one in the sink's bot-facing slot, or an imported key whose
+    material was never in a sink of ours."""
+    if holding.current in alive:
+        return alive[holding.current]
+    if record is not None and record.sink == EXTERNAL_SINK:
+        return alive.get(record.api_key)
+    return None
+
+
+def _mine(key: DesiredKey, live_keys: Iterable[LiveKey], record: KeyRecord | None) -> list[LiveKey]:
+    """The label's live keys: named for it, or recorded for it in state (an imported key)."""
+    recorded = {record.api_key, *(p.api_key for p in record.previous)} if record else set()
+    named = _named(key, live_keys)
+    return named + [k for k in live_keys if k.api_key in recorded and k not in named]
+
+
+def _reconcile(
+    key: DesiredKey,
+    email: str,
+    record: KeyRecord | None,
+    current: LiveKey | None,
+    holding: SinkHolding,
+    alive: dict[str, LiveKey],
+    retire: list[tuple[str, str]],
+) -> Reconcile | None:
+    adopt = current if current and (record is None or record.api_key != current.api_key) else None
+    gone = [p for p in record.previous if p.api_key not in alive] if record else []
+    dead = sorted(api for api in holding.generations if api not in alive)
+    if adopt is None and not retire and not gone and not dead:
+        return None
+    reasons = []
+    if adopt is not None:
+        was = f" (state said {record.api_name})" if record else " (not in state)"
+        reasons.append(f"{adopt.api_name} is the key bots read{was}")
+    if retire:
+        names = ", ".join(name for _, name in retire)
+        reasons.append(f"{names} kept for grace {_ago(key.grace)}, then deleted")
+    if gone:
+        reasons.append(f"forget {', '.join(p.api_name for p in gone)} (no longer live)")
+    if dead:
+        gens = ", ".join(f"g{holding.generations[api]}" for api in dead)
+        reasons.append(f"destroy material of deleted key(s) {gens}")
+    return Reconcile(
+        subaccount=key.subaccount,
+        label=key.label,
+        email=email,
+        key_type=key.key_type,
+        sink=key.sink,
+        grace_s=key.grace.total_seconds(),
+        adopt_api_key=adopt.api_key if adopt else None,
+        adopt_api_name=adopt.api_name if adopt else "",
+        adopt_permissions=adopt.permissions if adopt else frozenset(),
+        adopt_ips=(adopt.ips if adopt.restricted else None) if adopt else None,
+        adopt_created_ms=adopt.created_ms if adopt else 0,
+        retire=tuple(retire),
+        forget=tuple(p.api_key for p in gone),
+        destroy=tuple(dead),
+        reason="; ".join(reasons),
+    )
+
+
+def _unbacked(key: DesiredKey, live_key: LiveKey) -> Finding:
+    return Finding(
+        kind="unbacked",
+        address=key.address,
+        message=(
+            f"{live_key.api_name} is live but {key.sink} holds none of its material; it is "
+            "kept, since its material may be kept elsewhere"
+        ),
+        severity=Severity.MEDIUM,
+        api_key=live_key.api_key,
+        fix="if nothing uses it, delete it in Binance's API management page",
+    )
+
+
+def _grace_ended(
+    key: DesiredKey, email: str, retired: LiveKey, delete_after: datetime, now: datetime
+) -> DeleteKey:
+    reason = f"rotated out, grace ended {_ago(now - delete_after)} ago"
+    return _delete(key.subaccount, email, retired, reason, key.label)
+
+
+def _create(
+    key: DesiredKey, email: str | None, generation: int, retire: tuple[tuple[str, str], ...] = ()
+) -> CreateKey:
+    reason = "not live"
+    if retire:
+        names = ", ".join(name for _, name in retire)
+        reason = f"no live key in the sink; {names} kept for grace {_ago(key.grace)}"
     return CreateKey(
         subaccount=key.subaccount,
         label=key.label,
         email=email,
-        api_name=api_name(key.label, generation),
+        api_name=api_name(key.label, generation, key.owner),
         generation=generation,
         permissions=key.permissions,
         ips=key.ips,
         key_type=key.key_type,
         sink=key.sink,
         verify=key.verify,
-        reason="not live",
+        retire=retire,
+        grace_s=key.grace.total_seconds() if retire else 0.0,
+        reason=reason,
     )
 
 
@@ -297,7 +476,7 @@ def _rotate_action(
         email=email,
         api_key=replaced.api_key,
         replaced_name=replaced.api_name,
-        api_name=api_name(key.label, generation),
+        api_name=api_name(key.label, generation, key.owner),
         generation=generation,
         permissions=key.permissions,
         ips=key.ips,
@@ -327,11 +506,22 @@ def _rotation(
 
 
 def _leftovers(
-    sub: DesiredSubaccount, email: str, leftovers: list[LiveKey], records: dict[str, KeyRecord]
+    sub: DesiredSubaccount,
+    email: str,
+    leftovers: list[LiveKey],
+    records: dict[str, KeyRecord],
+    project: str | None,
 ) -> tuple[list[Action], list[Finding]]:
+    """Live keys of the sub-account that no planned label claims. Only keys this project
+    owns, or keys no orchestrator project made, are pruned; another project's keys never."""
     actions: list[Action] = []
     findings: list[Finding] = []
+    others = _other_owners(leftovers, records, project)
+    if others:
+        findings.append(_shared_subaccount(sub, others, project))
     for key in sorted(leftovers, key=lambda k: (k.api_name, k.api_key)):
+        if key.api_key in others:
+            continue
         if sub.prune:
             actions.append(_delete(sub.name, email, key, "not in plan (prune)", None))
             continue
@@ -348,6 +538,43 @@ def _leftovers(
             )
         )
     return actions, findings
+
+
+def _other_owners(
+    leftovers: list[LiveKey], records: dict[str, KeyRecord], project: str | None
+) -> dict[str, str]:
+    """api key -> owner, for leftovers another orchestrator project made: its id is in the
+    apiName, or (a name from before projects had ids) this project's state does not know
+    the label."""
+    if project is None:
+        return {}
+    owned: dict[str, str] = {}
+    for key in leftovers:
+        parsed = _parsed(key.api_name)
+        if parsed is None or parsed.owner == project:
+            continue
+        if parsed.owner is not None:
+            owned[key.api_key] = parsed.owner
+        elif parsed.label not in records:
+            owned[key.api_key] = "an unnamed project"
+    return owned
+
+
+def _shared_subaccount(
+    sub: DesiredSubaccount, others: dict[str, str], project: str | None
+) -> Finding:
+    owners = sorted(set(others.values()))
+    return Finding(
+        kind="shared_subaccount",
+        address=sub.name,
+        message=(
+            f"keys of {', '.join(owners)} live in this sub-account; project {project} and "
+            f"{', '.join(owners)} both manage it, so nothing here is applied or pruned"
+        ),
+        severity=Severity.HIGH,
+        fix="manage each sub-account from one project: move these keys' labels into this plan "
+        "(and `orchestrator import` them), or take the sub-account out of one of the plans",
+    )
 
 
 def _delete(subaccount: str, email: str, key: LiveKey, reason: str, label: str | None) -> DeleteKey:
@@ -373,37 +600,48 @@ def _only_targets(actions: list[Action], targets: set[str]) -> list[Action]:
 
 
 def phase(action: Action) -> int:
-    """Sub-accounts first, then changes to existing keys, frees of unplanned keys, creates,
-    rotations, and deletes of our own superseded keys last."""
+    """Sub-accounts first; then state and sinks brought in line with the evidence; changes to
+    existing keys; deletes of keys nobody made with this tool (freeing slots); creates;
+    rotations; and last the deletes of our own keys, so that a key is replaced (made, its
+    material stored) before the key it replaces goes."""
     match action:
         case CreateSubaccount():
             return 0
-        case UpdatePermissions() | UpdateIps():
+        case Reconcile():
             return 1
-        case DeleteKey(label=None):
+        case UpdatePermissions() | UpdateIps():
             return 2
-        case CreateKey():
+        case DeleteKey(label=None) if _parsed(action.api_name) is None:
             return 3
-        case Rotate():
+        case CreateKey():
             return 4
-        case DeleteKey():
+        case Rotate():
             return 5
+        case DeleteKey():
+            return 6
 
 
 @lru_cache(maxsize=65_536)
-def _parsed(name: str) -> tuple[str, int] | None:
-    """parse_api_name, memoized: each live key's name is looked at once per desired key."""
-    return parse_api_name(name)
+def _parsed(name: str) -> KeyName | None:
+    """parse_key_name, memoized: each live key's name is looked at once per desired key."""
+    return parse_key_name(name)
 
 
 def _label_of(key: LiveKey) -> str | None:
     parsed = _parsed(key.api_name)
-    return parsed[0] if parsed else None
+    return parsed.label if parsed else None
+
+
+def _names_label(key: LiveKey, label: str, owner: str | None) -> bool:
+    """Whether the key's apiName names `label` of project `owner`; a name without a project
+    (made before projects had ids) counts for any project."""
+    parsed = _parsed(key.api_name)
+    return parsed is not None and parsed.label == label and parsed.owner in (None, owner)
 
 
 def _generation_of(key: LiveKey) -> int:
     parsed = _parsed(key.api_name)
-    return parsed[1] if parsed else 0
+    return parsed.generation if parsed else 0
 
 
 def _generation_order(key: LiveKey) -> tuple[int, int, str]:
@@ -451,12 +689,28 @@ def current_keys(desired: Desired, live: Live, prior: State | None) -> dict[str,
         records = _records_of(prior, sub.name)
         live_keys = live.keys.get(email, ())
         for key in sub.keys:
-            elsewhere = _recorded_keys(records, key.label)
-            others = [k for k in live_keys if k.api_key not in elsewhere]
-            current = _generations(key, others, records.get(key.label)).current
+            current, _ = _current_of(key, live_keys, records, live.material.get(key.address))
             if current is not None:
                 found[key.address] = current
     return found
+
+
+def _current_of(
+    key: DesiredKey,
+    live_keys: Iterable[LiveKey],
+    records: dict[str, KeyRecord],
+    holding: SinkHolding | None,
+) -> tuple[LiveKey | None, int]:
+    """(current key, highest generation known) of a label, as the diff decides them."""
+    elsewhere = _recorded_keys(records, key.label)
+    others = [k for k in live_keys if k.api_key not in elsewhere]
+    record = records.get(key.label)
+    if holding is None:
+        gens = _generations(key, others, record)
+        return gens.current, gens.highest
+    current = _bot_facing({k.api_key: k for k in others}, holding, record)
+    mine = _mine(key, others, record)
+    return current, _highest(mine, record, *holding.generations.values())
 
 
 def forced_rotation(
@@ -472,13 +726,9 @@ def forced_rotation(
             if email is None:
                 return None
             records = _records_of(prior, sub.name)
-            others = [
-                k
-                for k in live.keys.get(email, ())
-                if k.api_key not in _recorded_keys(records, key.label)
-            ]
-            gens = _generations(key, others, records.get(key.label))
-            if gens.current is None:
+            holding = live.material.get(key.address)
+            current, highest = _current_of(key, live.keys.get(email, ()), records, holding)
+            if current is None:
                 return None
-            return _rotate_action(key, email, gens.current, gens.highest + 1, "rotation requested")
+            return _rotate_action(key, email, current, highest + 1, "rotation requested")
     return None

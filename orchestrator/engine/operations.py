@@ -51,16 +51,31 @@ def check_targets(ws: Workspace, targets: Collection[str]) -> None:
 async def plan(
     ws: Workspace, ui: Ui, *, targets: Collection[str], refresh_live: bool
 ) -> tuple[Changeset, Mapping[str, int], list[str]]:
-    """(changeset, calls per endpoint, recovered intents); no exchange call without refresh."""
+    """(changeset, calls per endpoint, notes on an interrupted run); no exchange call without
+    refresh. plan only reads: an interrupted run's journal is left for apply to reconcile."""
     check_targets(ws, targets)
+    notes = interrupted_run(ws)
     if not refresh_live:
         changeset, _ = await ws.make_changeset(None, targets=targets)
-        return changeset, {}, []
+        return changeset, {}, notes
     async with ws.exchange() as exchange:
-        recovered = await ws.recover(exchange, "plan")
         with ui.progress("Refreshing") as progress:
             changeset, _ = await ws.make_changeset(exchange, targets=targets, progress=progress)
-        return changeset, exchange.call_counts(), recovered
+        return changeset, exchange.call_counts(), notes
+
+
+def interrupted_run(ws: Workspace) -> list[str]:
+    """What an interrupted run left open in the journal, said without touching it."""
+    journal = ws.backend.journal(ws.name)
+    notes = [report] if (report := journal.damage_report()) else []
+    pending = journal.pending()
+    if pending:
+        notes.append(
+            f"an interrupted run left {len(pending)} operation(s) open; `orchestrator apply` "
+            "reconciles them with the live account before it changes anything, so it may do "
+            "less than shown here"
+        )
+    return notes
 
 
 async def apply(
@@ -128,7 +143,7 @@ async def rotate(
         async with ws.exchange() as exchange:
             await _recover(ws, ui, exchange, "rotate")
             state = ws.load_state()
-            live = await refresh(exchange, ws.plan.desired, state)
+            live = await refresh(exchange, ws.plan.desired, state, open_sink=ws.sink)
             try:
                 changeset = rotation_changeset(
                     ws.plan.desired,
@@ -155,7 +170,9 @@ async def audit(ws: Workspace) -> tuple[list[Finding], Mapping[str, int]]:
 
     async with ws.exchange() as exchange:
         state = ws.load_state()
-        live = await refresh(exchange, ws.plan.desired, state, every_subaccount=True)
+        live = await refresh(
+            exchange, ws.plan.desired, state, every_subaccount=True, open_sink=ws.sink
+        )
         evidence = await hygiene.gather(exchange, ws.plan.desired, live, state, ws.sink)
         found = hygiene.findings(ws.plan.desired, live, state, ws.clock(), evidence)
         return found, exchange.call_counts()
@@ -212,7 +229,7 @@ async def adopt(
             if command != "state rebuild":
                 await ws.recover(exchange, command, locked=True)
             state = ws.state_or_new()
-            live = await refresh(exchange, ws.plan.desired, state)
+            live = await refresh(exchange, ws.plan.desired, state, open_sink=ws.sink)
         try:
             if api_key:
                 state = adoption.import_key(
@@ -225,7 +242,7 @@ async def adopt(
                 )
                 messages = [f"{subaccount}/{label}: imported"]
             else:
-                state, messages = adoption.rebuild(ws.plan.desired, live, state)
+                state, messages = adoption.rebuild(ws.plan.desired, live, state, ws.clock())
         except adoption.AdoptError as exc:
             raise Refused(str(exc)) from None
         ws.backend.save_state(next_serial(state))

@@ -12,13 +12,15 @@ import asyncio
 from collections.abc import Callable, Iterable
 from datetime import UTC
 
-from orchestrator.domain.model import Desired, Live, LiveKey
+from orchestrator.domain.model import Desired, Live, LiveKey, SinkHolding
 from orchestrator.engine.diff import resolve_email
 from orchestrator.exchange.interface import Exchange
 from orchestrator.exchange.models import ApiKey, Permission
+from orchestrator.sinks import Sink
 from orchestrator.store.state import State
 
 Progress = Callable[[int, int], None]  # (facts fetched, facts known so far)
+SinkOpener = Callable[[str], Sink]
 
 
 class _Counter:
@@ -47,9 +49,11 @@ async def refresh(
     *,
     progress: Progress | None = None,
     every_subaccount: bool = False,
+    open_sink: SinkOpener | None = None,
 ) -> Live:
     """The live account; the keys of the plan's sub-accounts, or of all of them with
-    `every_subaccount` (the audit looks for keys no plan knows about)."""
+    `every_subaccount` (the audit looks for keys no plan knows about); with `open_sink`,
+    what each planned key's sink holds."""
     counter = _Counter(progress)
     counter.expect(1)
     subaccounts = tuple(await exchange.list_all_subaccounts())
@@ -60,8 +64,50 @@ async def refresh(
         | ({s.email for s in subaccounts} if every_subaccount else set())
     )
     counter.expect(len(emails))
-    results = await asyncio.gather(*(_keys_of(exchange, email, counter) for email in emails))
-    return Live(subaccounts=subaccounts, keys=dict(zip(emails, results, strict=True)))
+    listing = asyncio.gather(*(_keys_of(exchange, email, counter) for email in emails))
+    results, material = await asyncio.gather(listing, _holdings(desired, open_sink))
+    return Live(
+        subaccounts=subaccounts, keys=dict(zip(emails, results, strict=True)), material=material
+    )
+
+
+async def _holdings(desired: Desired, open_sink: SinkOpener | None) -> dict[str, SinkHolding]:
+    if open_sink is None:
+        return {}
+    return await asyncio.to_thread(read_holdings, desired, open_sink)
+
+
+def read_holdings(desired: Desired, open_sink: SinkOpener) -> dict[str, SinkHolding]:
+    """What each planned key's sink holds (for a renamed label, under its old name too). An
+    address whose sink cannot be read is left out: the diff then decides without it."""
+    holdings: dict[str, SinkHolding] = {}
+    for sub in desired.subaccounts:
+        old_label = {new: old for old, new in sub.moved}
+        for key in sub.keys:
+            addresses = [key.address]
+            if key.label in old_label:
+                addresses.append(f"{sub.name}/{old_label[key.label]}")
+            holding = _holding(open_sink, key.sink, addresses)
+            if holding is not None:
+                holdings[key.address] = holding
+    return holdings
+
+
+def _holding(open_sink: SinkOpener, spec: str, addresses: list[str]) -> SinkHolding | None:
+    current: str | None = None
+    generations: dict[str, int] = {}
+    try:
+        sink = open_sink(spec)
+        for address in addresses:
+            bot_facing = sink.read_current(address)
+            for material in [*sink.read_held(address), bot_facing]:
+                if material is not None and material.api_key:
+                    generations[material.api_key] = material.generation
+            if current is None and bot_facing is not None:
+                current = bot_facing.api_key
+    except Exception:  # noqa: BLE001 - an unreadable sink is no evidence, not a failure
+        return None
+    return SinkHolding(current=current, generations=generations)
 
 
 async def keys_of(exchange: Exchange, email: str) -> tuple[LiveKey, ...]:

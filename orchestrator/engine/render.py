@@ -12,6 +12,7 @@ from orchestrator.engine.changeset import (
     CreateSubaccount,
     DeleteKey,
     Finding,
+    Reconcile,
     Rotate,
     UpdateIps,
     UpdatePermissions,
@@ -29,6 +30,8 @@ def _symbol(action: Action) -> tuple[str, str, str]:
             return "-/+", "rotate", "cyan"
         case DeleteKey():
             return "  -", "delete", "red"
+        case Reconcile():
+            return "  ~", "reconcile", "yellow"
 
 
 def describe(action: Action) -> str:

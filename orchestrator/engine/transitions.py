@@ -8,6 +8,7 @@ records with the one passed in; records are never changed in place.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from orchestrator.domain.model import LiveKey
@@ -30,7 +31,14 @@ def key_made(state: State, change: CreateKey | Rotate, api_key: str, now: dateti
     old = state.keys.get(change.address)
     previous = list(old.previous) if old else []
     if isinstance(change, Rotate) and change.api_key != api_key:
-        previous.append(_retired(change, now))
+        previous.append(_retired(change.api_key, change.replaced_name, now, change.grace_s))
+    if isinstance(change, CreateKey):
+        known = {p.api_key for p in previous}
+        previous += [
+            _retired(key, name, now, change.grace_s)
+            for key, name in change.retire
+            if key not in known
+        ]
     record = KeyRecord(
         subaccount=change.subaccount,
         email=change.email or _email_of(state, change.subaccount),
@@ -123,14 +131,38 @@ def with_record(state: State, address: str, record: KeyRecord) -> State:
     return state.model_copy(update={"keys": {**state.keys, address: record}})
 
 
-def _retired(rotation: Rotate, now: datetime) -> RetiredKey:
-    parsed = parse_api_name(rotation.replaced_name)
+def generations_retired(
+    state: State, address: str, retire: Iterable[tuple[str, str]], now: datetime, grace_s: float
+) -> State:
+    """Live generations of the label, other than its current key, start a grace period."""
+    record = state.keys[address]
+    known = {p.api_key for p in record.previous} | {record.api_key}
+    added = [_retired(key, name, now, grace_s) for key, name in retire if key not in known]
+    if not added:
+        return state
+    return with_record(
+        state, address, record.model_copy(update={"previous": [*record.previous, *added]})
+    )
+
+
+def generations_forgotten(state: State, address: str, api_keys: Iterable[str]) -> State:
+    """Generations in grace that are no longer live leave the label's record."""
+    record = state.keys.get(address)
+    gone = set(api_keys)
+    if record is None or not any(p.api_key in gone for p in record.previous):
+        return state
+    kept = [p for p in record.previous if p.api_key not in gone]
+    return with_record(state, address, record.model_copy(update={"previous": kept}))
+
+
+def _retired(api_key: str, name: str, now: datetime, grace_s: float) -> RetiredKey:
+    parsed = parse_api_name(name)
     return RetiredKey(
-        api_key=rotation.api_key,
-        api_name=rotation.replaced_name,
-        generation=parsed[1] if parsed else max(rotation.generation - 1, 0),
+        api_key=api_key,
+        api_name=name,
+        generation=parsed[1] if parsed else 0,
         retired_at=now,
-        delete_after=now + timedelta(seconds=rotation.grace_s),
+        delete_after=now + timedelta(seconds=grace_s),
     )
 
 

@@ -19,11 +19,17 @@ from pathlib import Path
 from typing import Protocol
 
 from orchestrator.config import ExchangeSettings, LoadedPlan, find_plan, load_plan
-from orchestrator.domain.model import Desired, DesiredSubaccount, Live
+from orchestrator.domain.model import DesiredSubaccount, Live
 from orchestrator.engine.changeset import Changeset
 from orchestrator.engine.diff import diff, resolve_email
 from orchestrator.engine.recovery import reconcile_journal
-from orchestrator.engine.refresh import Progress, keys_of, live_from_state, refresh
+from orchestrator.engine.refresh import (
+    Progress,
+    keys_of,
+    live_from_state,
+    read_holdings,
+    refresh,
+)
 from orchestrator.exchange.interface import Exchange
 from orchestrator.sinks import Sink, open_sink
 from orchestrator.store.files import LocalFileBackend, new_state, next_serial
@@ -84,14 +90,36 @@ class Workspace:
         return workspace
 
     @property
+    def plan_file(self) -> str:
+        """The plan file as state records its owner: relative to the project when inside it."""
+        path = self.plan.path.resolve()
+        root = self.root.resolve()
+        return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+    @property
     def name(self) -> str:
         return self.plan.name
 
     def load_state(self) -> State | None:
-        return self.backend.load_state(self.name)
+        """This plan's state; StateOwnedElsewhere when another plan file owns it."""
+        state = self.backend.load_state(self.name)
+        if state is None:
+            return None
+        owner = state.plan_file
+        if owner is None or owner == self.plan_file:
+            return state.model_copy(update={"plan_file": self.plan_file})
+        if not (self.root / owner).exists():  # the plan file was moved or renamed
+            return state.model_copy(update={"plan_file": self.plan_file})
+        raise StateOwnedElsewhere(
+            f"{self.plan_file} and {owner} are both project {self.name!r}: they would share "
+            f"{self.backend.describe(self.name)} and each prune the other's keys. Give "
+            f"{self.plan_file} its own id with a top-level `project:` line (1 to 12 lowercase "
+            "letters and digits)"
+        )
 
     def state_or_new(self) -> State:
-        return self.load_state() or new_state(self.name)
+        fresh = new_state(self.name).model_copy(update={"plan_file": self.plan_file})
+        return self.load_state() or fresh
 
     def sink(self, spec: str) -> Sink:
         if spec not in self._sinks:
@@ -142,7 +170,9 @@ class Workspace:
             emails = [s.email for s in self.plan.desired.subaccounts if s.email]
             live = live_from_state(state, emails)
         else:
-            live = await refresh(exchange, self.plan.desired, state, progress=progress)
+            live = await refresh(
+                exchange, self.plan.desired, state, progress=progress, open_sink=self.sink
+            )
         changeset = diff(
             self.plan.desired,
             live,
@@ -218,10 +248,14 @@ class Workspace:
 
         async def one(sub: DesiredSubaccount) -> Changeset:
             email = resolve_email(sub, bare, state)
-            keys = {email: await keys_of(exchange, email)} if email else {}
+            desired = replace(self.plan.desired, subaccounts=(sub,))
+            listing = keys_of(exchange, email) if email else _no_keys()
+            reading = asyncio.to_thread(read_holdings, desired, self.sink)
+            listed, material = await asyncio.gather(listing, reading)
+            keys = {email: listed} if email else {}
             part = diff(
-                Desired(self.name, (sub,)),
-                Live(bare.subaccounts, keys),
+                desired,
+                Live(bare.subaccounts, keys, material),
                 state,
                 now,
                 targets=targets,
@@ -229,7 +263,8 @@ class Workspace:
             )
             if on_changeset:
                 on_changeset(part)
-            await applier.apply(part)
+            if not part.blocking:
+                await applier.apply(part)
             return part
 
         parts = await asyncio.gather(*(one(sub) for sub in self.plan.desired.subaccounts))
@@ -259,6 +294,14 @@ class Workspace:
         journal = self.backend.journal(self.name)
         if not journal.pending():  # an intent left open is reconciled by the next run
             journal.clear()
+
+
+async def _no_keys() -> tuple:
+    return ()
+
+
+class StateOwnedElsewhere(Exception):
+    """Two plan files claim one project id, and so one state and one set of keys."""
 
 
 class StaleChangeset(Exception):

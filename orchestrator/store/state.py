@@ -72,6 +72,7 @@ class State(_Model):
     lineage: str
     serial: int = 0
     plan: str
+    plan_file: str | None = None  # the plan file that owns this state, from the project dir
     subaccounts: dict[str, SubaccountRecord] = Field(default_factory=dict)
     keys: dict[str, KeyRecord] = Field(default_factory=dict)
     audit_head: AuditHead | None = None

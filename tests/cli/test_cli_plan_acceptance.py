@@ -207,13 +207,32 @@ def test_corrupt_state_exits_1_with_a_clear_message(project, content):
     assert refused.output.count("\n") <= 3  # one message, not a dump
 
 
+OTHER_PLAN = """\
+version: 1
+subaccounts:
+  - name: tax
+    email: tax@example.com
+    keys:
+      - label: Koinly
+        profile: read-only
+        ips: []
+"""
+
+
 def test_two_plans_exit_1_listing_them(project):
-    Path("plans/other.yaml").write_text(PLAN.read_text())
+    Path("plans/other.yaml").write_text(OTHER_PLAN)
     for command in (("plan",), ("validate",)):
         refused = cli(*command, code=1, wiring=NO_EXCHANGE)
         assert "plans/example.yaml" in refused.output and "plans/other.yaml" in refused.output
     chosen = cli("--plan", "plans/other.yaml", "validate", wiring=NO_EXCHANGE)
     assert "valid" in chosen.output
+
+
+def test_two_plans_naming_one_subaccount_are_a_validate_error_naming_both(project):
+    Path("plans/other.yaml").write_text(PLAN.read_text())
+    refused = cli("--plan", "plans/other.yaml", "validate", code=1, wiring=NO_EXCHANGE)
+    assert "plans/other.yaml:" in refused.output and "example.yaml" in refused.output
+    assert "quant@example.com is also managed by" in refused.output
 
 
 def test_corrupt_state_message_names_only_commands_that_exist(project):

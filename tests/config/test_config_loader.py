@@ -336,7 +336,13 @@ def test_json_schema_describes_the_plan():
     schema = plan_json_schema()
     assert schema["required"] == ["version"]
     assert schema["additionalProperties"] is False
-    assert set(schema["properties"]) == {"version", "exchange", "defaults", "subaccounts"}
+    assert set(schema["properties"]) == {
+        "version",
+        "project",
+        "exchange",
+        "defaults",
+        "subaccounts",
+    }
     key = schema["$defs"]["KeyModel"]
     assert "withdrawals" not in str(key["properties"]["permissions"])
     assert key["additionalProperties"] is False

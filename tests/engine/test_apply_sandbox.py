@@ -91,7 +91,7 @@ def test_lost_state_is_rebuilt_from_api_names(project: Path):
         path.unlink()
     assert "No changes" in cli("plan").output
     rebuilt = cli("state", "rebuild")
-    assert "quant/QuantBot-BTC: recorded orc-QuantBot-BTC-g1" in rebuilt.output
+    assert "quant/QuantBot-BTC: recorded orc-example.QuantBot-BTC-g1" in rebuilt.output
     assert "QuantBot-BTC" in cli("state", "show", "QuantBot-BTC").output
 
 
@@ -107,7 +107,11 @@ def test_ambiguous_create_converges_without_duplicates(project: Path, key_type, 
     cli("apply", "--auto-approve", wiring=faulty)
     assert "No changes" in cli("plan").output
     names = [k.api_name for s in emulator.accounts.subs.values() for k in s.keys.values()]
-    assert sorted(names) == ["orc-CopyTrade-Bot-g1", "orc-Koinly-Tax-g1", "orc-QuantBot-BTC-g1"]
+    assert sorted(names) == [
+        "orc-example.CopyTrade-Bot-g1",
+        "orc-example.Koinly-Tax-g1",
+        "orc-example.QuantBot-BTC-g1",
+    ]
     assert len(all_secrets(project)) == 3
 
 
@@ -195,6 +199,9 @@ def test_damaged_journal_line_stops_nothing_and_is_kept_aside(project: Path):
     planned = cli("plan")
     assert "line 2" in planned.output and "garbage" not in planned.output
     assert "No changes" in planned.output
+    assert journal.exists()  # plan only reads
+    applied = cli("apply", "--auto-approve")
+    assert "line 2" in applied.output and "garbage" not in applied.output
     assert not journal.exists()
     kept = list((project / "state").glob("example.journal.jsonl.damaged-*"))
     assert len(kept) == 1 and "garbage" in kept[0].read_text()

@@ -59,9 +59,9 @@ def test_rotate_label_with_zero_grace_leaves_only_the_new_key(project: Path):
     set_grace(project, "0s")
     cli("apply", "--auto-approve")
     out = cli("rotate", "--label", "QuantBot-BTC", "--auto-approve").output
-    assert "rotated to orc-QuantBot-BTC-g2" in out and "previous key deleted" in out
+    assert "rotated to orc-example.QuantBot-BTC-g2" in out and "previous key deleted" in out
     names = live_names(project)
-    assert "orc-QuantBot-BTC-g2" in names and "orc-QuantBot-BTC-g1" not in names
+    assert "orc-example.QuantBot-BTC-g2" in names and "orc-example.QuantBot-BTC-g1" not in names
     seen = signed_by_sink_material(project, "quant/QuantBot-BTC", "203.0.113.10")
     assert seen.permissions == {Permission.SPOT, Permission.FUTURES}
     assert "No changes" in cli("plan").output
@@ -80,13 +80,15 @@ def test_rotated_hmac_key_material_signs_requests(project: Path):
 def test_grace_keeps_previous_key_until_it_has_passed(project: Path, monkeypatch):
     cli("apply", "--auto-approve")
     cli("rotate", "--label", "QuantBot-BTC", "--auto-approve")
-    assert {"orc-QuantBot-BTC-g1", "orc-QuantBot-BTC-g2"} <= set(live_names(project))
+    assert {"orc-example.QuantBot-BTC-g1", "orc-example.QuantBot-BTC-g2"} <= set(
+        live_names(project)
+    )
     monkeypatch.setenv("ORCHESTRATOR_NOW", at(0.5))
     assert "Nothing to rotate" in cli("rotate", "--due", "--auto-approve").output
-    assert "orc-QuantBot-BTC-g1" in live_names(project)
+    assert "orc-example.QuantBot-BTC-g1" in live_names(project)
     monkeypatch.setenv("ORCHESTRATOR_NOW", at(2))
     cli("rotate", "--due", "--auto-approve")
-    assert "orc-QuantBot-BTC-g1" not in live_names(project)
+    assert "orc-example.QuantBot-BTC-g1" not in live_names(project)
     assert open_sink("file:secrets/", project).read_previous("quant/QuantBot-BTC") is None
 
 
@@ -130,7 +132,7 @@ def test_audit_names_out_of_band_widened_and_unwhitelisted_keys(project: Path, m
                 "quant@example.com", "rogue", frozenset({Permission.SPOT}), []
             )
             for key in await client.list_all_api_keys("quant@example.com"):
-                if key.api_name.startswith("orc-Koinly"):
+                if key.api_name.startswith("orc-example.Koinly"):
                     await client.set_permissions(key.email, key.api_key, {Permission.SPOT})
 
     asyncio.run(tamper())
@@ -168,7 +170,7 @@ def test_lockdown_leaves_no_key_in_scope(project: Path, scope):
     assert "orchestrator apply" in out
     names = live_names(project)
     if scope:
-        assert names == ["orc-CopyTrade-Bot-g1"]
+        assert names == ["orc-example.CopyTrade-Bot-g1"]
     else:
         assert names == []
     revoked = list((project / "secrets").rglob("*.revoked.json"))

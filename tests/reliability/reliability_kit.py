@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from orchestrator.config import init_project, load_plan
+from orchestrator.domain.naming import api_name
 from orchestrator.exchange.models import FLAG_OF
 
 PLAN_V1 = """\
@@ -298,7 +299,7 @@ def check_invariants(
         if key is None:
             problems.append(f"{desired.address}: recorded key is not live")
             continue
-        if key.api_name != f"orc-{desired.label}-g{record['generation']}":
+        if key.api_name != api_name(desired.label, record["generation"], desired.owner):
             problems.append(f"{desired.address}: live apiName {key.api_name}")
         if _live_permissions(key) != {p.value for p in desired.permissions}:
             problems.append(f"{desired.address}: permissions {sorted(_live_permissions(key))}")

@@ -81,7 +81,7 @@ def test_failed_verification_rolls_the_rotation_back(verified_base, tmp_path):
     done = run(project, "apply", "--auto-approve")
     assert done.returncode == 1
     assert done.stdout.count("rotation rolled back") == 2, done.stdout
-    assert live_names(project) == ["orc-Checked-g1", "orc-CheckedHmac-g1"]
+    assert live_names(project) == ["orc-example.Checked-g1", "orc-example.CheckedHmac-g1"]
     after = read_state(project)
     assert after["serial"] > before["serial"]
     for address, record in before["keys"].items():
@@ -105,7 +105,7 @@ def test_crash_in_the_middle_of_a_rollback_leaves_no_orphan(verified_base, tmp_p
     assert crashed.returncode == -signal.SIGKILL
     again = run(project, "apply", "--auto-approve")
     assert "recovered:" in again.stdout and "Traceback" not in again.stderr
-    assert live_names(project) == ["orc-Checked-g1", "orc-CheckedHmac-g1"]
+    assert live_names(project) == ["orc-example.Checked-g1", "orc-example.CheckedHmac-g1"]
     after = read_state(project)
     for address, record in before["keys"].items():
         assert after["keys"][address]["api_key"] == record["api_key"]
@@ -172,7 +172,7 @@ def test_delete_succeeds_when_the_sink_cannot_drop_old_material(small, monkeypat
     assert "previous key deleted" in output and "warning: could not remove" in output
     state = read_state(small)
     assert all(record["previous"] == [] for record in state["keys"].values())
-    assert live_names(small) == ["orc-Checked-g2", "orc-CheckedHmac-g2"]
+    assert live_names(small) == ["orc-example.Checked-g2", "orc-example.CheckedHmac-g2"]
     monkeypatch.undo()
     monkeypatch.chdir(small)
     later = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
