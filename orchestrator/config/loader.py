@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -280,12 +280,18 @@ def build_desired(model: PlanModel, plan_name: str, project: str | None = None) 
 def _desired_subaccount(
     sub: SubaccountModel, defaults: DefaultsModel, project: str | None
 ) -> DesiredSubaccount:
+    former = {m.to_label: m.from_label for m in sub.moved}
     return DesiredSubaccount(
         name=sub.name,
         email=sub.email,
         virtual=sub.virtual,
         prune=sub.prune,
-        keys=tuple(_desired_key(sub.name, key, defaults, project) for key in sub.keys),
+        keys=tuple(
+            replace(
+                _desired_key(sub.name, key, defaults, project), former_label=former.get(key.label)
+            )
+            for key in sub.keys
+        ),
         moved=tuple((m.from_label, m.to_label) for m in sub.moved),
     )
 

@@ -21,6 +21,7 @@ from pydantic import (
     StrictStr,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -277,6 +278,30 @@ class SubaccountModel(_Strict):
     prune: StrictBool = False
     keys: list[KeyModel] = Field(default_factory=list)
     moved: list[MovedModel] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _moves_name_labels(self) -> SubaccountModel:
+        labels = {key.label for key in self.keys}
+        seen: set[str] = set()
+        for move in self.moved:
+            if move.to_label not in labels:
+                raise fail(
+                    f"moved: {move.to_label} is not a key of {self.name}",
+                    f"`to:` names the new label, which must be one of the keys: "
+                    f"{', '.join(sorted(labels)) or '(none)'}",
+                )
+            if move.from_label in labels:
+                raise fail(
+                    f"moved: {move.from_label} is still a key of {self.name}",
+                    "`from:` names the old label, which the plan no longer has",
+                )
+            if {move.from_label, move.to_label} & seen:
+                raise fail(
+                    f"moved: {move.from_label} -> {move.to_label} repeats a label",
+                    "each label may be moved once; chain renames into one entry",
+                )
+            seen |= {move.from_label, move.to_label}
+        return self
 
 
 class PlanModel(_Strict):

@@ -29,6 +29,7 @@ class DesiredKey:
     sink: str = "file:secrets/"
     verify: bool = False
     owner: str | None = None  # the project id its apiName carries; None: a legacy name
+    former_label: str | None = None  # the label it was renamed from (a `moved:` entry)
 
     @property
     def address(self) -> str:
@@ -87,6 +88,7 @@ class SinkHolding:
 
     current: str | None = None
     generations: dict[str, int] = field(default_factory=dict)
+    under_former_label: bool = False  # some of it is still filed under the label's old name
 
     def holds(self, api_key: str) -> bool:
         return api_key in self.generations

@@ -20,6 +20,7 @@ from orchestrator.engine.changeset import (
     CreateSubaccount,
     DeleteKey,
     Reconcile,
+    Rename,
     Rotate,
     UpdateIps,
     UpdatePermissions,
@@ -101,6 +102,8 @@ class Applier:
                 return await self.deleter.delete_key(action)
             case Reconcile():
                 return await self.reconciliation.reconcile(action)
+            case Rename():
+                return await self.reconciliation.rename(action)
 
     async def _create_subaccount(self, action: CreateSubaccount) -> str:
         op = self.ledger.intent("create_subaccount", action)

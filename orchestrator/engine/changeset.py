@@ -27,6 +27,7 @@ class ActionKind(str, Enum):
     ROTATE = "rotate"
     DELETE_KEY = "delete"
     RECONCILE = "reconcile"
+    RENAME = "rename"
 
 
 class Severity(str, Enum):
@@ -208,8 +209,34 @@ class Reconcile(_Change):
     security: bool = False
 
 
+@dataclass(frozen=True)
+class Rename(_Change):
+    """A label renamed in the plan (`moved:`): its keys, state record and sink material are
+    kept and filed under the new label. apiNames keep the old label until the next rotation:
+    Binance cannot rename a key."""
+
+    kind: ClassVar[ActionKind] = ActionKind.RENAME
+    subaccount: str
+    label: str
+    from_label: str
+    sink: str
+    reason: str = ""
+    security: bool = False
+
+    @property
+    def from_address(self) -> str:
+        return f"{self.subaccount}/{self.from_label}"
+
+
 Action = (
-    CreateSubaccount | CreateKey | UpdatePermissions | UpdateIps | Rotate | DeleteKey | Reconcile
+    CreateSubaccount
+    | CreateKey
+    | UpdatePermissions
+    | UpdateIps
+    | Rotate
+    | DeleteKey
+    | Reconcile
+    | Rename
 )
 _BY_KIND: dict[str, type[Action]] = {
     cls.kind.value: cls
@@ -221,6 +248,7 @@ _BY_KIND: dict[str, type[Action]] = {
         Rotate,
         DeleteKey,
         Reconcile,
+        Rename,
     )
 }
 
@@ -356,4 +384,5 @@ _COUNT_BUCKET = {
     ActionKind.ROTATE: "rotate",
     ActionKind.DELETE_KEY: "delete",
     ActionKind.RECONCILE: "update",
+    ActionKind.RENAME: "update",
 }

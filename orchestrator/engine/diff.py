@@ -29,6 +29,7 @@ from orchestrator.engine.changeset import (
     DeleteKey,
     Finding,
     Reconcile,
+    Rename,
     Rotate,
     Severity,
     UpdateIps,
@@ -97,11 +98,14 @@ def _diff_subaccount(
     claimed: set[str] = set()
     findings: list[Finding] = []
     for key in sub.keys:
-        elsewhere = _recorded_keys(records, key.label)
+        elsewhere = _recorded_keys(records, key)
         others = [k for k in live_keys if k.api_key not in elsewhere]
+        holding = live.material.get(key.address)
+        record = _record_of(records, key)
         key_actions, key_findings, key_claimed = _diff_key(
-            key, email, tuple(others), records.get(key.label), now, live.material.get(key.address)
+            key, email, tuple(others), record, now, holding
         )
+        actions += _renames(key, records, holding, others)
         actions.extend(key_actions)
         findings.extend(key_findings)
         claimed |= key_claimed
@@ -133,14 +137,49 @@ def _records_of(prior: State | None, subaccount: str) -> dict[str, KeyRecord]:
     return {r.label: r for r in prior.keys.values() if r.subaccount == subaccount}
 
 
-def _recorded_keys(records: dict[str, KeyRecord], except_label: str) -> set[str]:
+def _recorded_keys(records: dict[str, KeyRecord], key: DesiredKey) -> set[str]:
     """Api keys that state assigns to other labels: never claimed by name for this one."""
     return {
         api
         for label, record in records.items()
-        if label != except_label
+        if label not in (key.label, key.former_label)
         for api in [record.api_key, *(p.api_key for p in record.previous)]
     }
+
+
+def _record_of(records: dict[str, KeyRecord], key: DesiredKey) -> KeyRecord | None:
+    """The label's state record; for a renamed label, the one kept under its old name."""
+    record = records.get(key.label)
+    if record is None and key.former_label:
+        record = records.get(key.former_label)
+    return record
+
+
+def _renames(
+    key: DesiredKey,
+    records: dict[str, KeyRecord],
+    holding: SinkHolding | None,
+    live_keys: Iterable[LiveKey],
+) -> list[Action]:
+    """A rename while state or the sink still file the label's key under its old name."""
+    former = key.former_label
+    if former is None:
+        return []
+    in_state = former in records and key.label not in records
+    in_sink = holding is not None and holding.under_former_label
+    if not in_state and not in_sink:
+        return []
+    named = [k.api_name for k in live_keys if _names_label(k, former, key.owner)]
+    kept = f"; keeps {', '.join(named)}" if named else ""
+    return [
+        Rename(
+            subaccount=key.subaccount,
+            label=key.label,
+            from_label=former,
+            sink=key.sink,
+            reason=f"renamed from {former} (moved){kept}",
+        )
+    ]
 
 
 @dataclass(frozen=True)
@@ -171,10 +210,12 @@ def _generations(key: DesiredKey, live_keys: Iterable[LiveKey], record: KeyRecor
 
 
 def _named(key: DesiredKey, live_keys: Iterable[LiveKey]) -> list[LiveKey]:
-    """Live keys whose apiName names this label of this project (or no project: a key named
-    before projects had ids), oldest generation first."""
+    """Live keys whose apiName names this label (or the label it was renamed from) of this
+    project (or no project: a key named before projects had ids), oldest generation first."""
+    labels = [key.label, key.former_label] if key.former_label else [key.label]
     return sorted(
-        (k for k in live_keys if _names_label(k, key.label, key.owner)), key=_generation_order
+        (k for k in live_keys if any(_names_label(k, label, key.owner) for label in labels)),
+        key=_generation_order,
     )
 
 
@@ -607,18 +648,20 @@ def phase(action: Action) -> int:
     match action:
         case CreateSubaccount():
             return 0
-        case Reconcile():
+        case Rename():
             return 1
-        case UpdatePermissions() | UpdateIps():
+        case Reconcile():
             return 2
-        case DeleteKey(label=None) if _parsed(action.api_name) is None:
+        case UpdatePermissions() | UpdateIps():
             return 3
-        case CreateKey():
+        case DeleteKey(label=None) if _parsed(action.api_name) is None:
             return 4
-        case Rotate():
+        case CreateKey():
             return 5
-        case DeleteKey():
+        case Rotate():
             return 6
+        case DeleteKey():
+            return 7
 
 
 @lru_cache(maxsize=65_536)
@@ -702,9 +745,9 @@ def _current_of(
     holding: SinkHolding | None,
 ) -> tuple[LiveKey | None, int]:
     """(current key, highest generation known) of a label, as the diff decides them."""
-    elsewhere = _recorded_keys(records, key.label)
+    elsewhere = _recorded_keys(records, key)
     others = [k for k in live_keys if k.api_key not in elsewhere]
-    record = records.get(key.label)
+    record = _record_of(records, key)
     if holding is None:
         gens = _generations(key, others, record)
         return gens.current, gens.highest

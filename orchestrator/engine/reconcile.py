@@ -1,9 +1,11 @@
-"""Carrying out a `Reconcile`: state and sinks brought in line with the evidence for one
-label, with no call to the exchange.
+"""Carrying out the changes that touch no key on the exchange: a `Reconcile` (state and sinks
+brought in line with the evidence for one label) and a `Rename` (a label's keys filed under
+its new name).
 
-State first (the key bots read recorded as current, grace periods started, gone generations
-forgotten), saved; then the material of keys that are not live is destroyed in the sink.
-Both steps are idempotent, so an interrupted run simply plans them again.
+For a reconcile, state first (the key bots read recorded as current, grace periods started,
+gone generations forgotten), saved; then the material of keys that are not live is destroyed
+in the sink. A rename moves the sink's material first, then the state record. Every step is
+idempotent, so an interrupted run simply plans them again.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from datetime import UTC, datetime
 
 from orchestrator.domain.model import LiveKey
 from orchestrator.engine import transitions
-from orchestrator.engine.changeset import Reconcile
+from orchestrator.engine.changeset import Reconcile, Rename
 from orchestrator.engine.ledger import Ledger, safe
 from orchestrator.engine.material import SinkOpener
 from orchestrator.store.state import State
@@ -35,6 +37,20 @@ class Reconciliation:
         self.ledger.outcome(op, result={"destroyed": len(action.destroy)})
         self.ledger.audit("reconcile", action, api_key=action.adopt_api_key, detail=action.reason)
         return "; ".join([action.reason, *warnings])
+
+    async def rename(self, action: Rename) -> str:
+        op = self.ledger.intent("rename", action)
+        await asyncio.to_thread(
+            self.open_sink(action.sink).rename, action.from_address, action.address
+        )
+        self.ledger.commit(
+            transitions.label_moved(
+                self.ledger.state, action.from_address, action.address, action.label
+            )
+        )
+        self.ledger.outcome(op, result={"renamed": action.address})
+        self.ledger.audit("rename", action, detail=action.reason)
+        return action.reason
 
     def _destroy(self, action: Reconcile) -> list[str]:
         warnings = []

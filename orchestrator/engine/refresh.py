@@ -81,33 +81,32 @@ def read_holdings(desired: Desired, open_sink: SinkOpener) -> dict[str, SinkHold
     """What each planned key's sink holds (for a renamed label, under its old name too). An
     address whose sink cannot be read is left out: the diff then decides without it."""
     holdings: dict[str, SinkHolding] = {}
-    for sub in desired.subaccounts:
-        old_label = {new: old for old, new in sub.moved}
-        for key in sub.keys:
-            addresses = [key.address]
-            if key.label in old_label:
-                addresses.append(f"{sub.name}/{old_label[key.label]}")
-            holding = _holding(open_sink, key.sink, addresses)
-            if holding is not None:
-                holdings[key.address] = holding
+    for key in desired.keys():
+        former = f"{key.subaccount}/{key.former_label}" if key.former_label else None
+        holding = _holding(open_sink, key.sink, key.address, former)
+        if holding is not None:
+            holdings[key.address] = holding
     return holdings
 
 
-def _holding(open_sink: SinkOpener, spec: str, addresses: list[str]) -> SinkHolding | None:
+def _holding(
+    open_sink: SinkOpener, spec: str, address: str, former: str | None
+) -> SinkHolding | None:
     current: str | None = None
     generations: dict[str, int] = {}
+    under_former = False
     try:
         sink = open_sink(spec)
-        for address in addresses:
-            bot_facing = sink.read_current(address)
-            for material in [*sink.read_held(address), bot_facing]:
-                if material is not None and material.api_key:
-                    generations[material.api_key] = material.generation
+        for where in [address, former] if former else [address]:
+            bot_facing = sink.read_current(where)
+            found = [m for m in [*sink.read_held(where), bot_facing] if m is not None]
+            generations |= {m.api_key: m.generation for m in found if m.api_key}
+            under_former = under_former or (where == former and bool(found))
             if current is None and bot_facing is not None:
                 current = bot_facing.api_key
     except Exception:  # noqa: BLE001 - an unreadable sink is no evidence, not a failure
         return None
-    return SinkHolding(current=current, generations=generations)
+    return SinkHolding(current=current, generations=generations, under_former_label=under_former)
 
 
 async def keys_of(exchange: Exchange, email: str) -> tuple[LiveKey, ...]:

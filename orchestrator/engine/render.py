@@ -13,6 +13,7 @@ from orchestrator.engine.changeset import (
     DeleteKey,
     Finding,
     Reconcile,
+    Rename,
     Rotate,
     UpdateIps,
     UpdatePermissions,
@@ -32,6 +33,8 @@ def _symbol(action: Action) -> tuple[str, str, str]:
             return "  -", "delete", "red"
         case Reconcile():
             return "  ~", "reconcile", "yellow"
+        case Rename():
+            return "  ~", "rename", "yellow"
 
 
 def describe(action: Action) -> str:

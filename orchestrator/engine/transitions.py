@@ -127,6 +127,16 @@ def record_restored(state: State, address: str, before: KeyRecord | None) -> Sta
     return state.model_copy(update={"keys": keys})
 
 
+def label_moved(state: State, from_address: str, to_address: str, label: str) -> State:
+    """A renamed label's record is filed under its new address (apiNames are unchanged)."""
+    record = state.keys.get(from_address)
+    if record is None or to_address in state.keys:
+        return state
+    keys = {a: r for a, r in state.keys.items() if a != from_address}
+    keys[to_address] = record.model_copy(update={"label": label})
+    return state.model_copy(update={"keys": keys})
+
+
 def with_record(state: State, address: str, record: KeyRecord) -> State:
     return state.model_copy(update={"keys": {**state.keys, address: record}})
 
