@@ -500,11 +500,6 @@ def make_key_out_of_band(project: Path, email: str, api_name: str) -> str:
 # ---------------------------------------------------------------- snapshots
 
 
-def file_bytes(project: Path, *folders: str) -> dict[str, bytes]:
-    """Every file under `folders` of the project, by relative path."""
-    return {
-        str(path.relative_to(project)): path.read_bytes()
-        for folder in folders
-        for path in sorted((project / folder).rglob("*"))
-        if path.is_file()
-    }
+def file_bytes(project: Path) -> dict[str, bytes]:
+    """Every file the tool may write (state, journal, sinks), by relative path."""
+    return {str(path.relative_to(project)): path.read_bytes() for path in project_files(project)}
