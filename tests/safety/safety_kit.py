@@ -503,3 +503,33 @@ def make_key_out_of_band(project: Path, email: str, api_name: str) -> str:
 def file_bytes(project: Path) -> dict[str, bytes]:
     """Every file the tool may write (state, journal, sinks), by relative path."""
     return {str(path.relative_to(project)): path.read_bytes() for path in project_files(project)}
+
+
+# ---------------------------------------------------------------- injected faults
+
+
+def run_with_fault(
+    project: Path, args: list[str], kind: str, endpoint: str, now: datetime
+) -> tuple[int, str]:
+    """Run the CLI in this process against the project's sandbox with one fault queued on
+    `endpoint` (see orchestrator/emulator/faults.py); (exit code, output)."""
+    import contextlib
+    from unittest import mock
+
+    import structlog
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+    from orchestrator.engine import connect
+
+    emulator = connect.open_sandbox(project / "state" / SANDBOX_FILES[0])
+    emulator.inject(kind, endpoint)
+    env = {"ORCHESTRATOR_NOW": now.isoformat()}
+    with (
+        contextlib.chdir(project),
+        mock.patch.dict(os.environ, env),
+        mock.patch.object(connect, "open_sandbox", lambda path: emulator),
+    ):
+        result = CliRunner().invoke(app, args, catch_exceptions=False)
+    structlog.reset_defaults()
+    return result.exit_code, result.output
