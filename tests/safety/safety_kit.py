@@ -413,9 +413,9 @@ def signed_call_refusal(project: Path, handed: BotMaterial, ip: str) -> str | No
     from pydantic import SecretStr
 
     from orchestrator.emulator.transport import EmulatorTransport
-    from orchestrator.engine.connect import SANDBOX_URL, open_sandbox
     from orchestrator.exchange.client import BinanceClient
     from orchestrator.exchange.signing import HmacSigner, from_pem
+    from orchestrator.wiring import SANDBOX_URL, open_sandbox
 
     quiet_logs()
     material = handed.material
@@ -461,7 +461,7 @@ def quiet_logs() -> None:
 
 def _with_master(project: Path, action) -> None:
     from orchestrator.config import ExchangeSettings
-    from orchestrator.engine.connect import open_exchange
+    from orchestrator.wiring import open_exchange
 
     quiet_logs()
 
@@ -520,16 +520,14 @@ def run_with_fault(
     from typer.testing import CliRunner
 
     from orchestrator.cli import app
-    from orchestrator.engine import connect
+    from orchestrator.wiring import Wiring, open_sandbox
 
-    emulator = connect.open_sandbox(project / "state" / SANDBOX_FILES[0])
+    emulator = open_sandbox(project / "state" / SANDBOX_FILES[0])
     emulator.inject(kind, endpoint)
-    env = {"ORCHESTRATOR_NOW": now.isoformat()}
-    with (
-        contextlib.chdir(project),
-        mock.patch.dict(os.environ, env),
-        mock.patch.object(connect, "open_sandbox", lambda path: emulator),
-    ):
-        result = CliRunner().invoke(app, args, catch_exceptions=False)
+    with contextlib.chdir(project), mock.patch.dict(os.environ, clean_env(), clear=True):
+        os.environ["ORCHESTRATOR_NOW"] = now.isoformat()
+        result = CliRunner().invoke(
+            app, args, catch_exceptions=False, obj=Wiring.with_sandbox(emulator)
+        )
     structlog.reset_defaults()
     return result.exit_code, result.output
