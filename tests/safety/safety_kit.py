@@ -141,9 +141,10 @@ class LiveKey:
         return self.api_name.startswith("orc-")
 
     def generation_of(self, label: str) -> int | None:
-        """N when this is an orchestrator key for `label` (`orc-…<label>-gN`), else None."""
-        found = re.search(rf"(?:^orc-|-){re.escape(label)}-g(\d+)$", self.api_name)
-        return int(found.group(1)) if found and self.is_orc() else None
+        """N when this is an orchestrator key for `label` (`orc-<label>-gN`, or with an owner
+        before the label: `orc-<owner>.<label>-gN`), else None."""
+        found = re.search(rf"^orc-(?:.*[.-])?{re.escape(label)}-g(\d+)$", self.api_name)
+        return int(found.group(1)) if found else None
 
     def public_raw(self) -> bytes | None:
         if not self.public_key:

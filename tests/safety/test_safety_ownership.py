@@ -45,8 +45,8 @@ def write_plan(project: Path, path: str, label: str) -> str:
 def test_a_second_plan_pruning_the_same_subaccount_is_refused_naming_both(project: Path):
     (project / "plans" / "example.yaml").unlink()
     alpha = write_plan(project, "plans/alpha.yaml", "AlphaBot")
-    bravo = write_plan(project, "plans/bravo.yaml", "BravoBot")
     ok(project, "--plan", alpha, "apply", "--auto-approve")
+    bravo = write_plan(project, "plans/bravo.yaml", "BravoBot")
     alpha_keys = {k.api_key for k in generations(project, "AlphaBot").values()}
 
     for command in (("plan",), ("apply", "--auto-approve")):
