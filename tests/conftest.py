@@ -22,6 +22,8 @@ if os.environ.get("CI"):
 #: `make chaos` sets this to bench/chaos.json; the reliability tests add their counts.
 CHAOS_REPORT = "ORCHESTRATOR_CHAOS_REPORT"
 _figures: Counter[str] = Counter()
+#: the safety state machine's steps and invariant checks, the report's "safety" section.
+_safety: Counter[str] = Counter()
 
 FIGURES = (
     "crash_points_tried",
@@ -53,6 +55,13 @@ class ChaosFigures:
         _figures[figure] += n
 
 
+class SafetyFigures:
+    """Counts the safety state machine's steps and invariant checks, for bench/chaos.json."""
+
+    def add(self, figure: str, n: int = 1) -> None:
+        _safety[figure] += n
+
+
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch) -> Path:
     """A git-initialised project from `orchestrator init`, as the working directory, with no
@@ -79,11 +88,18 @@ def chaos() -> ChaosFigures:
     return ChaosFigures()
 
 
+@pytest.fixture
+def safety_figures() -> SafetyFigures:
+    return SafetyFigures()
+
+
 def pytest_sessionfinish(session, exitstatus) -> None:
     target = os.environ.get(CHAOS_REPORT)
     if not target:
         return
     report = {figure: _figures[figure] for figure in FIGURES}
+    if _safety:
+        report["safety"] = dict(sorted(_safety.items()))
     report["tests_failed"] = session.testsfailed
     report["tests_collected"] = session.testscollected
     report["python"] = sys.version.split()[0]
