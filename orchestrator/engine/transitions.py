@@ -78,7 +78,7 @@ def key_adopted(
         label=label,
         api_key=live.api_key,
         api_name=live.api_name,
-        generation=parsed[1] if parsed else 0,
+        generation=parsed[1] if parsed else 1,  # a key named elsewhere counts as the first
         key_type=key_type,
         created_at=created_at,
         permissions=sorted(p.value for p in live.permissions),
@@ -170,7 +170,7 @@ def _retired(api_key: str, name: str, now: datetime, grace_s: float) -> RetiredK
     return RetiredKey(
         api_key=api_key,
         api_name=name,
-        generation=parsed[1] if parsed else 0,
+        generation=parsed[1] if parsed else 1,  # a key named elsewhere counts as the first
         retired_at=now,
         delete_after=now + timedelta(seconds=grace_s),
     )
