@@ -11,6 +11,7 @@ from orchestrator.sinks.dotenv import DotenvSink
 from orchestrator.sinks.errors import (
     CorruptMaterial,
     NoPendingKey,
+    NoSuchGeneration,
     SinkConfigError,
     SinkConflict,
     SinkError,
@@ -29,6 +30,7 @@ __all__ = [
     "KeyMaterial",
     "KeyType",
     "NoPendingKey",
+    "NoSuchGeneration",
     "Sink",
     "SinkConfigError",
     "SinkConflict",

@@ -1,9 +1,11 @@
 """The one interface every sink implements.
 
-Each key has up to three slots, after AWS Secrets Manager's rotation stages:
-*pending* (written before the key is live, or before it is promoted), *current* (what the
-bots use) and *previous* (the old generation, kept through the grace period). Every step is
-idempotent so that it can be re-run after a crash.
+A key's material lives in a sink in one of three roles, after AWS Secrets Manager's rotation
+stages: *pending* (written before the key is live, or before it is promoted), *current* (the
+bot-facing slot: what the bots use) and *held* (every other generation still live, any number
+of them, kept until that generation is deleted on the exchange). A held generation is never
+overwritten by a later rotation; its material goes only through `destroy`, which leaves
+nothing of it behind. Every step is idempotent and safe to re-run after a crash.
 """
 
 from __future__ import annotations
@@ -26,24 +28,31 @@ class Sink(Protocol):
     def read_pending(self, address: str) -> KeyMaterial | None: ...
 
     def discard_pending(self, address: str) -> None:
-        """Drop pending material whose key never went live (a create that did not happen)."""
+        """Destroy pending material whose key never went live (a create that did not happen)."""
 
     def promote(self, address: str, generation: int | None = None) -> None:
-        """pending -> current, current -> previous.
+        """pending -> current; the old current becomes a held generation.
 
         With no pending material, a current one of `generation` means a promote already
         happened (a re-run after a crash): nothing to do. Otherwise NoPendingKey.
         """
 
-    def read_current(self, address: str) -> KeyMaterial | None: ...
+    def read_current(self, address: str) -> KeyMaterial | None:
+        """The material of the bot-facing slot, or None."""
 
-    def read_previous(self, address: str) -> KeyMaterial | None: ...
+    def read_held(self, address: str) -> list[KeyMaterial]:
+        """Every other generation kept (not current, not pending), ascending by generation."""
+
+    def make_current(self, address: str, generation: int) -> None:
+        """Point the bot-facing slot at a held generation; the old current becomes held.
+
+        Nothing to do when `generation` is already current; NoSuchGeneration when this sink
+        holds no material of it.
+        """
+
+    def destroy(self, address: str, api_key: str) -> None:
+        """The key `api_key` is deleted on the exchange: destroy its material wherever this
+        sink holds it (current, held or pending), leaving no copy. Idempotent."""
 
     def exists(self, address: str) -> bool:
-        """True when there is current (not revoked) material for the key."""
-
-    def mark_revoked(self, address: str) -> None:
-        """The current key was revoked: keep no usable current material for it."""
-
-    def delete_previous(self, address: str) -> None:
-        """The previous generation is deleted on the exchange: drop its material."""
+        """True when there is current material for the key."""

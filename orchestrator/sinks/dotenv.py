@@ -4,21 +4,36 @@
     BINANCE_API_SECRET=...                    (hmac)
     BINANCE_PRIVATE_KEY_PATH=/abs/PATH.g3.pem (ed25519: a 0600 PEM beside it)
 
-plus `ORCHESTRATOR_*` lines that say which key and generation the file holds. Pending and
-previous material live in `PATH.pending` and `PATH.previous`; the PEM is named by
-generation, so promoting is a rename and never rewrites a path a bot may hold.
+plus `ORCHESTRATOR_*` lines that say which key and generation the file holds. Pending
+material lives in `PATH.pending`, each held generation in `PATH.g<N>`; the PEM is named by
+generation, so promoting is a rename and never rewrites a path a bot may hold. Earlier
+versions kept one `PATH.previous` (still read as held) and `PATH.revoked` (a deleted key's:
+removed on the next write, with every PEM no env file names any more).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 
 from pydantic import SecretStr, ValidationError
 
-from orchestrator.sinks.errors import CorruptMaterial, NoPendingKey, SinkConflict
-from orchestrator.sinks.material import KeyMaterial, split_address
+from orchestrator.sinks.errors import (
+    CorruptMaterial,
+    NoPendingKey,
+    NoSuchGeneration,
+    SinkConflict,
+)
+from orchestrator.sinks.material import (
+    KeyMaterial,
+    KeyType,
+    held_in_order,
+    same_key,
+    split_address,
+)
 from orchestrator.sinks.paths import check_safe
 from orchestrator.store.atomic import (
     atomic_rename,
@@ -29,6 +44,7 @@ from orchestrator.store.atomic import (
 
 _PLAIN_VALUE = re.compile(r"^[A-Za-z0-9+/=_.:@,-]*$")
 SLOTS = {"current": "", "pending": ".pending", "previous": ".previous", "revoked": ".revoked"}
+LIVE_SLOTS = ("current", "pending", "previous")
 
 
 def _quote(value: str) -> str:
@@ -47,7 +63,7 @@ def _unquote(value: str) -> str:
 
 
 def parse_dotenv(text: str) -> dict[str, str]:
-    values = {}
+    values: dict[str, str] = {}
     for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
@@ -68,14 +84,17 @@ class DotenvSink:
     def slot_path(self, slot: str) -> Path:
         return self.env_path.with_name(self.env_path.name + SLOTS[slot])
 
+    def held_path(self, generation: int) -> Path:
+        return self.env_path.with_name(f"{self.env_path.name}.g{generation}")
+
     def pem_path(self, generation: int) -> Path:
         return self.env_path.with_name(f"{self.env_path.name}.g{generation}.pem")
 
     def check(self, address: str) -> None:
         split_address(address)
         self._claim(address)
-        for slot in SLOTS:
-            check_safe(self.slot_path(slot), self.project_dir, self._cleared)
+        for path in self._material_paths():
+            check_safe(path, self.project_dir, self._cleared)
 
     def write_pending(self, material: KeyMaterial) -> str:
         self.check(material.address)
@@ -84,66 +103,153 @@ class DotenvSink:
             check_safe(pem, self.project_dir, self._cleared)
         self._check_owner("current", material.address)
         self._check_owner("pending", material.address)
+        self._refuse_taken_generation(material)
         ensure_private_dir(self.env_path.parent)
-        self._drop_replaced_pending_pem(material.generation)
         if material.key_type == "ed25519":
             atomic_write(pem, material.secret.get_secret_value().encode())
         target = self.slot_path("pending")
         atomic_write(target, self._render(material).encode())
+        self._sweep_deleted()
         return f"dotenv:{target}"
 
     def read_pending(self, address: str) -> KeyMaterial | None:
-        return self._read("pending", address)
+        return self._read(self.slot_path("pending"), address)
 
     def discard_pending(self, address: str) -> None:
-        pending = self.read_pending(address)
-        if pending is None:
+        pending = self.slot_path("pending")
+        if self._owned_values(pending, address) is None:
             return
-        current = self._read("current", address)
-        if pending.key_type == "ed25519" and (
-            current is None or current.generation != pending.generation
-        ):
-            unlink_durably(self.pem_path(pending.generation))
-        unlink_durably(self.slot_path("pending"))
+        unlink_durably(pending)
+        self._sweep_deleted()
 
     def read_current(self, address: str) -> KeyMaterial | None:
-        return self._read("current", address)
+        return self._read(self.slot_path("current"), address)
 
-    def read_previous(self, address: str) -> KeyMaterial | None:
-        return self._read("previous", address)
+    def read_held(self, address: str) -> list[KeyMaterial]:
+        paths = [*self._held_paths(), self.slot_path("previous")]
+        found = [m for m in (self._read(path, address) for path in paths) if m is not None]
+        return held_in_order(found, self.read_current(address))
 
     def exists(self, address: str) -> bool:
-        return self._read("current", address) is not None
+        return self.read_current(address) is not None
 
     def promote(self, address: str, generation: int | None = None) -> None:
         self.check(address)
-        pending, current = self.slot_path("pending"), self.slot_path("current")
-        if not pending.exists():
+        pending = self.slot_path("pending")
+        incoming = self._read(pending, address)
+        if incoming is None:
             material = self.read_current(address)
             if material is None or generation is None or material.generation != generation:
                 raise NoPendingKey(f"{self.spec}: no pending key material for {address}")
             return
-        self._read("pending", address)  # refuses another key's file
-        if current.exists():
-            self._read("current", address)
-            atomic_write(self.slot_path("previous"), current.read_bytes())
-        atomic_rename(pending, current)
+        self._hold_current(address, incoming)
+        atomic_rename(pending, self.slot_path("current"))
+        self._sweep_deleted()
 
-    def mark_revoked(self, address: str) -> None:
+    def make_current(self, address: str, generation: int) -> None:
         self.check(address)
-        if self._read("current", address) is not None:
-            atomic_rename(self.slot_path("current"), self.slot_path("revoked"))
-
-    def delete_previous(self, address: str) -> None:
-        previous = self._read("previous", address)
-        if previous is None:
+        held = self._held_source(address, generation)
+        if held is None:
+            current = self.read_current(address)
+            if current is None or current.generation != generation:
+                raise NoSuchGeneration(
+                    f"{self.spec}: no material of {address} generation {generation} to use"
+                )
             return
-        current = self._read("current", address)
-        if previous.key_type == "ed25519" and (
-            current is None or current.generation != previous.generation
-        ):
-            unlink_durably(self.pem_path(previous.generation))
-        unlink_durably(self.slot_path("previous"))
+        source, chosen = held
+        self._hold_current(address, chosen)
+        atomic_rename(source, self.slot_path("current"))
+
+    def destroy(self, address: str, api_key: str) -> None:
+        """Remove every env file naming `api_key`, then the PEMs no env file names any more."""
+        self.check(address)
+        for path in self._material_paths():
+            values = self._owned_values(path, address)
+            if values is not None and values.get("BINANCE_API_KEY") == api_key:
+                unlink_durably(path)
+        self._sweep_deleted()
+
+    def _hold_current(self, address: str, incoming: KeyMaterial) -> None:
+        """Keep the current generation as held before `incoming` replaces it."""
+        current = self.slot_path("current")
+        old = self._read(current, address)
+        if old is None or same_key(old, incoming):
+            return
+        target = self.held_path(old.generation)
+        check_safe(target, self.project_dir, self._cleared)
+        held = self._read(target, address)
+        if held is None:
+            atomic_write(target, current.read_bytes())
+        elif not same_key(held, old):
+            raise SinkConflict(_generation_taken(target, old.generation))
+
+    def _held_source(self, address: str, generation: int) -> tuple[Path, KeyMaterial] | None:
+        """The env file holding held `generation` (its own, or the old previous slot) and
+        what it holds."""
+        for path in (self.held_path(generation), self.slot_path("previous")):
+            material = self._read(path, address)
+            if material is not None and material.generation == generation:
+                return path, material
+        return None
+
+    def _refuse_taken_generation(self, material: KeyMaterial) -> None:
+        """A PEM is named by generation: never overwrite the private key of a kept one."""
+        pem = self.pem_path(material.generation)
+        if material.key_type != "ed25519" or not pem.exists():
+            return
+        if pem.read_bytes() == material.secret.get_secret_value().encode():
+            return
+        if material.generation in self._named_generations(include_pending=False):
+            raise SinkConflict(_generation_taken(pem, material.generation))
+
+    def _sweep_deleted(self) -> None:
+        """Remove what only deleted keys left: the old revoked slot, and PEMs no env file
+        (current, pending or held) names."""
+        unlink_durably(self.slot_path("revoked"))
+        named = self._named_generations(include_pending=True)
+        for generation, pem in self._numbered(r"\.g(\d+)\.pem"):
+            if generation not in named:
+                unlink_durably(pem)
+
+    def _named_generations(self, include_pending: bool) -> set[int]:
+        """Generations whose PEM some kept env file names (read leniently: when in doubt, a
+        generation counts as named)."""
+        paths = [
+            self.slot_path(slot) for slot in LIVE_SLOTS if include_pending or slot != "pending"
+        ]
+        named: set[int] = set()
+        for path in [*paths, *self._held_paths()]:
+            try:
+                values = parse_dotenv(path.read_text(errors="replace"))
+            except FileNotFoundError:
+                continue
+            generation = values.get("ORCHESTRATOR_GENERATION", "")
+            if generation.isdigit():
+                named.add(int(generation))
+            named.update(self._pem_generation(values.get("BINANCE_PRIVATE_KEY_PATH", "")))
+        return named
+
+    def _pem_generation(self, pem_path: str) -> set[int]:
+        found = re.fullmatch(rf"{re.escape(self.env_path.name)}\.g(\d+)\.pem", Path(pem_path).name)
+        return {int(found[1])} if found else set()
+
+    def _held_paths(self) -> list[Path]:
+        return [path for _, path in self._numbered(r"\.g(\d+)")]
+
+    def _numbered(self, suffix: str) -> list[tuple[int, Path]]:
+        """(N, path) of the files beside the env file named `<name><suffix>`, ascending."""
+        pattern = re.compile(re.escape(self.env_path.name) + suffix)
+        try:
+            names = os.listdir(self.env_path.parent)
+        except FileNotFoundError:
+            return []
+        found = [
+            (int(m[1]), self.env_path.with_name(m[0])) for m in map(pattern.fullmatch, names) if m
+        ]
+        return sorted(found)
+
+    def _material_paths(self) -> list[Path]:
+        return [*(self.slot_path(slot) for slot in SLOTS), *self._held_paths()]
 
     def _claim(self, address: str) -> None:
         """One dotenv file holds one key: a second address is a configuration error."""
@@ -163,14 +269,6 @@ class DotenvSink:
             return
         if held != address:
             raise SinkConflict(_not_ours(path, held, address))
-
-    def _drop_replaced_pending_pem(self, generation: int) -> None:
-        pending = self.slot_path("pending")
-        if not pending.exists():
-            return
-        old = parse_dotenv(pending.read_text()).get("ORCHESTRATOR_GENERATION", "")
-        if old.isdigit() and int(old) != generation:
-            unlink_durably(self.pem_path(int(old)))
 
     def _render(self, material: KeyMaterial) -> str:
         lines = [
@@ -192,8 +290,8 @@ class DotenvSink:
         ]
         return "\n".join(lines) + "\n"
 
-    def _read(self, slot: str, address: str) -> KeyMaterial | None:
-        path = self.slot_path(slot)
+    def _owned_values(self, path: Path, address: str) -> dict[str, str] | None:
+        """The fields of an env file of this key (None when absent); another's is refused."""
         try:
             values = parse_dotenv(path.read_text())
         except FileNotFoundError:
@@ -203,7 +301,11 @@ class DotenvSink:
         held = values.get("ORCHESTRATOR_ADDRESS")
         if held != address:
             raise SinkConflict(_not_ours(path, held, address))
-        return self._material(values, path)
+        return values
+
+    def _read(self, path: Path, address: str) -> KeyMaterial | None:
+        values = self._owned_values(path, address)
+        return None if values is None else self._material(values, path)
 
     def _material(self, values: dict[str, str], path: Path) -> KeyMaterial:
         sub, label = split_address(values["ORCHESTRATOR_ADDRESS"])
@@ -217,7 +319,7 @@ class DotenvSink:
                 subaccount=sub,
                 label=label,
                 api_key=values.get("BINANCE_API_KEY") or None,
-                key_type=key_type,
+                key_type=cast(KeyType, key_type),  # KeyMaterial validates it
                 secret=SecretStr(secret),
                 created_at=datetime.fromisoformat(values["ORCHESTRATOR_CREATED_AT"]),
                 generation=int(values["ORCHESTRATOR_GENERATION"]),
@@ -230,6 +332,13 @@ class DotenvSink:
             ) from None
         except (ValueError, ValidationError):
             raise CorruptMaterial(f"{path} has a malformed orchestrator field") from None
+
+
+def _generation_taken(path: Path, generation: int) -> str:
+    return (
+        f"{path} already holds another key of generation {generation}; two keys of one"
+        " generation cannot both be kept. Look at both before removing either"
+    )
 
 
 def _not_ours(path: Path, held: str | None, address: str) -> str:

@@ -23,6 +23,10 @@ class NoPendingKey(SinkError):
     """Promote was asked for but there is no pending material to promote."""
 
 
+class NoSuchGeneration(SinkError):
+    """make_current named a generation this sink does not hold."""
+
+
 class CorruptMaterial(SinkError):
     """Stored material cannot be read back (hand-edited or damaged)."""
 

@@ -1,22 +1,29 @@
-"""`file:DIR`: one JSON file per key, `DIR/<sub-account>/<label>.json`.
+"""`file:DIR`: one JSON file per key, `DIR/<sub-account>/<label>.json` (the bot-facing one).
 
-Beside it `<label>.pending.json`, `<label>.previous.json` and, once revoked,
-`<label>.revoked.json`. Files are 0600 in 0700 directories whatever the umask, and every
-write is atomic.
+Beside it `<label>.pending.json` and one `<label>.g<N>.json` per held generation. Earlier
+versions kept one `<label>.previous.json` (still read as held) and `<label>.revoked.json`
+(material of a deleted key: removed on the next promote or destroy). Files are 0600 in 0700
+directories whatever the umask, and every write is atomic.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from orchestrator.sinks.errors import CorruptMaterial, NoPendingKey
-from orchestrator.sinks.material import KeyMaterial, split_address
+from orchestrator.sinks.errors import (
+    CorruptMaterial,
+    NoPendingKey,
+    NoSuchGeneration,
+    SinkConflict,
+)
+from orchestrator.sinks.material import KeyMaterial, held_in_order, same_key, split_address
 from orchestrator.sinks.paths import check_safe
 from orchestrator.store.atomic import (
     PRIVATE_DIR,
@@ -27,6 +34,7 @@ from orchestrator.store.atomic import (
 )
 
 SLOTS = ("pending", "current", "previous", "revoked")
+LEGACY_PREVIOUS, LEGACY_REVOKED = "previous", "revoked"
 
 
 def material_to_json(material: KeyMaterial) -> dict[str, Any]:
@@ -80,9 +88,12 @@ class FileSink:
         suffix = "" if slot == "current" else f".{slot}"
         return self.root / sub / f"{label}{suffix}.json"
 
+    def held_path(self, address: str, generation: int) -> Path:
+        return self.path(address, f"g{generation}")
+
     def check(self, address: str) -> None:
-        for slot in SLOTS:
-            check_safe(self.path(address, slot), self.project_dir, self._cleared)
+        for path in [*(self.path(address, slot) for slot in SLOTS), *self._held_paths(address)]:
+            check_safe(path, self.project_dir, self._cleared)
 
     def write_pending(self, material: KeyMaterial) -> str:
         self.check(material.address)
@@ -100,8 +111,10 @@ class FileSink:
     def read_current(self, address: str) -> KeyMaterial | None:
         return self._read(self.path(address, "current"))
 
-    def read_previous(self, address: str) -> KeyMaterial | None:
-        return self._read(self.path(address, "previous"))
+    def read_held(self, address: str) -> list[KeyMaterial]:
+        paths = [*self._held_paths(address), self.path(address, LEGACY_PREVIOUS)]
+        found = [m for m in map(self._read, paths) if m is not None and m.address == address]
+        return held_in_order(found, self.read_current(address))
 
     def exists(self, address: str) -> bool:
         return self.path(address, "current").is_file()
@@ -109,21 +122,75 @@ class FileSink:
     def promote(self, address: str, generation: int | None = None) -> None:
         self.check(address)
         pending, current = self.path(address, "pending"), self.path(address, "current")
-        if not pending.exists():
+        incoming = self._read(pending)
+        if incoming is None:
             _already_promoted(self.read_current(address), address, generation, self.spec)
             return
-        if current.exists():
-            atomic_write(self.path(address, "previous"), current.read_bytes())
+        self._hold_current(address, incoming)
         atomic_rename(pending, current)
+        unlink_durably(self.path(address, LEGACY_REVOKED))
 
-    def mark_revoked(self, address: str) -> None:
+    def make_current(self, address: str, generation: int) -> None:
         self.check(address)
-        current = self.path(address, "current")
-        if current.exists():
-            atomic_rename(current, self.path(address, "revoked"))
+        held = self._held_source(address, generation)
+        if held is None:
+            _already_current(self.read_current(address), address, generation, self.spec)
+            return
+        source, chosen = held
+        self._hold_current(address, chosen)
+        atomic_rename(source, self.path(address, "current"))
 
-    def delete_previous(self, address: str) -> None:
-        unlink_durably(self.path(address, "previous"))
+    def destroy(self, address: str, api_key: str) -> None:
+        self.check(address)
+        unreadable: CorruptMaterial | None = None
+        for path in self._material_paths(address):
+            try:
+                material = self._read(path)
+            except CorruptMaterial as exc:
+                unreadable = exc
+                continue
+            if material is not None and material.api_key == api_key:
+                unlink_durably(path)
+        unlink_durably(self.path(address, LEGACY_REVOKED))
+        if unreadable is not None:
+            raise unreadable
+
+    def _hold_current(self, address: str, incoming: KeyMaterial) -> None:
+        """Keep the current generation as held before `incoming` replaces it."""
+        current = self.path(address, "current")
+        old = self._read(current)
+        if old is None or same_key(old, incoming):
+            return
+        target = self.held_path(address, old.generation)
+        check_safe(target, self.project_dir, self._cleared)
+        held = self._read(target)
+        if held is None:
+            atomic_write(target, current.read_bytes())
+        elif not same_key(held, old):
+            raise SinkConflict(_generation_taken(target, old.generation))
+
+    def _held_source(self, address: str, generation: int) -> tuple[Path, KeyMaterial] | None:
+        """The file holding held `generation` (its own, or the old previous slot) and what
+        it holds."""
+        for path in (self.held_path(address, generation), self.path(address, LEGACY_PREVIOUS)):
+            material = self._read(path)
+            if material is not None and material.generation == generation:
+                return path, material
+        return None
+
+    def _held_paths(self, address: str) -> list[Path]:
+        sub, label = split_address(address)
+        pattern = re.compile(rf"{re.escape(label)}\.g(\d+)\.json")
+        try:
+            names = os.listdir(self.root / sub)
+        except FileNotFoundError:
+            return []
+        found = {int(m[1]): m[0] for m in map(pattern.fullmatch, names) if m}
+        return [self.root / sub / found[generation] for generation in sorted(found)]
+
+    def _material_paths(self, address: str) -> list[Path]:
+        """Every file that may hold material of this key."""
+        return [*(self.path(address, slot) for slot in SLOTS), *self._held_paths(address)]
 
     def _prepare_dirs(self, key_dir: Path) -> None:
         ensure_private_dir(key_dir)
@@ -143,6 +210,19 @@ class FileSink:
         if not isinstance(data, dict):
             raise CorruptMaterial(f"{path} does not hold a JSON object")
         return material_from_json(data, str(path))
+
+
+def _generation_taken(path: Path, generation: int) -> str:
+    return (
+        f"{path} already holds another key of generation {generation}; two keys of one"
+        " generation cannot both be kept. Look at both before removing either"
+    )
+
+
+def _already_current(current: KeyMaterial | None, address: str, generation: int, spec: str) -> None:
+    if current is not None and current.generation == generation:
+        return
+    raise NoSuchGeneration(f"{spec}: no material of {address} generation {generation} to use")
 
 
 def _already_promoted(

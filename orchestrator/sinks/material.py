@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
 
@@ -57,3 +58,19 @@ class KeyMaterial:
 
     def __str__(self) -> str:
         return f"{self.address} generation {self.generation} ({self.key_type})"
+
+
+def same_key(one: KeyMaterial, other: KeyMaterial) -> bool:
+    """Whether two stored copies are of one key: the same api key and generation."""
+    return one.api_key == other.api_key and one.generation == other.generation
+
+
+def held_in_order(found: Iterable[KeyMaterial], current: KeyMaterial | None) -> list[KeyMaterial]:
+    """The held generations among `found`: one copy per key, never the current one, ascending
+    by generation."""
+    kept: dict[tuple[int, str], KeyMaterial] = {}
+    for material in found:
+        if current is not None and same_key(material, current):
+            continue
+        kept.setdefault((material.generation, material.api_key or ""), material)
+    return [kept[key] for key in sorted(kept)]

@@ -3,27 +3,39 @@
 Every step writes a new version with check-and-set, so two writers cannot interleave:
 
     pending   {"status": "pending", ..., "current_version": N}   N: the version bots still use
-    current   {"status": "current", ..., "previous_version": P, "promoted_from": Q,
-               "also_in": [...]}   also_in: older copies of this secret (after a discard)
-    revoked   {"status": "revoked", ..., "revoked_version": N}   no secret
+    current   {"status": "current", ..., "promoted_from": Q, "also_in": [...]}
+              also_in: older copies of this secret (after a discard)
 
 A bot reads the latest version; when its status is "pending" it reads `current_version`
-(`?version=N`). The previous generation stays readable as an older version until
-`delete_previous` destroys it (and its pending twin).
+(`?version=N`). Each held generation (still live, no longer current) is kept in a secret of
+its own, `PATH/<sub>/<label>/g<N>` (`{"status": "held", ...}`), so rotations never push it out
+of the version history. Destroying a key's material destroys (KV v2 `destroy`, not a soft
+delete) every version that holds its secret: in the key's secret and in its held secret.
+
+Earlier versions kept the previous generation as an older version named by the current's
+`previous_version`: it is read as held, and copied to its own secret on the next write.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
-from orchestrator.sinks.errors import NoPendingKey, SinkConfigError, SinkConflict, VaultError
+from orchestrator.sinks.errors import (
+    NoPendingKey,
+    NoSuchGeneration,
+    SinkConfigError,
+    SinkConflict,
+    VaultError,
+)
 from orchestrator.sinks.filesink import material_from_json, material_to_json
-from orchestrator.sinks.material import KeyMaterial, split_address
+from orchestrator.sinks.material import KeyMaterial, held_in_order, same_key, split_address
 
 POINTERS = ("status", "current_version", "previous_version", "promoted_from", "also_in")
+HELD_NAME = re.compile(r"g(\d+)")
 
 
 class VaultSink:
@@ -90,13 +102,16 @@ class VaultSink:
         found = self._read_current(self.key_path(address))
         return None if found is None else self._material(found[0], address)
 
-    def read_previous(self, address: str) -> KeyMaterial | None:
+    def read_held(self, address: str) -> list[KeyMaterial]:
         path = self.key_path(address)
-        found = self._read_current(path)
-        if found is None or not found[0].get("previous_version"):
-            return None
-        previous = self._read(path, found[0]["previous_version"])
-        return None if previous is None else self._material(previous[0], address)
+        current = self._read_current(path)
+        found = [self._material(data, address) for data in self._held_secrets(address).values()]
+        if current is not None:
+            legacy = self._legacy_previous(path, current[0])
+            found += [] if legacy is None else [self._material(legacy, address)]
+        return held_in_order(
+            found, None if current is None else self._material(current[0], address)
+        )
 
     def exists(self, address: str) -> bool:
         return self._read_current(self.key_path(address)) is not None
@@ -110,43 +125,130 @@ class VaultSink:
                 raise NoPendingKey(f"{self.spec}: no pending key material for {address}")
             return
         data, version = latest
+        self._hold_current(address, self._material(data, address))
         promoted = {k: v for k, v in data.items() if k not in POINTERS}
-        promoted.update(
-            status="current", previous_version=data.get("current_version"), promoted_from=version
-        )
+        promoted.update(status="current", promoted_from=version)
         self._write(path, promoted, version)
 
-    def mark_revoked(self, address: str) -> None:
+    def make_current(self, address: str, generation: int) -> None:
         path = self.key_path(address)
-        found = self._read_current(path)
-        if found is None:
+        current = self._read_current(path)
+        if current is not None:
+            self._keep_legacy_previous(address, current[0])
+        held_path = self.held_path(address, generation)
+        held = self._read(held_path)
+        if held is None:
+            if current is None or current[0].get("generation") != generation:
+                raise NoSuchGeneration(
+                    f"{self.spec}: no material of {address} generation {generation} to use"
+                )
             return
-        data, version = found
-        revoked = {
-            "status": "revoked",
-            "subaccount": data.get("subaccount"),
-            "label": data.get("label"),
-            "apiKey": data.get("apiKey"),
-            "generation": data.get("generation"),
-            "revoked_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "revoked_version": version,
-        }
-        self._write(path, revoked, self._current_version(path))
+        chosen = self._material(held[0], address)
+        if current is None or not same_key(self._material(current[0], address), chosen):
+            self._hold_current(address, chosen)
+            self._write_current(path, material_to_json(chosen))
+        self._remove_secret(held_path)
 
-    def delete_previous(self, address: str) -> None:
-        """Destroy the versions holding the previous secret: the old current and its pending twin."""
+    def destroy(self, address: str, api_key: str) -> None:
+        """Destroy every version holding the secret of `api_key`, and its held secret."""
+        for held_path, data in self._held_secrets(address).items():
+            if data.get("apiKey") == api_key:
+                self._remove_secret(held_path)
         path = self.key_path(address)
-        found = self._read_current(path)
-        if found is None or not found[0].get("previous_version"):
+        versions = self._versions_holding(path, api_key)
+        if versions:
+            self._destroy(path, versions)
+
+    # held generations and destroying
+
+    def held_path(self, address: str, generation: int) -> str:
+        return f"{self.key_path(address)}/g{generation}"
+
+    def _held_secrets(self, address: str) -> dict[str, dict[str, Any]]:
+        """path -> data of each held generation's secret, ascending by generation."""
+        path = self.key_path(address)
+        listed = self._lookup("GET", f"/v1/{self.mount}/metadata/{path}", params={"list": "true"})
+        names = (listed or {}).get("data", {}).get("keys", [])
+        generations = sorted(int(found[1]) for found in map(HELD_NAME.fullmatch, names) if found)
+        held = {}
+        for generation in generations:
+            latest = self._read(f"{path}/g{generation}")
+            if latest is not None:
+                held[f"{path}/g{generation}"] = latest[0]
+        return held
+
+    def _hold_current(self, address: str, incoming: KeyMaterial) -> None:
+        """Copy the current generation to its held secret before `incoming` replaces it."""
+        current = self._read_current(self.key_path(address))
+        if current is None:
             return
-        previous_version = found[0]["previous_version"]
-        previous = self._read(path, previous_version)
-        versions = [previous_version]
-        if previous is not None:
-            versions += previous[0].get("also_in", [])
-            if previous[0].get("promoted_from"):
-                versions.append(previous[0]["promoted_from"])
-        self._destroy(path, versions)
+        self._keep_legacy_previous(address, current[0])
+        old = self._material(current[0], address)
+        if not same_key(old, incoming):
+            self._write_held(address, old)
+
+    def _write_held(self, address: str, material: KeyMaterial) -> None:
+        target = self.held_path(address, material.generation)
+        existing = self._read(target)
+        if existing is None:
+            data = {**material_to_json(material), "status": "held"}
+            self._write(target, data, self._current_version(target))
+        elif not same_key(self._material(existing[0], address), material):
+            raise SinkConflict(
+                f"{self.spec}: {target} already holds another key of generation"
+                f" {material.generation}; two keys of one generation cannot both be kept"
+            )
+
+    def _keep_legacy_previous(self, address: str, current: dict[str, Any]) -> None:
+        """Give the generation an earlier version kept as `previous_version` its own held
+        secret, before a write drops the pointer to it."""
+        legacy = self._legacy_previous(self.key_path(address), current)
+        if legacy is not None:
+            self._write_held(address, self._material(legacy, address))
+
+    def _legacy_previous(self, path: str, current: dict[str, Any]) -> dict[str, Any] | None:
+        if not current.get("previous_version"):
+            return None
+        previous = self._read(path, current["previous_version"])
+        return None if previous is None else previous[0]
+
+    def _write_current(self, path: str, data: dict[str, Any]) -> None:
+        """Write `data` as the bot-facing version; a pending version stays on top."""
+        latest = self._read(path)
+        version = self._write(path, {**data, "status": "current"}, self._current_version(path))
+        if latest is not None and latest[0].get("status") == "pending":
+            self._write(path, {**latest[0], "current_version": version}, version)
+
+    def _versions_holding(self, path: str, api_key: str) -> list[int]:
+        """The live versions holding the secret of `api_key`, or of a key an earlier version
+        marked revoked (copies and pending twins included: matched by the secret itself)."""
+        stored = {}
+        for version in self._live_versions(path):
+            found = self._read(path, version)
+            if found is not None:
+                stored[version] = found[0]
+        doomed = {
+            _secret_of(data)
+            for data in stored.values()
+            if data.get("apiKey") == api_key and data.get("status") != "revoked"
+        }
+        for data in stored.values():
+            if data.get("status") == "revoked" and data.get("revoked_version") in stored:
+                doomed.add(_secret_of(stored[data["revoked_version"]]))
+        doomed.discard(None)
+        return sorted(v for v, data in stored.items() if _secret_of(data) in doomed)
+
+    def _remove_secret(self, path: str) -> None:
+        """Destroy every version of a held secret, then its metadata."""
+        versions = self._live_versions(path)
+        if versions:
+            self._destroy(path, versions)
+        self._lookup("DELETE", f"/v1/{self.mount}/metadata/{path}")
+
+    def _live_versions(self, path: str) -> list[int]:
+        response = self._lookup("GET", f"/v1/{self.mount}/metadata/{path}")
+        versions = (response or {}).get("data", {}).get("versions") or {}
+        return sorted(int(v) for v, meta in versions.items() if not meta.get("destroyed"))
 
     def _destroy(self, path: str, versions: list[int]) -> None:
         self._request("POST", f"/v1/{self.mount}/destroy/{path}", json={"versions": versions})
@@ -158,7 +260,7 @@ class VaultSink:
 
     def _current_version(self, path: str) -> int:
         """The latest version number (0 when the secret does not exist): the cas to write with."""
-        response = self._request("GET", f"/v1/{self.mount}/metadata/{path}", allow_404=True)
+        response = self._lookup("GET", f"/v1/{self.mount}/metadata/{path}")
         if response is None:
             return 0
         return int(response["data"].get("current_version") or 0)
@@ -166,9 +268,7 @@ class VaultSink:
     def _read(self, path: str, version: int | None = None) -> tuple[dict[str, Any], int] | None:
         """(data, version) of the latest or a given version; None if absent, deleted or destroyed."""
         params = {"version": str(version)} if version else None
-        response = self._request(
-            "GET", f"/v1/{self.mount}/data/{path}", params=params, allow_404=True
-        )
+        response = self._lookup("GET", f"/v1/{self.mount}/data/{path}", params=params)
         if response is None or not response.get("data") or not response["data"].get("data"):
             return None
         return response["data"]["data"], int(response["data"]["metadata"]["version"])
@@ -193,22 +293,29 @@ class VaultSink:
     def _material(self, data: dict[str, Any], address: str) -> KeyMaterial:
         return material_from_json(data, f"{self.spec} {address}")
 
-    def _request(
-        self, method: str, url: str, allow_404: bool = False, **kwargs: Any
-    ) -> dict[str, Any] | None:
+    def _request(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
+        """Vault's answer; any error status is raised."""
+        found = self._lookup(method, url, **kwargs)
+        if found is None:
+            raise VaultError(f"Vault answered 404 to {method} {url}: no such secret")
+        return found
+
+    def _lookup(self, method: str, url: str, **kwargs: Any) -> dict[str, Any] | None:
+        """Vault's answer, or None when it answers 404 (no such secret or version)."""
         try:
             response = self._client.request(method, url, **kwargs)
         except httpx.HTTPError as exc:
             raise VaultError(
                 f"cannot reach Vault at {self.addr} ({type(exc).__name__}); check VAULT_ADDR"
             ) from None
-        if response.status_code == 404 and allow_404:
+        if response.status_code == 404:
             return None
         if response.status_code >= 400:
             raise self._error(method, url, response)
         if response.status_code == 204 or not response.content:
             return {}
-        return response.json()
+        answer: dict[str, Any] = response.json()
+        return answer
 
     def _error(self, method: str, url: str, response: httpx.Response) -> Exception:
         reasons = "; ".join(_errors_of(response))
@@ -235,6 +342,10 @@ def _errors_of(response: httpx.Response) -> list[str]:
     return [str(error) for error in errors] or ["no details"]
 
 
+def _secret_of(data: dict[str, Any]) -> str | None:
+    return data.get("secret") or data.get("private_key")
+
+
 def _current_pointer(latest: tuple[dict[str, Any], int] | None) -> int | None:
     """Which version bots use while a pending one is the latest."""
     if latest is None:
@@ -247,11 +358,11 @@ def _current_pointer(latest: tuple[dict[str, Any], int] | None) -> int | None:
     return None
 
 
-def open_vault(target: str, env: dict[str, str] | Any, spec: str) -> VaultSink:
+def open_vault(target: str, env: Mapping[str, str], spec: str) -> VaultSink:
     mount, _, base_path = target.strip("/").partition("/")
     if not mount:
         raise SinkConfigError(f"{spec!r}: say which KV v2 mount, e.g. vault:secret/orchestrator")
-    addr, token = env.get("VAULT_ADDR"), env.get("VAULT_TOKEN")
+    addr, token = env.get("VAULT_ADDR") or "", env.get("VAULT_TOKEN") or ""
     missing = [name for name, value in (("VAULT_ADDR", addr), ("VAULT_TOKEN", token)) if not value]
     if missing:
         raise SinkConfigError(

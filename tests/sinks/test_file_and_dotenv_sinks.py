@@ -34,7 +34,7 @@ def test_existing_loose_secrets_dir_is_tightened(tmp_path, open_umask):
     assert _mode(tmp_path / "secrets") == 0o700
 
 
-def test_file_lifecycle_pending_current_previous(tmp_path):
+def test_file_lifecycle_pending_current_held(tmp_path):
     sink = open_sink("file:secrets/", tmp_path)
     address = "quant/Bot"
     assert sink.read_current(address) is None and not sink.exists(address)
@@ -42,20 +42,21 @@ def test_file_lifecycle_pending_current_previous(tmp_path):
     assert sink.read_pending(address).generation == 1 and not sink.exists(address)
     sink.promote(address)
     assert sink.read_current(address).generation == 1 and sink.read_pending(address) is None
-    sink.write_pending(make_material(2))
+    sink.write_pending(make_material(2, api_key="N" * 64))
     assert sink.read_current(address).generation == 1
     sink.promote(address)
-    current, previous = sink.read_current(address), sink.read_previous(address)
-    assert (current.generation, previous.generation) == (2, 1)
+    current, held = sink.read_current(address), sink.read_held(address)
+    assert (current.generation, [m.generation for m in held]) == (2, [1])
     assert current.secret.get_secret_value() == f"{CANARY}-g2"
+    assert (tmp_path / "secrets/quant/Bot.g1.json").exists()
     sink.promote(address, generation=2)  # re-run after a crash: already done
     with pytest.raises(NoPendingKey):
         sink.promote(address, generation=3)
-    sink.delete_previous(address)
-    assert sink.read_previous(address) is None
-    sink.mark_revoked(address)
+    sink.destroy(address, held[0].api_key)
+    assert sink.read_held(address) == []
+    sink.destroy(address, current.api_key)
     assert not sink.exists(address) and sink.read_current(address) is None
-    assert (tmp_path / "secrets/quant/Bot.revoked.json").exists()
+    assert list((tmp_path / "secrets/quant").iterdir()) == []
 
 
 def test_file_json_fields(tmp_path):
@@ -109,20 +110,20 @@ def test_dotenv_ed25519_points_to_private_pem(tmp_path, open_umask):
     assert CANARY not in (tmp_path / "bots/copy.env").read_text()
 
 
-def test_dotenv_rotation_keeps_previous_and_drops_its_pem(tmp_path):
+def test_dotenv_rotation_holds_the_old_generation_and_destroy_drops_its_pem(tmp_path):
     sink = open_sink("dotenv:bots/copy.env", tmp_path)
     for generation in (1, 2):
-        sink.write_pending(make_material(generation, key_type="ed25519"))
+        sink.write_pending(make_material(generation, "ed25519", api_key=f"{'K' * 63}{generation}"))
         sink.promote("quant/Bot")
     assert sink.read_current("quant/Bot").generation == 2
-    assert sink.read_previous("quant/Bot").generation == 1
-    assert (tmp_path / "bots/copy.env.previous").exists()
-    sink.delete_previous("quant/Bot")
+    assert [m.generation for m in sink.read_held("quant/Bot")] == [1]
+    assert (tmp_path / "bots/copy.env.g1").exists()
+    sink.destroy("quant/Bot", "K" * 63 + "1")
     assert not (tmp_path / "bots/copy.env.g1.pem").exists()
     assert (tmp_path / "bots/copy.env.g2.pem").exists()
-    assert sink.read_previous("quant/Bot") is None
-    sink.mark_revoked("quant/Bot")
-    assert not sink.exists("quant/Bot") and (tmp_path / "bots/copy.env.revoked").exists()
+    assert sink.read_held("quant/Bot") == []
+    sink.destroy("quant/Bot", "K" * 63 + "2")
+    assert not sink.exists("quant/Bot") and list((tmp_path / "bots").iterdir()) == []
 
 
 def test_dotenv_shared_by_two_keys_refused(tmp_path):

@@ -1,6 +1,7 @@
 """The Vault sink against Vault's documented KV v2 HTTP API, mocked with respx."""
 
 import json
+import re
 
 import httpx
 import pytest
@@ -9,11 +10,13 @@ from sink_material import CANARY, make_material
 
 from orchestrator.sinks import (
     NoPendingKey,
+    NoSuchGeneration,
     SinkConfigError,
     SinkConflict,
     VaultError,
     open_sink,
 )
+from orchestrator.sinks.filesink import material_to_json
 
 ADDR = "https://vault.example:8200"
 TOKEN = "hvs.TOKEN-CANARY-1234567890"
@@ -24,56 +27,95 @@ DESTROY = f"{ADDR}/v1/secret/destroy/orc/quant/Bot"
 
 
 class FakeKV2:
-    """Just enough of a KV v2 mount: versions, cas, metadata, destroy."""
+    """Just enough of a KV v2 mount: versions per path, cas, metadata, list, destroy."""
 
     def __init__(self) -> None:
-        self.versions: dict[int, dict | None] = {}
+        self.secrets: dict[str, dict[int, dict | None]] = {}
         self.requests: list[httpx.Request] = []
 
-    def current(self) -> int:
-        return max(self.versions, default=0)
+    @property
+    def versions(self) -> dict[int, dict | None]:
+        """The versions of the key's own secret, `orc/quant/Bot`."""
+        return self.secrets.setdefault("orc/quant/Bot", {})
 
-    def data(self, request: httpx.Request) -> httpx.Response:
+    def held(self, generation: int) -> dict[int, dict | None]:
+        return self.secrets.get(f"orc/quant/Bot/g{generation}", {})
+
+    def current(self, path: str = "orc/quant/Bot") -> int:
+        return max(self.secrets.get(path, {}), default=0)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
+        kind, path = re.match(r"/v1/secret/(\w+)/(.*)", request.url.path).groups()
+        if kind == "data":
+            return self.data(request, path)
+        if kind == "destroy":
+            for version in json.loads(request.content)["versions"]:
+                self.secrets[path][version] = None
+            return httpx.Response(204)
+        if request.method == "DELETE":
+            self.secrets.pop(path, None)
+            return httpx.Response(204)
+        if request.url.params.get("list") == "true":
+            return self.listing(path)
+        return self.metadata(path)
+
+    def data(self, request: httpx.Request, path: str) -> httpx.Response:
+        versions = self.secrets.setdefault(path, {})
         if request.method == "POST":
             body = json.loads(request.content)
-            if body["options"]["cas"] != self.current():
+            if body["options"]["cas"] != self.current(path):
                 return httpx.Response(
                     400,
                     json={"errors": ["check-and-set parameter did not match the current version"]},
                 )
-            self.versions[self.current() + 1] = body["data"]
+            versions[self.current(path) + 1] = body["data"]
             return httpx.Response(
-                200, json={"data": {"version": self.current(), "destroyed": False}}
+                200, json={"data": {"version": self.current(path), "destroyed": False}}
             )
-        version = int(request.url.params.get("version", self.current()))
-        if version not in self.versions:
+        version = int(request.url.params.get("version", self.current(path)))
+        if version not in versions:
             return httpx.Response(404, json={"errors": []})
-        data = self.versions[version]
+        data = versions[version]
         metadata = {"version": version, "destroyed": data is None, "deletion_time": ""}
         status = 404 if data is None else 200
         return httpx.Response(status, json={"data": {"data": data, "metadata": metadata}})
 
-    def metadata(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        if not self.versions:
+    def metadata(self, path: str) -> httpx.Response:
+        versions = self.secrets.get(path)
+        if not versions:
             return httpx.Response(404, json={"errors": []})
-        return httpx.Response(200, json={"data": {"current_version": self.current()}})
+        listed = {
+            str(v): {"destroyed": data is None, "deletion_time": ""} for v, data in versions.items()
+        }
+        return httpx.Response(
+            200, json={"data": {"current_version": self.current(path), "versions": listed}}
+        )
 
-    def destroy(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        for version in json.loads(request.content)["versions"]:
-            self.versions[version] = None
-        return httpx.Response(204)
+    def listing(self, path: str) -> httpx.Response:
+        prefix = f"{path}/"
+        keys = sorted(
+            {p[len(prefix) :].split("/")[0] for p in self.secrets if p.startswith(prefix)}
+        )
+        if not keys:
+            return httpx.Response(404, json={"errors": []})
+        return httpx.Response(200, json={"data": {"keys": keys}})
+
+    def holding(self, needle: str) -> list[tuple[str, int]]:
+        """(path, version) of every stored version whose data contains `needle`."""
+        return [
+            (path, version)
+            for path, versions in self.secrets.items()
+            for version, data in versions.items()
+            if data is not None and needle in json.dumps(data)
+        ]
 
 
 @pytest.fixture
 def kv():
     fake = FakeKV2()
     with respx.mock(assert_all_called=False) as router:
-        router.route(url__startswith=DATA).mock(side_effect=fake.data)
-        router.route(url__startswith=META).mock(side_effect=fake.metadata)
-        router.post(DESTROY).mock(side_effect=fake.destroy)
+        router.route(url__startswith=f"{ADDR}/v1/secret/").mock(side_effect=fake.handle)
         yield fake
 
 
@@ -111,40 +153,141 @@ def test_namespace_header(kv, tmp_path):
     assert all(r.headers["X-Vault-Namespace"] == "team/quant" for r in kv.requests)
 
 
-def test_lifecycle_pending_current_previous(kv, sink):
+def api_key(generation: int) -> str:
+    return f"{'K' * 60}G{generation:03d}"
+
+
+def store(sink, generation: int, key_type: str = "hmac") -> None:
+    sink.write_pending(make_material(generation, key_type, api_key=api_key(generation)))
+    sink.promote("quant/Bot", generation)
+
+
+def main_path_posts(kv) -> list[dict]:
+    return [
+        json.loads(r.content)
+        for r in kv.requests
+        if r.method == "POST" and r.url.path == "/v1/secret/data/orc/quant/Bot"
+    ]
+
+
+def test_lifecycle_pending_current_held(kv, sink):
     address = "quant/Bot"
-    sink.write_pending(make_material(1))
+    sink.write_pending(make_material(1, api_key=api_key(1)))
     sink.promote(address)
     assert kv.versions[2]["status"] == "current" and kv.versions[2]["promoted_from"] == 1
-    assert sink.read_current(address).generation == 1
+    assert sink.read_current(address).generation == 1 and sink.read_held(address) == []
 
-    sink.write_pending(make_material(2))  # version 3: bots still get version 2
+    sink.write_pending(make_material(2, api_key=api_key(2)))  # version 3: bots still get 2
     assert kv.versions[3]["current_version"] == 2
     assert sink.read_current(address).generation == 1
-    sink.promote(address)  # version 4
+    sink.promote(address)  # version 4; generation 1 copied to its own secret first
     assert sink.read_current(address).generation == 2
-    assert sink.read_previous(address).generation == 1
+    assert [m.generation for m in sink.read_held(address)] == [1]
+    assert kv.held(1)[1]["status"] == "held" and kv.held(1)[1]["apiKey"] == api_key(1)
     assert any(r.url.params.get("version") == "2" for r in kv.requests)
-    cas_values = [
-        json.loads(r.content)["options"]["cas"]
-        for r in kv.requests
-        if r.method == "POST" and "/data/" in str(r.url)
-    ]
-    assert cas_values == [0, 1, 2, 3]
+    assert [body["options"]["cas"] for body in main_path_posts(kv)] == [0, 1, 2, 3]
 
     sink.promote(address, generation=2)  # already promoted: no write
     with pytest.raises(NoPendingKey):
         sink.promote(address, generation=3)
+    assert len(main_path_posts(kv)) == 4
 
-    sink.delete_previous(address)
-    assert kv.versions[1] is None and kv.versions[2] is None
-    assert sink.read_previous(address) is None
-    assert sink.read_current(address).generation == 2
 
-    sink.mark_revoked(address)
-    assert kv.versions[5]["status"] == "revoked" and kv.versions[5]["revoked_version"] == 4
-    assert "secret" not in kv.versions[5]
+def test_two_promotes_in_grace_keep_both_older_generations(kv, sink):
+    for generation in (1, 2, 3):
+        store(sink, generation)
+    assert sink.read_current("quant/Bot").generation == 3
+    held = sink.read_held("quant/Bot")
+    assert [(m.generation, m.api_key) for m in held] == [(1, api_key(1)), (2, api_key(2))]
+    assert [m.secret.get_secret_value() for m in held] == [f"{CANARY}-g1", f"{CANARY}-g2"]
+
+
+def test_make_current_round_trip(kv, sink):
+    address = "quant/Bot"
+    for generation in (1, 2, 3):
+        store(sink, generation)
+    sink.make_current(address, 1)
+    assert sink.read_current(address).api_key == api_key(1)
+    assert [m.generation for m in sink.read_held(address)] == [2, 3]
+    assert kv.held(1) == {}  # its held secret is gone once it is current
+    sink.make_current(address, 1)  # a re-run: already current
+    sink.make_current(address, 3)
+    assert sink.read_current(address).generation == 3
+    assert [m.generation for m in sink.read_held(address)] == [1, 2]
+    with pytest.raises(NoSuchGeneration):
+        sink.make_current(address, 7)
+
+
+def test_make_current_keeps_a_pending_key_on_top(kv, sink):
+    address = "quant/Bot"
+    store(sink, 1)
+    store(sink, 2)
+    sink.write_pending(make_material(3, api_key=api_key(3)))
+    sink.make_current(address, 1)
+    assert sink.read_current(address).generation == 1
+    assert sink.read_pending(address).generation == 3
+    sink.promote(address)
+    assert [m.generation for m in sink.read_held(address)] == [1, 2]
+
+
+@pytest.mark.parametrize("key_type", ["hmac", "ed25519"])
+def test_destroy_destroys_every_version_holding_the_secret(kv, sink, key_type):
+    address = "quant/Bot"
+    for generation in (1, 2, 3):
+        store(sink, generation, key_type)
+    secret_1 = make_material(1, key_type).secret.get_secret_value()
+    assert kv.holding(json.dumps(secret_1)[1:-1])
+    sink.destroy(address, api_key(1))
+    destroyed = [
+        (r.url.path, json.loads(r.content)["versions"])
+        for r in kv.requests
+        if "/destroy/" in r.url.path
+    ]
+    assert destroyed == [
+        ("/v1/secret/destroy/orc/quant/Bot/g1", [1]),
+        ("/v1/secret/destroy/orc/quant/Bot", [1, 2]),  # the pending version and the current
+    ]
+    assert kv.holding(json.dumps(secret_1)[1:-1]) == [] and kv.holding(api_key(1)) == []
+    assert [m.generation for m in sink.read_held(address)] == [2]
+    sink.destroy(address, api_key(1))  # idempotent
+    sink.destroy(address, api_key(3))
     assert sink.read_current(address) is None and not sink.exists(address)
+    sink.destroy(address, api_key(2))
+    assert kv.holding(CANARY) == [] and sink.read_held(address) == []
+
+
+def test_destroy_reaches_pending_and_its_copies(kv, sink):
+    address = "quant/Bot"
+    store(sink, 1)
+    sink.write_pending(make_material(2, api_key=api_key(2)))
+    sink.discard_pending(address)  # the current is copied on top
+    sink.write_pending(make_material(2, api_key=api_key(2)))
+    sink.destroy(address, api_key(2))
+    assert sink.read_pending(address) is None and kv.holding(f"{CANARY}-g2") == []
+    sink.destroy(address, api_key(1))
+    assert kv.holding(CANARY) == []
+
+
+def test_old_previous_version_is_read_as_held_and_kept(kv, sink):
+    address = "quant/Bot"
+    generation_1 = material_to_json(make_material(1, api_key=api_key(1)))
+    generation_2 = material_to_json(make_material(2, api_key=api_key(2)))
+    kv.versions[1] = {**generation_1, "status": "current"}
+    kv.versions[2] = {**generation_2, "status": "current", "previous_version": 1}
+    assert [m.generation for m in sink.read_held(address)] == [1]
+    store(sink, 3)
+    assert [m.generation for m in sink.read_held(address)] == [1, 2]
+    sink.destroy(address, api_key(1))
+    assert kv.holding(f"{CANARY}-g1") == []
+    assert [m.generation for m in sink.read_held(address)] == [2]
+
+
+def test_destroy_clears_what_an_old_revoke_left(kv, sink):
+    store(sink, 1)
+    kv.versions[3] = {"status": "revoked", "apiKey": api_key(1), "revoked_version": 2}
+    store(sink, 2)
+    sink.destroy("quant/Bot", api_key(2))
+    assert kv.holding(CANARY) == []
 
 
 def test_cas_conflict_is_a_clear_error(tmp_path, sink):
@@ -198,10 +341,3 @@ def test_discard_pending_restores_current_and_destroys_pending(kv, sink):
     sink.discard_pending(address)  # v5 = copy of v3; v4 destroyed
     assert kv.versions[4] is None and kv.versions[5]["also_in"] == [3]
     assert sink.read_current(address).generation == 1 and sink.read_pending(address) is None
-
-    sink.write_pending(make_material(2))  # v6
-    sink.promote(address)  # v7
-    assert sink.read_previous(address).generation == 1
-    sink.delete_previous(address)
-    assert all(kv.versions[v] is None for v in (2, 3, 5))
-    assert sink.read_current(address).generation == 2
