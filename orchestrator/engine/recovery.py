@@ -211,16 +211,12 @@ class _Reconciler:
 def drop_material(
     open_sink: Callable[[str], Sink], slots: list[transitions.SinkSlot], api_key: str
 ) -> list[str]:
-    """Remove a deleted key's material from the slots that still hold *it* (never another
+    """Destroy a deleted key's material in the sinks that may hold it (never another
     generation's). Returns a warning per sink that could not be cleaned."""
     warnings = []
     for spec, address in slots:
         try:
-            sink = open_sink(spec)
-            if _is_key(sink.read_previous(address), api_key):
-                sink.delete_previous(address)
-            elif _is_key(sink.read_current(address), api_key):
-                sink.mark_revoked(address)
+            open_sink(spec).destroy(address, api_key)
         except Exception as exc:  # noqa: BLE001 - the key is deleted either way; say so
             warnings.append(
                 f"warning: could not remove the deleted key's material for {address} from "

@@ -89,7 +89,8 @@ def test_grace_keeps_previous_key_until_it_has_passed(project: Path, monkeypatch
     monkeypatch.setenv("ORCHESTRATOR_NOW", at(2))
     cli("rotate", "--due", "--auto-approve")
     assert "orc-example.QuantBot-BTC-g1" not in live_names(project)
-    assert open_sink("file:secrets/", project).read_previous("quant/QuantBot-BTC") is None
+    assert open_sink("file:secrets/", project).read_held("quant/QuantBot-BTC") == []
+    assert not (project / "secrets/quant/QuantBot-BTC.g1.json").exists()
 
 
 def test_rotate_due_with_nothing_due_changes_nothing(project: Path):
@@ -173,8 +174,8 @@ def test_lockdown_leaves_no_key_in_scope(project: Path, scope):
         assert names == ["orc-example.CopyTrade-Bot-g1"]
     else:
         assert names == []
-    revoked = list((project / "secrets").rglob("*.revoked.json"))
-    assert revoked
+    left = [p.name for p in (project / "secrets").rglob("*") if p.is_file()]
+    assert left == (["CopyTrade-Bot.json"] if scope else [])  # deleted keys leave no material
     cli("log", "verify")
     cli("apply", "--auto-approve")
     assert "No changes" in cli("plan").output

@@ -319,8 +319,9 @@ def check_invariants(
             if old["api_key"] not in live:
                 problems.append(f"{desired.address}: retired key in state is not live")
                 continue
-            previous = sink.read_previous(desired.address)
-            if previous is None or previous.api_key != old["api_key"]:
+            held = [m for m in sink.read_held(desired.address) if m.api_key == old["api_key"]]
+            previous = held[0] if held else None
+            if previous is None:
                 problems.append(f"{desired.address}: previous material not kept through grace")
             elif not _material_matches(previous, live[old["api_key"]]):
                 problems.append(f"{desired.address}: previous material is not the key's")

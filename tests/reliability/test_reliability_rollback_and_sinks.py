@@ -163,10 +163,10 @@ def test_delete_succeeds_when_the_sink_cannot_drop_old_material(small, monkeypat
     assert cli("apply", "--auto-approve")[0] == 0
     monkeypatch.setenv("ORCHESTRATOR_NOW", datetime.now(UTC).isoformat())
 
-    def broken(self, address):
+    def broken(self, address, api_key):
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(FileSink, "delete_previous", broken)
+    monkeypatch.setattr(FileSink, "destroy", broken)
     code, output = cli("apply", "--auto-approve")
     assert code == 0, output
     assert "previous key deleted" in output and "warning: could not remove" in output
