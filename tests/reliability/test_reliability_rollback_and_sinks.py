@@ -177,6 +177,10 @@ def test_delete_succeeds_when_the_sink_cannot_drop_old_material(small, monkeypat
     monkeypatch.chdir(small)
     later = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
     monkeypatch.setenv("ORCHESTRATOR_NOW", later)
+    code, output = cli("plan", "--detailed-exitcode")
+    assert code == 2 and "destroy material of deleted key(s) g1" in output, output
+    assert cli("apply", "--auto-approve")[0] == 0
+    assert not list((small / "secrets").rglob("*.g1.json"))
     assert cli("plan", "--detailed-exitcode")[0] == 0
 
 
