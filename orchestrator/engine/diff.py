@@ -391,7 +391,7 @@ def _unbacked(key: DesiredKey, live_key: LiveKey) -> Finding:
             f"{live_key.api_name} is live but {key.sink} holds none of its material; it is "
             "kept, since its material may be kept elsewhere"
         ),
-        severity=Severity.MEDIUM,
+        severity=Severity.HIGH,
         api_key=live_key.api_key,
         fix="if nothing uses it, delete it in Binance's API management page",
     )

@@ -89,12 +89,16 @@ def findings(
 
 
 def _from_changeset_finding(finding: Finding) -> Finding:
+    """The plan's finding as the report names it: a live generation with no material in its
+    sink is the report's `missing_secret`."""
     fixes = {
         "unmanaged": "add it to the plan and `orchestrator import`, or set prune: true and "
         "`orchestrator apply`",
+        "unbacked": "`orchestrator apply` makes and stores a new key for the bots; delete this "
+        "one in Binance once nothing uses it",
     }
     return Finding(
-        finding.kind,
+        "missing_secret" if finding.kind == "unbacked" else finding.kind,
         finding.address,
         finding.message,
         finding.severity,

@@ -89,10 +89,15 @@ def test_lost_state_is_rebuilt_from_api_names(project: Path):
     cli("apply", "--auto-approve")
     for path in (project / "state").glob("example.state.json*"):
         path.unlink()
-    assert "No changes" in cli("plan").output
+    planned = cli("plan").output
+    assert "not in state" in planned and "reconcile" in planned
+    assert "create" not in planned.replace("0 to create", "") and "delete" not in planned.replace(
+        "0 to delete", ""
+    )
     rebuilt = cli("state", "rebuild")
     assert "quant/QuantBot-BTC: recorded orc-example.QuantBot-BTC-g1" in rebuilt.output
     assert "QuantBot-BTC" in cli("state", "show", "QuantBot-BTC").output
+    assert "No changes" in cli("plan").output
 
 
 @pytest.mark.parametrize("key_type", ["ed25519", "hmac"])
