@@ -35,7 +35,8 @@ def widen_out_of_band(project: Path) -> None:
     async def widen() -> str:
         from orchestrator.config import ExchangeSettings
 
-        async with open_exchange(ExchangeSettings(), project) as client:
+        client = open_exchange(ExchangeSettings(), project)
+        try:
             for sub in await client.list_all_subaccounts():
                 for key in await client.list_all_api_keys(sub.email):
                     if "Koinly" in key.api_name:
@@ -43,6 +44,8 @@ def widen_out_of_band(project: Path) -> None:
                             sub.email, key.api_key, frozenset({Permission.FUTURES})
                         )
                         return key.api_name
+        finally:
+            await client.aclose()
         raise SystemExit("demo: the tax key was not found")
 
     name = asyncio.run(widen())

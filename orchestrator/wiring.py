@@ -19,6 +19,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from orchestrator.config import ExchangeSettings
 from orchestrator.emulator import persist
@@ -39,13 +40,16 @@ EmulatorOpener = Callable[[Path], Emulator]
 
 
 def open_sandbox(data_path: Path) -> Emulator:
-    """The sandbox emulator over its data file, with a master of its own."""
+    """The sandbox emulator over its data file, with a master of its own. It runs on the
+    sandbox's clock, so a key made while a test moved the clock is as old as the tool thinks."""
     data = persist.load(data_path) or {}
     stored = data.get("master")
     master = ApiKey.from_json(stored) if stored else None
     if master is None:
         master = generate_master(int(time.time() * 1000))
-    return Emulator(data_path, master=master, persist_master=True)
+    return Emulator(
+        data_path, master=master, persist_master=True, clock=lambda: sandbox_clock().timestamp()
+    )
 
 
 def exchange_factory(open_emulator: EmulatorOpener = open_sandbox) -> ExchangeFactory:
@@ -71,8 +75,8 @@ def exchange_factory(open_emulator: EmulatorOpener = open_sandbox) -> ExchangeFa
 open_exchange = exchange_factory()
 
 
-def _client_options(settings: ExchangeSettings) -> dict:
-    options = {}
+def _client_options(settings: ExchangeSettings) -> dict[str, Any]:
+    options: dict[str, Any] = {}
     if settings.recv_window_ms:
         options["recv_window_ms"] = settings.recv_window_ms
     if settings.rate_window_s:
@@ -87,6 +91,8 @@ def _sandbox_client(emulator: Emulator, options: dict, emails: Collection[str]) 
 
     for email in emails:
         emulator.add_subaccount(email)
+    if emulator.master.secret is None:
+        raise ValueError("the sandbox's master key has no HMAC secret; delete state/sandbox.json")
     signer = HmacSigner(emulator.master.api_key, SecretStr(emulator.master.secret))
     return BinanceClient(SANDBOX_URL, signer, transport=EmulatorTransport(emulator), **options)
 

@@ -30,6 +30,7 @@ class DesiredKey:
     verify: bool = False
     owner: str | None = None  # the project id its apiName carries; None: a legacy name
     former_label: str | None = None  # the label it was renamed from (a `moved:` entry)
+    takes_over: bool = False  # former_label's key is replaced, not kept (see diff.takeovers)
 
     @property
     def address(self) -> str:

@@ -8,7 +8,7 @@ between a create and its state write still converges without duplicates.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
@@ -43,6 +43,35 @@ VIRTUAL_EMAIL_MARKER = "_virtual@"
 EXTERNAL_SINK = "external:"
 
 
+def with_takeovers(desired: Desired, prior: State | None) -> Desired:
+    """The plan with each undeclared rename that shares a bot's file made explicit.
+
+    A label that left a pruned sub-account while a new label took its `dotenv:` file is a
+    rename nobody declared. Making the new key and deleting the old one would fight over the
+    file, so the new label takes the file over: the old key's record and material are filed
+    under the new label, then a rotation (grace 0) stores the new key before the old one
+    goes. The bot's file holds a live key at every step.
+    """
+    if prior is None:
+        return desired
+    subs = tuple(_with_takeovers(sub, _records_of(prior, sub.name)) for sub in desired.subaccounts)
+    return replace(desired, subaccounts=subs)
+
+
+def _with_takeovers(sub: DesiredSubaccount, records: dict[str, KeyRecord]) -> DesiredSubaccount:
+    if not sub.prune:
+        return sub
+    planned = {k.label for k in sub.keys} | {k.former_label for k in sub.keys if k.former_label}
+    gone = {r.sink: label for label, r in records.items() if label not in planned}
+    keys = []
+    for key in sub.keys:
+        old = gone.get(key.sink) if key.sink.startswith("dotenv:") else None
+        if old is not None and key.former_label is None and key.label not in records:
+            key = replace(key, former_label=old, takes_over=True)
+        keys.append(key)
+    return replace(sub, keys=tuple(keys))
+
+
 def diff(
     desired: Desired,
     live: Live,
@@ -54,7 +83,7 @@ def diff(
 ) -> Changeset:
     actions: list[Action] = []
     findings: list[Finding] = []
-    for sub in desired.subaccounts:
+    for sub in with_takeovers(desired, prior).subaccounts:
         sub_actions, sub_findings = _diff_subaccount(sub, live, prior, now, desired.project)
         actions.extend(sub_actions)
         findings.extend(sub_findings)
@@ -170,14 +199,18 @@ def _renames(
     if not in_state and not in_sink:
         return []
     named = [k.api_name for k in live_keys if _names_label(k, former, key.owner)]
-    kept = f"; keeps {', '.join(named)}" if named else ""
+    if key.takes_over:
+        reason = f"takes over {key.sink} from {former}, which is not in the plan"
+    else:
+        kept = f"; keeps {', '.join(named)}" if named else ""
+        reason = f"renamed from {former} (moved){kept}"
     return [
         Rename(
             subaccount=key.subaccount,
             label=key.label,
             from_label=former,
             sink=key.sink,
-            reason=f"renamed from {former} (moved){kept}",
+            reason=reason,
         )
     ]
 
@@ -261,6 +294,12 @@ def _current_changes(
     """Make the label's current key (none live: create one), or bring it to the plan."""
     if current is None:
         return [_create(key, email, highest + 1)]
+    if key.takes_over:
+        reason = (
+            f"takes over {key.sink} from {key.former_label} (not in the plan): the new key is "
+            f"stored before {current.api_name} is deleted"
+        )
+        return [replace(_rotate_action(key, email, current, highest + 1, reason), grace_s=0.0)]
     recorded = record if record and record.api_key == current.api_key else None
     actions: list[Action] = []
     actions += _permission_update(key, email, current, recorded)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC
 
 from orchestrator.domain.model import Desired, Live, LiveKey, SinkHolding
-from orchestrator.engine.diff import resolve_email
+from orchestrator.engine.diff import resolve_email, with_takeovers
 from orchestrator.exchange.interface import Exchange
 from orchestrator.exchange.models import ApiKey, Permission
 from orchestrator.sinks import Sink
@@ -65,7 +65,8 @@ async def refresh(
     )
     counter.expect(len(emails))
     listing = asyncio.gather(*(_keys_of(exchange, email, counter) for email in emails))
-    results, material = await asyncio.gather(listing, _holdings(desired, open_sink))
+    evidence_of = with_takeovers(desired, prior)
+    results, material = await asyncio.gather(listing, _holdings(evidence_of, open_sink))
     return Live(
         subaccounts=subaccounts, keys=dict(zip(emails, results, strict=True)), material=material
     )

@@ -21,7 +21,7 @@ from typing import Protocol
 from orchestrator.config import ExchangeSettings, LoadedPlan, find_plan, load_plan
 from orchestrator.domain.model import DesiredSubaccount, Live
 from orchestrator.engine.changeset import Changeset
-from orchestrator.engine.diff import diff, resolve_email
+from orchestrator.engine.diff import diff, resolve_email, with_takeovers
 from orchestrator.engine.recovery import reconcile_journal
 from orchestrator.engine.refresh import (
     Progress,
@@ -139,7 +139,7 @@ class Workspace:
         """Reconcile an interrupted run's journal, then clear it. Takes the lock unless the
         caller already holds it."""
         journal = self.backend.journal(self.name)
-        damage = [journal.damage_report()] if journal.damage_report() else []
+        damage = [report] if (report := journal.damage_report()) else []
         if not journal.pending():
             return damage
         guard = contextlib.nullcontext() if locked else self.backend.lock(self.name, command)
@@ -250,7 +250,7 @@ class Workspace:
             email = resolve_email(sub, bare, state)
             desired = replace(self.plan.desired, subaccounts=(sub,))
             listing = keys_of(exchange, email) if email else _no_keys()
-            reading = asyncio.to_thread(read_holdings, desired, self.sink)
+            reading = asyncio.to_thread(read_holdings, with_takeovers(desired, state), self.sink)
             listed, material = await asyncio.gather(listing, reading)
             keys = {email: listed} if email else {}
             part = diff(
