@@ -26,10 +26,11 @@ demo: install
 bench: install
 	$(BIN)/python bench/run.py
 
-# the whole reliability and hostile-input suite, slow matrices included; writes bench/chaos.json
+# the whole reliability, key-safety and hostile-input suite, slow matrices included;
+# writes bench/chaos.json
 chaos: install
 	ORCHESTRATOR_CHAOS_REPORT=bench/chaos.json $(BIN)/python -m pytest -q -o addopts="" \
-		tests/reliability tests/hostile
+		tests/reliability tests/safety tests/hostile
 	@cat bench/chaos.json
 
 clean:

@@ -74,6 +74,12 @@ class Applier:
             await asyncio.gather(*(self._run(a) for a in batch))
         return self.results
 
+    def finish(self) -> None:
+        """Save state once more after the run, so that it anchors the audit log's head as of
+        the run's last line (each action saves state before it writes its audit line)."""
+        if self.results:
+            self.ledger.commit(self.ledger.state)
+
     async def _run(self, action: Action) -> None:
         try:
             message = await self._dispatch(action)

@@ -107,10 +107,10 @@ def resolve_email(sub: DesiredSubaccount, live: Live, prior: State | None) -> st
     emails = {s.email for s in live.subaccounts}
     if sub.email:
         return sub.email if sub.email in emails else None
-    record = prior.subaccounts.get(sub.name) if prior else None
-    if record and record.email in emails:
-        return record.email
     prefix = f"{sub.virtual}{VIRTUAL_EMAIL_MARKER}".lower()
+    record = prior.subaccounts.get(sub.name) if prior else None
+    if record and record.email in emails and record.email.lower().startswith(prefix):
+        return record.email  # state may only pick among this virtual sub-account's emails
     matches = sorted(e for e in emails if e.lower().startswith(prefix))
     return matches[0] if matches else None
 

@@ -219,6 +219,7 @@ class Workspace:
         """Run the changeset (caller holds the lock). Returns the action results."""
         applier = self._applier(exchange, command, on_result)
         results = await applier.apply(changeset)
+        applier.finish()
         self._close_journal()
         return results
 
@@ -268,6 +269,7 @@ class Workspace:
             return part
 
         parts = await asyncio.gather(*(one(sub) for sub in self.plan.desired.subaccounts))
+        applier.finish()
         self._close_journal()
         whole = replace(
             upfront,

@@ -221,3 +221,12 @@ def test_torn_last_journal_line_is_ignored_by_plan(project: Path):
     assert "No changes" in cli("plan").output
     cli("apply", "--auto-approve")
     assert "No changes" in cli("plan").output
+
+
+def test_cutting_the_last_lines_of_an_apply_off_the_audit_log_is_detected(project: Path):
+    cli("apply", "--auto-approve")
+    log = project / "state" / "audit.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    log.write_text("".join(lines[:-1]))
+    refused = cli("log", "verify", code=1)
+    assert "example.state.json" in refused.output
