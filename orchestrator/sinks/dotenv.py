@@ -169,6 +169,39 @@ class DotenvSink:
                 unlink_durably(path)
         self._sweep_deleted()
 
+    def rename(self, old_address: str, new_address: str) -> None:
+        """Rewrite the address lines of every env file of the key in place, each atomically;
+        the BINANCE_* lines a bot reads, the file names and the PEMs stay as they are. From
+        here on, this sink is for `new_address` only."""
+        split_address(old_address)
+        split_address(new_address)
+        if self._address not in (None, old_address, new_address):
+            self._claim(old_address)
+        paths = [path for path in self._material_paths() if path != self.slot_path("revoked")]
+        for path in paths:
+            check_safe(path, self.project_dir, self._cleared)
+        texts = {path: self._text_of(path, (old_address, new_address)) for path in paths}
+        if old_address != new_address:
+            for path, text in texts.items():
+                if text is not None and _address_in(text) == old_address:
+                    atomic_write(path, _readdressed(text, old_address, new_address).encode())
+        self._sweep_deleted()
+        self._address = new_address
+
+    def _text_of(self, path: Path, addresses: tuple[str, ...]) -> str | None:
+        """An env file's text when it holds one of `addresses`, None when absent; a file of
+        another key is refused."""
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return None
+        except UnicodeDecodeError:
+            raise CorruptMaterial(f"{path} is not a text dotenv file") from None
+        held = _address_in(text)
+        if held not in addresses:
+            raise SinkConflict(_not_ours(path, held, addresses[0]))
+        return text
+
     def _hold_current(self, address: str, incoming: KeyMaterial) -> None:
         """Keep the current generation as held before `incoming` replaces it."""
         current = self.slot_path("current")
@@ -332,6 +365,28 @@ class DotenvSink:
             ) from None
         except (ValueError, ValidationError):
             raise CorruptMaterial(f"{path} has a malformed orchestrator field") from None
+
+
+def _address_in(text: str) -> str | None:
+    return parse_dotenv(text).get("ORCHESTRATOR_ADDRESS")
+
+
+def _readdressed(text: str, old_address: str, new_address: str) -> str:
+    """The env file's text with its address lines naming `new_address`; every other line (the
+    api key and secret a bot reads) byte for byte as it was."""
+    header = f"# Managed by orchestrator: {old_address} "
+    lines = []
+    for line in text.splitlines(keepends=True):
+        name = line.strip().removeprefix("export ").partition("=")[0].strip()
+        if name == "ORCHESTRATOR_ADDRESS":
+            ending = line[len(line.rstrip("\r\n")) :]
+            indent = line[: len(line) - len(line.lstrip())]
+            export = "export " if line.strip().startswith("export ") else ""
+            line = f"{indent}{export}ORCHESTRATOR_ADDRESS={_quote(new_address)}{ending}"
+        elif line.startswith(header):
+            line = f"# Managed by orchestrator: {new_address} {line[len(header) :]}"
+        lines.append(line)
+    return "".join(lines)
 
 
 def _generation_taken(path: Path, generation: int) -> str:
