@@ -183,9 +183,10 @@ class VaultSink:
         old_path, new_path = self.key_path(old_address), self.key_path(new_address)
         if old_address == new_address:
             return
-        old_held = self._held_secrets(old_address)
-        if not old_held and self._lookup("GET", f"/v1/{self.mount}/metadata/{old_path}") is None:
+        old_held_paths = self._held_paths(old_address)
+        if not old_held_paths and not self._lookup("GET", f"/v1/{self.mount}/metadata/{old_path}"):
             return
+        old_held = self._held_data(old_held_paths)
         copies = self._renamed_copies(old_address, new_address, old_held)
         self._refuse_other_material(new_address, copies)
         for material in copies.held:
@@ -194,7 +195,7 @@ class VaultSink:
             self._write_current(new_path, material_to_json(copies.current))
         if copies.pending is not None and self._read_pending(new_path) is None:
             self._write_pending_copy(new_path, copies.pending)
-        for held_path in old_held:
+        for held_path in old_held_paths:
             self._remove_secret(held_path)
         self._remove_secret(old_path)
 
@@ -259,16 +260,23 @@ class VaultSink:
 
     def _held_secrets(self, address: str) -> dict[str, dict[str, Any]]:
         """path -> data of each held generation's secret, ascending by generation."""
+        return self._held_data(self._held_paths(address))
+
+    def _held_data(self, held_paths: list[str]) -> dict[str, dict[str, Any]]:
+        held = {}
+        for held_path in held_paths:
+            latest = self._read(held_path)
+            if latest is not None:
+                held[held_path] = latest[0]
+        return held
+
+    def _held_paths(self, address: str) -> list[str]:
+        """Every held secret's path (with live versions or not), ascending by generation."""
         path = self.key_path(address)
         listed = self._lookup("GET", f"/v1/{self.mount}/metadata/{path}", params={"list": "true"})
         names = (listed or {}).get("data", {}).get("keys", [])
         generations = sorted(int(found[1]) for found in map(HELD_NAME.fullmatch, names) if found)
-        held = {}
-        for generation in generations:
-            latest = self._read(f"{path}/g{generation}")
-            if latest is not None:
-                held[f"{path}/g{generation}"] = latest[0]
-        return held
+        return [f"{path}/g{generation}" for generation in generations]
 
     def _hold_current(self, address: str, incoming: KeyMaterial) -> None:
         """Copy the current generation to its held secret before `incoming` replaces it."""
