@@ -113,7 +113,7 @@ class DotenvSink:
         return f"dotenv:{target}"
 
     def read_pending(self, address: str) -> KeyMaterial | None:
-        return self._read(self.slot_path("pending"), address)
+        return self._read_for_reader(self.slot_path("pending"), address)
 
     def discard_pending(self, address: str) -> None:
         pending = self.slot_path("pending")
@@ -123,11 +123,11 @@ class DotenvSink:
         self._sweep_deleted()
 
     def read_current(self, address: str) -> KeyMaterial | None:
-        return self._read(self.slot_path("current"), address)
+        return self._read_for_reader(self.slot_path("current"), address)
 
     def read_held(self, address: str) -> list[KeyMaterial]:
         paths = [*self._held_paths(), self.slot_path("previous")]
-        found = [m for m in (self._read(path, address) for path in paths) if m is not None]
+        found = [m for m in (self._read_for_reader(p, address) for p in paths) if m is not None]
         return held_in_order(found, self.read_current(address))
 
     def exists(self, address: str) -> bool:
@@ -336,6 +336,16 @@ class DotenvSink:
             raise SinkConflict(_not_ours(path, held, address))
         return values
 
+    def _read_for_reader(self, path: Path, address: str) -> KeyMaterial | None:
+        """What the read methods see: a file the orchestrator wrote for another address (the
+        old one of a renamed label, say) holds nothing of this key. Writes still refuse it."""
+        try:
+            return self._read(path, address)
+        except SinkConflict:
+            if _orchestrator_address(path) is None:
+                raise
+            return None
+
     def _read(self, path: Path, address: str) -> KeyMaterial | None:
         values = self._owned_values(path, address)
         return None if values is None else self._material(values, path)
@@ -369,6 +379,15 @@ class DotenvSink:
 
 def _address_in(text: str) -> str | None:
     return parse_dotenv(text).get("ORCHESTRATOR_ADDRESS")
+
+
+def _orchestrator_address(path: Path) -> str | None:
+    """The key address an env file the orchestrator wrote names; None for any other file."""
+    try:
+        named = _address_in(path.read_text(errors="replace"))
+        return None if named is None else "/".join(split_address(named))
+    except (OSError, ValueError):
+        return None
 
 
 def _readdressed(text: str, old_address: str, new_address: str) -> str:
