@@ -5,7 +5,9 @@ stages: *pending* (written before the key is live, or before it is promoted), *c
 bot-facing slot: what the bots use) and *held* (every other generation still live, any number
 of them, kept until that generation is deleted on the exchange). A held generation is never
 overwritten by a later rotation; its material goes only through `destroy`, which leaves
-nothing of it behind. Every step is idempotent and safe to re-run after a crash.
+nothing of it behind. `rename` files all of a key's material under a new address (a label
+renamed in the plan) without the bot-facing key ever being unreadable. Every step is
+idempotent and safe to re-run after a crash.
 """
 
 from __future__ import annotations
@@ -53,6 +55,16 @@ class Sink(Protocol):
     def destroy(self, address: str, api_key: str) -> None:
         """The key `api_key` is deleted on the exchange: destroy its material wherever this
         sink holds it (current, held or pending), leaving no copy. Idempotent."""
+
+    def rename(self, old_address: str, new_address: str) -> None:
+        """File the material of `old_address` (current, every held generation and pending)
+        under `new_address`, its address and label rewritten; nothing stays under the old one.
+
+        The bot-facing api key and secret stay readable where a bot reads them at every moment:
+        the new copy is written before the old one goes. Nothing under the old address means
+        nothing to do; both present (a crash mid-way) means finish. Material already under the
+        new address is never overwritten by different material: SinkConflict instead.
+        """
 
     def exists(self, address: str) -> bool:
         """True when there is current material for the key."""

@@ -113,7 +113,7 @@ class DotenvSink:
         return f"dotenv:{target}"
 
     def read_pending(self, address: str) -> KeyMaterial | None:
-        return self._read(self.slot_path("pending"), address)
+        return self._read_for_reader(self.slot_path("pending"), address)
 
     def discard_pending(self, address: str) -> None:
         pending = self.slot_path("pending")
@@ -123,11 +123,11 @@ class DotenvSink:
         self._sweep_deleted()
 
     def read_current(self, address: str) -> KeyMaterial | None:
-        return self._read(self.slot_path("current"), address)
+        return self._read_for_reader(self.slot_path("current"), address)
 
     def read_held(self, address: str) -> list[KeyMaterial]:
         paths = [*self._held_paths(), self.slot_path("previous")]
-        found = [m for m in (self._read(path, address) for path in paths) if m is not None]
+        found = [m for m in (self._read_for_reader(p, address) for p in paths) if m is not None]
         return held_in_order(found, self.read_current(address))
 
     def exists(self, address: str) -> bool:
@@ -168,6 +168,39 @@ class DotenvSink:
             if values is not None and values.get("BINANCE_API_KEY") == api_key:
                 unlink_durably(path)
         self._sweep_deleted()
+
+    def rename(self, old_address: str, new_address: str) -> None:
+        """Rewrite the address lines of every env file of the key in place, each atomically;
+        the BINANCE_* lines a bot reads, the file names and the PEMs stay as they are. From
+        here on, this sink is for `new_address` only."""
+        split_address(old_address)
+        split_address(new_address)
+        if self._address not in (None, old_address, new_address):
+            self._claim(old_address)
+        paths = [path for path in self._material_paths() if path != self.slot_path("revoked")]
+        for path in paths:
+            check_safe(path, self.project_dir, self._cleared)
+        texts = {path: self._text_of(path, (old_address, new_address)) for path in paths}
+        if old_address != new_address:
+            for path, text in texts.items():
+                if text is not None and _address_in(text) == old_address:
+                    atomic_write(path, _readdressed(text, old_address, new_address).encode())
+        self._sweep_deleted()
+        self._address = new_address
+
+    def _text_of(self, path: Path, addresses: tuple[str, ...]) -> str | None:
+        """An env file's text when it holds one of `addresses`, None when absent; a file of
+        another key is refused."""
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return None
+        except UnicodeDecodeError:
+            raise CorruptMaterial(f"{path} is not a text dotenv file") from None
+        held = _address_in(text)
+        if held not in addresses:
+            raise SinkConflict(_not_ours(path, held, addresses[0]))
+        return text
 
     def _hold_current(self, address: str, incoming: KeyMaterial) -> None:
         """Keep the current generation as held before `incoming` replaces it."""
@@ -303,6 +336,16 @@ class DotenvSink:
             raise SinkConflict(_not_ours(path, held, address))
         return values
 
+    def _read_for_reader(self, path: Path, address: str) -> KeyMaterial | None:
+        """What the read methods see: a file the orchestrator wrote for another address (the
+        old one of a renamed label, say) holds nothing of this key. Writes still refuse it."""
+        try:
+            return self._read(path, address)
+        except SinkConflict:
+            if _orchestrator_address(path) is None:
+                raise
+            return None
+
     def _read(self, path: Path, address: str) -> KeyMaterial | None:
         values = self._owned_values(path, address)
         return None if values is None else self._material(values, path)
@@ -332,6 +375,37 @@ class DotenvSink:
             ) from None
         except (ValueError, ValidationError):
             raise CorruptMaterial(f"{path} has a malformed orchestrator field") from None
+
+
+def _address_in(text: str) -> str | None:
+    return parse_dotenv(text).get("ORCHESTRATOR_ADDRESS")
+
+
+def _orchestrator_address(path: Path) -> str | None:
+    """The key address an env file the orchestrator wrote names; None for any other file."""
+    try:
+        named = _address_in(path.read_text(errors="replace"))
+        return None if named is None else "/".join(split_address(named))
+    except (OSError, ValueError):
+        return None
+
+
+def _readdressed(text: str, old_address: str, new_address: str) -> str:
+    """The env file's text with its address lines naming `new_address`; every other line (the
+    api key and secret a bot reads) byte for byte as it was."""
+    header = f"# Managed by orchestrator: {old_address} "
+    lines = []
+    for line in text.splitlines(keepends=True):
+        name = line.strip().removeprefix("export ").partition("=")[0].strip()
+        if name == "ORCHESTRATOR_ADDRESS":
+            ending = line[len(line.rstrip("\r\n")) :]
+            indent = line[: len(line) - len(line.lstrip())]
+            export = "export " if line.strip().startswith("export ") else ""
+            line = f"{indent}{export}ORCHESTRATOR_ADDRESS={_quote(new_address)}{ending}"
+        elif line.startswith(header):
+            line = f"# Managed by orchestrator: {new_address} {line[len(header) :]}"
+        lines.append(line)
+    return "".join(lines)
 
 
 def _generation_taken(path: Path, generation: int) -> str:

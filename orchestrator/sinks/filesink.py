@@ -23,7 +23,14 @@ from orchestrator.sinks.errors import (
     NoSuchGeneration,
     SinkConflict,
 )
-from orchestrator.sinks.material import KeyMaterial, held_in_order, same_key, split_address
+from orchestrator.sinks.material import (
+    KeyMaterial,
+    held_in_order,
+    readdressed,
+    same_key,
+    same_material,
+    split_address,
+)
 from orchestrator.sinks.paths import check_safe
 from orchestrator.store.atomic import (
     PRIVATE_DIR,
@@ -99,7 +106,7 @@ class FileSink:
         self.check(material.address)
         target = self.path(material.address, "pending")
         self._prepare_dirs(target.parent)
-        atomic_write(target, json.dumps(material_to_json(material), indent=2).encode() + b"\n")
+        atomic_write(target, _json_bytes(material))
         return f"file:{target}"
 
     def read_pending(self, address: str) -> KeyMaterial | None:
@@ -154,6 +161,66 @@ class FileSink:
         unlink_durably(self.path(address, LEGACY_REVOKED))
         if unreadable is not None:
             raise unreadable
+
+    def rename(self, old_address: str, new_address: str) -> None:
+        """Write every file of the key under its new name, durably, then unlink the old files:
+        a crash leaves a whole copy under one name or both, never neither."""
+        self.check(old_address)
+        self.check(new_address)
+        if old_address == new_address:
+            return
+        moves = self._renamed_copies(old_address, new_address)
+        for target, material in moves.values():
+            check_safe(target, self.project_dir, self._cleared)
+            self._refuse_other_material(target, material)
+        for target, material in moves.values():
+            if self._read(target) is None:
+                self._prepare_dirs(target.parent)
+                atomic_write(target, _json_bytes(material))
+        for source in moves:
+            unlink_durably(source)
+        unlink_durably(self.path(old_address, LEGACY_REVOKED))
+
+    def _renamed_copies(
+        self, old_address: str, new_address: str
+    ) -> dict[Path, tuple[Path, KeyMaterial]]:
+        """old file -> (new file, its material readdressed) for every file the key has."""
+        sources = [
+            self.path(old_address, "current"),
+            self.path(old_address, "pending"),
+            *self._held_paths(old_address),
+            self.path(old_address, LEGACY_PREVIOUS),
+        ]
+        moves: dict[Path, tuple[Path, KeyMaterial]] = {}
+        planned: dict[Path, KeyMaterial] = {}
+        for source in sources:
+            found = self._read(source)
+            if found is None:
+                continue
+            material = readdressed(found, new_address)
+            target = self._renamed_path(source, old_address, material)
+            if target in planned and not same_material(planned[target], material):
+                raise SinkConflict(_generation_taken(source, material.generation))
+            planned[target] = material
+            moves[source] = (target, material)
+        return moves
+
+    def _renamed_path(self, source: Path, old_address: str, material: KeyMaterial) -> Path:
+        """Where a file of the key goes: the same slot (the old previous slot: its own held
+        generation's file)."""
+        for slot in ("current", "pending"):
+            if source == self.path(old_address, slot):
+                return self.path(material.address, slot)
+        return self.held_path(material.address, material.generation)
+
+    def _refuse_other_material(self, target: Path, material: KeyMaterial) -> None:
+        existing = self._read(target)
+        if existing is not None and not same_material(existing, material):
+            raise SinkConflict(
+                f"{target} already holds another key than the one renamed to it"
+                f" ({material.address} generation {material.generation}); look at both"
+                " before removing either"
+            )
 
     def _hold_current(self, address: str, incoming: KeyMaterial) -> None:
         """Keep the current generation as held before `incoming` replaces it."""
@@ -210,6 +277,10 @@ class FileSink:
         if not isinstance(data, dict):
             raise CorruptMaterial(f"{path} does not hold a JSON object")
         return material_from_json(data, str(path))
+
+
+def _json_bytes(material: KeyMaterial) -> bytes:
+    return json.dumps(material_to_json(material), indent=2).encode() + b"\n"
 
 
 def _generation_taken(path: Path, generation: int) -> str:

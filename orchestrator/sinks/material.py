@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hmac
 import re
 from collections.abc import Iterable
 from datetime import datetime
@@ -63,6 +65,24 @@ class KeyMaterial:
 def same_key(one: KeyMaterial, other: KeyMaterial) -> bool:
     """Whether two stored copies are of one key: the same api key and generation."""
     return one.api_key == other.api_key and one.generation == other.generation
+
+
+def same_material(one: KeyMaterial, other: KeyMaterial) -> bool:
+    """Whether two stored copies hold the same key and secret, whatever address they are filed
+    under (an Ed25519 pending key has no api key yet: only its private key tells two apart)."""
+    return (
+        same_key(one, other)
+        and one.key_type == other.key_type
+        and hmac.compare_digest(
+            one.secret.get_secret_value().encode(), other.secret.get_secret_value().encode()
+        )
+    )
+
+
+def readdressed(material: KeyMaterial, address: str) -> KeyMaterial:
+    """The same material filed under another address (a renamed label)."""
+    subaccount, label = split_address(address)
+    return dataclasses.replace(material, subaccount=subaccount, label=label, address=address)
 
 
 def held_in_order(found: Iterable[KeyMaterial], current: KeyMaterial | None) -> list[KeyMaterial]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -32,7 +33,24 @@ from orchestrator.sinks.errors import (
     VaultError,
 )
 from orchestrator.sinks.filesink import material_from_json, material_to_json
-from orchestrator.sinks.material import KeyMaterial, held_in_order, same_key, split_address
+from orchestrator.sinks.material import (
+    KeyMaterial,
+    held_in_order,
+    readdressed,
+    same_key,
+    same_material,
+    split_address,
+)
+
+
+@dataclass
+class KeyCopies:
+    """What a rename copies: the key's material in each role, readdressed."""
+
+    current: KeyMaterial | None = None
+    pending: KeyMaterial | None = None
+    held: list[KeyMaterial] = field(default_factory=list)
+
 
 POINTERS = ("status", "current_version", "previous_version", "promoted_from", "also_in")
 HELD_NAME = re.compile(r"g(\d+)")
@@ -159,6 +177,82 @@ class VaultSink:
         if versions:
             self._destroy(path, versions)
 
+    def rename(self, old_address: str, new_address: str) -> None:
+        """Copy the key's secrets to the new path (held generations, current, then pending on
+        top), then destroy every version and the metadata of the old secrets."""
+        old_path, new_path = self.key_path(old_address), self.key_path(new_address)
+        if old_address == new_address:
+            return
+        old_held_paths = self._held_paths(old_address)
+        if not old_held_paths and not self._lookup("GET", f"/v1/{self.mount}/metadata/{old_path}"):
+            return
+        old_held = self._held_data(old_held_paths)
+        copies = self._renamed_copies(old_address, new_address, old_held)
+        self._refuse_other_material(new_address, copies)
+        for material in copies.held:
+            self._write_held(new_address, material)
+        if copies.current is not None and self._read_current(new_path) is None:
+            self._write_current(new_path, material_to_json(copies.current))
+        if copies.pending is not None and self._read_pending(new_path) is None:
+            self._write_pending_copy(new_path, copies.pending)
+        for held_path in old_held_paths:
+            self._remove_secret(held_path)
+        self._remove_secret(old_path)
+
+    def _renamed_copies(
+        self, old_address: str, new_address: str, old_held: dict[str, dict[str, Any]]
+    ) -> KeyCopies:
+        old_path = self.key_path(old_address)
+        copies = KeyCopies()
+        current = self._read_current(old_path)
+        held_data = list(old_held.values())
+        if current is not None:
+            copies.current = readdressed(self._material(current[0], old_address), new_address)
+            legacy = self._legacy_previous(old_path, current[0])
+            held_data += [] if legacy is None else [legacy]
+        pending = self._read_pending(old_path)
+        if pending is not None:
+            copies.pending = readdressed(self._material(pending, old_address), new_address)
+        found = [readdressed(self._material(d, old_address), new_address) for d in held_data]
+        copies.held = held_in_order(found, copies.current)
+        return copies
+
+    def _refuse_other_material(self, new_address: str, copies: KeyCopies) -> None:
+        """Never overwrite material already under the new address with a different key."""
+        new_path = self.key_path(new_address)
+        current = self._read_current(new_path)
+        pending = self._read_pending(new_path)
+        placed = [
+            (copies.current, None if current is None else current[0]),
+            (copies.pending, pending),
+            *((m, self._data(self.held_path(new_address, m.generation))) for m in copies.held),
+        ]
+        for material, existing in placed:
+            if material is None or existing is None:
+                continue
+            if not same_material(self._material(existing, new_address), material):
+                raise SinkConflict(
+                    f"{self.spec}: {new_path} already holds another key of generation"
+                    f" {material.generation} than the one renamed to it; look at both before"
+                    " removing either"
+                )
+
+    def _write_pending_copy(self, path: str, material: KeyMaterial) -> None:
+        latest = self._read(path)
+        data = material_to_json(material)
+        data.update(status="pending", current_version=_current_pointer(latest))
+        self._write(path, data, self._current_version(path))
+
+    def _read_pending(self, path: str) -> dict[str, Any] | None:
+        latest = self._read(path)
+        if latest is None or latest[0].get("status") != "pending":
+            return None
+        return latest[0]
+
+    def _data(self, path: str) -> dict[str, Any] | None:
+        latest = self._read(path)
+        return None if latest is None else latest[0]
+
     # held generations and destroying
 
     def held_path(self, address: str, generation: int) -> str:
@@ -166,16 +260,23 @@ class VaultSink:
 
     def _held_secrets(self, address: str) -> dict[str, dict[str, Any]]:
         """path -> data of each held generation's secret, ascending by generation."""
+        return self._held_data(self._held_paths(address))
+
+    def _held_data(self, held_paths: list[str]) -> dict[str, dict[str, Any]]:
+        held = {}
+        for held_path in held_paths:
+            latest = self._read(held_path)
+            if latest is not None:
+                held[held_path] = latest[0]
+        return held
+
+    def _held_paths(self, address: str) -> list[str]:
+        """Every held secret's path (with live versions or not), ascending by generation."""
         path = self.key_path(address)
         listed = self._lookup("GET", f"/v1/{self.mount}/metadata/{path}", params={"list": "true"})
         names = (listed or {}).get("data", {}).get("keys", [])
         generations = sorted(int(found[1]) for found in map(HELD_NAME.fullmatch, names) if found)
-        held = {}
-        for generation in generations:
-            latest = self._read(f"{path}/g{generation}")
-            if latest is not None:
-                held[f"{path}/g{generation}"] = latest[0]
-        return held
+        return [f"{path}/g{generation}" for generation in generations]
 
     def _hold_current(self, address: str, incoming: KeyMaterial) -> None:
         """Copy the current generation to its held secret before `incoming` replaces it."""
