@@ -8,6 +8,7 @@ EXAMPLE_PLAN = """\
 # An example plan: run `orchestrator validate`, then `orchestrator plan`.
 # It uses the built-in sandbox, so nothing here touches a real Binance account.
 version: 1
+project: example                     # owns these keys (in their apiNames); one id per plan
 exchange:
   kind: sandbox                      # sandbox | binance (credentials come from the environment)
 defaults:
