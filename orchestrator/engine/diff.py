@@ -1,8 +1,11 @@
 """The diff: a pure function from (desired, live, prior state, now) to a changeset.
 
-No I/O here. Keys are recognised by the state record's api key first, then by the apiName the
-orchestrator gives its keys (`orc-<label>-g<generation>`), so that a lost state or a crash
-between a create and its state write still converges without duplicates.
+No I/O here. A label's keys are recognised by the apiName the orchestrator gives them
+(`orc-<project>.<label>-g<generation>`) and by the state record's api keys. Which of them is
+current, which are in grace and which may go is decided from evidence (`_decide`): the live
+account, what the sink holds (`Live.material`, read by refresh) and state, which may make a
+delete later but never earlier. Without sink evidence (plan --no-refresh, or a sink that
+cannot be read) the decision falls back to state and apiNames alone.
 """
 
 from __future__ import annotations

@@ -243,8 +243,8 @@ def test_safety_invariants_hold_whatever_the_order_of_operations(safety_figures)
         run_state_machine_as_test(
             SafetyMachine,
             settings=settings(
-                max_examples=3,
-                stateful_step_count=5,
+                max_examples=6,
+                stateful_step_count=8,
                 deadline=None,
                 phases=[Phase.explicit, Phase.reuse, Phase.generate],
                 suppress_health_check=list(HealthCheck),
