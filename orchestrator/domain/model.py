@@ -90,6 +90,7 @@ class SinkHolding:
     current: str | None = None
     generations: dict[str, int] = field(default_factory=dict)
     under_former_label: bool = False  # some of it is still filed under the label's old name
+    unreadable: str = ""  # why the sink could not be read; then it is no evidence at all
 
     def holds(self, api_key: str) -> bool:
         return api_key in self.generations

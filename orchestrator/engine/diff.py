@@ -270,8 +270,24 @@ def _diff_key(
     now: datetime,
     holding: SinkHolding | None = None,
 ) -> tuple[list[Action], list[Finding], set[str]]:
-    if holding is not None:
+    if holding is not None and not holding.unreadable:
         return _decide(key, email, live_keys, record, holding, now)
+    actions, claimed = _without_evidence(key, email, live_keys, record, now)
+    if holding is None:
+        return actions, [], claimed
+    kept: list[Action] = [a for a in actions if not isinstance(a, DeleteKey)]
+    return kept, [_unreadable(key, holding.unreadable)], claimed
+
+
+def _without_evidence(
+    key: DesiredKey,
+    email: str,
+    live_keys: tuple[LiveKey, ...],
+    record: KeyRecord | None,
+    now: datetime,
+) -> tuple[list[Action], set[str]]:
+    """The label's changes from state and apiNames alone, for a diff given no sink evidence
+    (plan --no-refresh, pure tests)."""
     gens = _generations(key, live_keys, record)
     actions = _current_changes(key, email, gens.current, record, gens.highest, now)
     for stale in gens.stale:
@@ -283,7 +299,18 @@ def _diff_key(
     claimed = {k.api_key for k in gens.stale} | {k.api_key for k, _ in gens.retired}
     if gens.current is not None:
         claimed.add(gens.current.api_key)
-    return actions, [], claimed
+    return actions, claimed
+
+
+def _unreadable(key: DesiredKey, why: str) -> Finding:
+    return Finding(
+        kind="sink_unreadable",
+        address=key.address,
+        message=f"{key.sink} cannot be read ({why}); none of this label's keys is deleted "
+        "until it can, since which key bots hold is unknown",
+        severity=Severity.HIGH,
+        fix=f"make {key.sink} readable from this machine, then run plan again",
+    )
 
 
 def _current_changes(

@@ -79,20 +79,16 @@ async def _holdings(desired: Desired, open_sink: SinkOpener | None) -> dict[str,
 
 
 def read_holdings(desired: Desired, open_sink: SinkOpener) -> dict[str, SinkHolding]:
-    """What each planned key's sink holds (for a renamed label, under its old name too). An
-    address whose sink cannot be read is left out: the diff then decides without it."""
+    """What each planned key's sink holds (for a renamed label, under its old name too). A
+    sink that cannot be read says why: the diff then deletes nothing of that label."""
     holdings: dict[str, SinkHolding] = {}
     for key in desired.keys():
         former = f"{key.subaccount}/{key.former_label}" if key.former_label else None
-        holding = _holding(open_sink, key.sink, key.address, former)
-        if holding is not None:
-            holdings[key.address] = holding
+        holdings[key.address] = _holding(open_sink, key.sink, key.address, former)
     return holdings
 
 
-def _holding(
-    open_sink: SinkOpener, spec: str, address: str, former: str | None
-) -> SinkHolding | None:
+def _holding(open_sink: SinkOpener, spec: str, address: str, former: str | None) -> SinkHolding:
     current: str | None = None
     generations: dict[str, int] = {}
     under_former = False
@@ -105,8 +101,8 @@ def _holding(
             under_former = under_former or (where == former and bool(found))
             if current is None and bot_facing is not None:
                 current = bot_facing.api_key
-    except Exception:  # noqa: BLE001 - an unreadable sink is no evidence, not a failure
-        return None
+    except Exception as exc:  # noqa: BLE001 - an unreadable sink is no evidence, not a failure
+        return SinkHolding(unreadable=f"{type(exc).__name__}: {exc}")
     return SinkHolding(current=current, generations=generations, under_former_label=under_former)
 
 

@@ -172,3 +172,14 @@ def test_a_declared_rename_keeps_the_key():
     cs = diff(desired, observed, state(record(old, label="Old")), NOW)
     assert [type(a) for a in cs.actions] == [Rename]
     assert "renamed from Old" in cs.actions[0].reason
+
+
+def test_a_sink_that_cannot_be_read_deletes_nothing_of_its_label():
+    g1, g2 = live_key(1), live_key(2)
+    ended = NOW - timedelta(minutes=1)
+    unreadable = SinkHolding(unreadable="VaultError: sealed")
+    cs = diff(plan(key()), live(g1, g2, material=unreadable), state(record(g2, (g1, ended))), NOW)
+    assert not any(isinstance(a, DeleteKey) for a in cs.actions)
+    assert [f.kind for f in cs.findings] == ["sink_unreadable"]
+    without_evidence = diff(plan(key()), live(g1, g2), state(record(g2, (g1, ended))), NOW)
+    assert any(isinstance(a, DeleteKey) for a in without_evidence.actions)
