@@ -21,7 +21,7 @@ from orchestrator.emulator import errors, faults, persist
 from orchestrator.emulator.accounts import Accounts, ApiKey
 from orchestrator.emulator.errors import BinanceError
 from orchestrator.emulator.faults import FaultPlan
-from orchestrator.emulator.handlers import MASTER_ONLY, Call, run
+from orchestrator.emulator.handlers import MASTER_ONLY, Call, run, wire_integer
 from orchestrator.emulator.master import generate_master, master_from_env, restrict
 from orchestrator.emulator.ratelimit import FixedWindowLimiter, format_retry_after
 from orchestrator.emulator.signing import payload_and_signature, verify
@@ -37,6 +37,9 @@ DEFAULT_RECV_WINDOW = 5_000
 MAX_AHEAD_MS = 1_000
 JSON_TYPE = "application/json;charset=UTF-8"
 JOURNAL_LIMIT = 500  # journal entries between two full snapshots of the data file
+
+#: (query parameters, all parameters), see `_params`
+Params = tuple[dict[str, str], dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -137,17 +140,22 @@ class Emulator:
             self._save()
 
     def handle(self, request: EmuRequest) -> EmuResponse:
-        with self._lock:
-            endpoint = ROUTES.get((request.method.upper(), request.path))
-            if endpoint is not None:
-                return self._handle_endpoint(endpoint, request)
-            if self.admin and request.path.startswith("/_emulator/"):
+        endpoint = ROUTES.get((request.method.upper(), request.path))
+        if endpoint is not None:
+            # parsed in the caller's thread: a large body never holds up the other clients
+            params = _params(_query_bytes(request.raw_query), request.body)
+            with self._lock:
+                return self._handle_endpoint(endpoint, request, params)
+        if self.admin and request.path.startswith("/_emulator/"):
+            with self._lock:
                 return self._admin(request)
-            return self._error(errors.not_found(request.path))
+        return self._error(errors.not_found(request.path))
 
     # ---- the pipeline
 
-    def _handle_endpoint(self, endpoint: Endpoint, request: EmuRequest) -> EmuResponse:
+    def _handle_endpoint(
+        self, endpoint: Endpoint, request: EmuRequest, params: Params
+    ) -> EmuResponse:
         fault = self.faults.draw(endpoint.name)
         delay = self.latency_s + (self.faults.spike() if fault == faults.LATENCY else 0.0)
         ip = self._client_ip(request)
@@ -155,7 +163,7 @@ class Emulator:
         if fault in (faults.DROP_BEFORE, faults.ERROR_BEFORE, faults.RATE_LIMIT):
             answer = self._early_fault(fault, endpoint, budget_id)
         else:
-            answer = self._process(endpoint, request, ip, budget_id)
+            answer = self._process(endpoint, request, params, ip, budget_id)
         if fault == faults.ERROR_AFTER:
             answer = self._server_error(endpoint, budget_id)
         elif fault == faults.DROP_AFTER:
@@ -165,10 +173,10 @@ class Emulator:
         return answer
 
     def _process(
-        self, endpoint: Endpoint, request: EmuRequest, ip: str, budget_id: tuple
+        self, endpoint: Endpoint, request: EmuRequest, parsed: Params, ip: str, budget_id: tuple
     ) -> EmuResponse:
-        query, body = _query_bytes(request.raw_query), request.body
-        query_params, params = _params(query, body)
+        query = _query_bytes(request.raw_query)
+        query_params, params = parsed
         now = self.now()
         try:
             caller = self._authenticate(endpoint, request, params, query, ip, now)
@@ -384,11 +392,9 @@ def _check_timestamp(params: dict[str, str], now: float) -> None:
     raw = params.get("timestamp", "")
     if raw == "":
         raise errors.missing("timestamp")
-    if not raw.isdigit():
-        raise errors.illegal("timestamp", "^[0-9]{1,20}$")
+    timestamp = wire_integer("timestamp", raw)
     window = _recv_window(params.get("recvWindow", ""))
     server_ms = int(now * 1000)
-    timestamp = int(raw)
     if timestamp >= server_ms + MAX_AHEAD_MS:
         raise errors.ahead_of_server()
     if server_ms - timestamp > window:
@@ -398,9 +404,7 @@ def _check_timestamp(params: dict[str, str], now: float) -> None:
 def _recv_window(raw: str) -> int:
     if raw == "":
         return DEFAULT_RECV_WINDOW
-    if not raw.isdigit():
-        raise errors.illegal("recvWindow", "^[0-9]{1,20}$")
-    window = int(raw)
+    window = wire_integer("recvWindow", raw)
     if window > MAX_RECV_WINDOW:
         raise errors.recv_window_too_large()
     return window
@@ -413,7 +417,7 @@ def _query_bytes(raw_query: str) -> bytes:
         return raw_query.encode("utf-8")
 
 
-def _params(query: bytes, body: bytes) -> tuple[dict[str, str], dict[str, str]]:
+def _params(query: bytes, body: bytes) -> Params:
     """(query parameters, all parameters); a parameter in both takes the query's value."""
     query_params = _parse(query)
     merged = _parse(body)

@@ -3,6 +3,7 @@ rules, answer with Binance's response shape. Handlers run under the emulator's l
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,6 +22,16 @@ from orchestrator.emulator.signing import parse_public_key
 
 #: parameters that would grant withdrawals; none of the sub-account endpoints can (-9000).
 WITHDRAW_PARAMS = ("canWithdraw", "enableWithdrawals", "canWithdrawal")
+ASCII_DIGITS = re.compile(r"[0-9]{1,20}")
+
+
+def wire_integer(name: str, raw: str, *, signed: bool = False) -> int:
+    """`raw` as an integer: 1 to 20 ASCII digits, after one '-' if `signed`. Python's int()
+    also takes other scripts' digits, superscripts and thousands of digits; Binance does not."""
+    digits = raw[1:] if signed and raw.startswith("-") else raw
+    if not ASCII_DIGITS.fullmatch(digits):
+        raise errors.illegal(name, "^[0-9]{1,20}$")
+    return int(raw)
 
 
 @dataclass
@@ -46,9 +57,7 @@ class Call:
         raw = self.optional(name)
         if raw is None:
             return default
-        if not raw.lstrip("-").isdigit():
-            raise errors.illegal(name, "^[0-9]{1,20}$")
-        value = int(raw)
+        value = wire_integer(name, raw, signed=True)
         if value < low or (high is not None and value > high):
             raise errors.invalid(name)
         return value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 
 import pytest
 from emulator_kit import (
@@ -15,6 +16,7 @@ from emulator_kit import (
     create_hmac_key,
 )
 
+from orchestrator.emulator import core
 from orchestrator.emulator.core import Emulator, EmuRequest
 from orchestrator.emulator.signing import payload_and_signature
 
@@ -170,3 +172,45 @@ def test_master_from_private_key_file(monkeypatch, clock, tmp_path):
     emulator = Emulator(None, clock=clock)
     client = SignedClient(emulator, AsymmetricSigner("M" * 64, private))
     assert client.ok("GET", LIST_SUBS) == {"subAccounts": []}
+
+
+def test_parameters_are_parsed_before_the_emulator_lock_is_taken(emulator, monkeypatch):
+    """A large body is parsed by its own thread, never while every other client waits."""
+    parsed = threading.Event()
+    parse = core._params
+
+    def noting_parse(*args):
+        parsed.set()
+        return parse(*args)
+
+    monkeypatch.setattr(core, "_params", noting_parse)
+    request = EmuRequest("GET", LIST_SUBS, "limit=5", body=b"email=a%40b.c")
+    with emulator._lock:
+        worker = threading.Thread(target=emulator.handle, args=(request,), daemon=True)
+        worker.start()
+        parsed_while_locked = parsed.wait(timeout=2)
+    worker.join(timeout=5)
+    assert parsed_while_locked
+
+
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+
+
+@pytest.mark.parametrize(
+    "timestamp, params",
+    [
+        ("arabic", {}),
+        ("9" * 5_000, {}),
+        ("now", {"recvWindow": "¹"}),
+        ("now", {"recvWindow": "٥٠٠٠"}),
+        ("now", {"recvWindow": "9" * 5_000}),
+        ("now", {"limit": "¹"}),
+        ("now", {"limit": "--5"}),
+        ("now", {"page": "٢"}),
+    ],
+)
+def test_integers_on_the_wire_are_ascii_digits_only(master, timestamp, params):
+    now = str(master.now_ms())
+    stamp = {"now": now, "arabic": now.translate(ARABIC_INDIC)}.get(timestamp, timestamp)
+    answer = master.call("GET", LIST_SUBS, params, timestamp=stamp)
+    assert refusal(answer) == (400, -1100), answer.text
