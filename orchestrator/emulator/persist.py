@@ -11,14 +11,20 @@ change to one sub-account is appended (fsynced) to a journal beside the data fil
 `save` writes a full snapshot and then removes the journal. Entries are whole states, so
 replaying one that the snapshot already holds changes nothing, and a torn last line (a kill
 mid-append) is ignored.
+
+Both files hold every sub-account key's secret: they are created 0600 whatever the umask, and
+one found readable by others is made 0600 when the data is loaded.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
+
+PRIVATE_MODE = 0o600
 
 
 class DataFileError(Exception):
@@ -35,6 +41,8 @@ def load(path: Path) -> dict | None:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
+    for existing in (path, journal_path(path)):
+        _make_private(existing)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -50,7 +58,10 @@ def load(path: Path) -> dict | None:
 def append(path: Path, entry: dict) -> None:
     """Record one sub-account's new state (`{"sub": ..., "top": {...}}`) in the journal."""
     line = json.dumps(entry, separators=(",", ":")) + "\n"
-    with open(journal_path(path), "a", encoding="utf-8") as handle:
+    fd = os.open(journal_path(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_MODE)
+    with os.fdopen(fd, "a", encoding="utf-8") as handle:
+        if stat.S_IMODE(os.fstat(fd).st_mode) != PRIVATE_MODE:  # an older, wider journal
+            os.fchmod(fd, PRIVATE_MODE)
         handle.write(line)
         handle.flush()
         os.fsync(handle.fileno())
@@ -92,6 +103,14 @@ def _replay(data: dict, journal: Path) -> None:
         else:
             index[email] = len(subs)
             subs.append(sub)
+
+
+def _make_private(path: Path) -> None:
+    try:
+        if stat.S_IMODE(path.stat().st_mode) != PRIVATE_MODE:
+            path.chmod(PRIVATE_MODE)
+    except FileNotFoundError:
+        pass
 
 
 def _remove_quietly(path: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 
 import pytest
 from emulator_kit import SUBACCOUNT_API, VIRTUAL, HmacSigner, SignedClient, create_hmac_key
@@ -85,3 +86,32 @@ def test_given_master_is_persisted_only_when_asked(tmp_path, clock):
     Emulator(path, clock=clock, master=hmac_master("G" * 64, "T" * 64), persist_master=True)
     reloaded = Emulator(path, clock=clock)
     assert reloaded.master.api_key == "G" * 64 and not reloaded.master_generated
+
+
+def journal_mode(path) -> int:
+    return stat.S_IMODE(persist.journal_path(path).stat().st_mode)
+
+
+def test_journal_holding_secrets_is_private_whatever_the_umask(tmp_path, clock):
+    path = tmp_path / "sandbox.json"
+    old_umask = os.umask(0)
+    try:
+        master = client_for(Emulator(path, clock=clock))
+        email = master.ok("POST", VIRTUAL, {"subAccountString": "open"})["email"]
+        create_hmac_key(master, email)
+    finally:
+        os.umask(old_umask)
+    assert persist.journal_path(path).exists()
+    assert journal_mode(path) == 0o600
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_an_existing_readable_journal_is_made_private_on_open(tmp_path, clock):
+    path = tmp_path / "sandbox.json"
+    master = client_for(Emulator(path, clock=clock))
+    master.ok("POST", VIRTUAL, {"subAccountString": "open"})
+    os.chmod(persist.journal_path(path), 0o644)
+    os.chmod(path, 0o644)
+    Emulator(path, clock=clock)
+    assert journal_mode(path) == 0o600
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
