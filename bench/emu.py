@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -53,11 +54,23 @@ class EmulatorProcess:
         self.proc = subprocess.Popen(
             command, env=master_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
-        line = self.proc.stdout.readline()
-        if "listening" not in line:
+        announced = self._read_announcement()
+        token = re.search(r"admin token:\s+(\w+) \(send as ([\w-]+)\)", announced)
+        if token is None:
             self.proc.kill()
-            raise RuntimeError(f"emulator did not start: {line}{self.proc.stdout.read()}")
-        self.http = httpx.Client(base_url=self.url, timeout=30)
+            raise RuntimeError(f"emulator did not start: {announced}{self.proc.stdout.read()}")
+        admin_headers = {token.group(2): token.group(1)}
+        self.http = httpx.Client(base_url=self.url, timeout=30, headers=admin_headers)
+
+    def _read_announcement(self) -> str:
+        """The lines `emulator serve` prints before it serves (up to "Ctrl-C to stop.")."""
+        lines: list[str] = []
+        while not lines or not lines[-1].startswith("Ctrl-C"):
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+        return "".join(lines)
 
     @property
     def window_s(self) -> float:

@@ -8,6 +8,7 @@ signature costs nothing), and a request refused with 429 costs nothing either.
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
 import threading
@@ -36,6 +37,9 @@ MAX_RECV_WINDOW = 60_000
 DEFAULT_RECV_WINDOW = 5_000
 MAX_AHEAD_MS = 1_000
 JSON_TYPE = "application/json;charset=UTF-8"
+ADMIN_TOKEN_HEADER = "X-Emulator-Admin-Token"
+MAX_ADVANCE_S = 100 * 365 * 86_400  # one step of the admin clock: a century at most
+MAX_INJECTED = 10_000
 JOURNAL_LIMIT = 500  # journal entries between two full snapshots of the data file
 
 #: (query parameters, all parameters), see `_params`
@@ -84,7 +88,7 @@ class Emulator:
         persist_master: bool = False,
         trusted_ip_header: str | None = None,
         latency_spike_s: float = 1.0,
-        admin: bool = False,
+        admin_token: str | None = None,
     ) -> None:
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
@@ -92,7 +96,7 @@ class Emulator:
         self.time_scale = time_scale
         self.latency_s = latency_ms / 1000
         self.trusted_ip_header = trusted_ip_header.lower() if trusted_ip_header else None
-        self.admin = admin
+        self.admin_token = admin_token
         self.faults = FaultPlan(fault_rate, seed, latency_spike_s)
         self.limiter = FixedWindowLimiter(60.0 / time_scale)
         self._clock = clock
@@ -112,9 +116,11 @@ class Emulator:
         return self._clock() + self._offset
 
     def advance(self, seconds: float) -> None:
-        """Move the emulator's clock (server time and rate-limit windows) forward."""
+        """Move the emulator's clock (server time and rate-limit windows) forward; anything but
+        a number of seconds from 0 to MAX_ADVANCE_S is refused with ValueError."""
+        step = _forward_step(seconds)
         with self._lock:
-            self._offset += seconds
+            self._offset += step
 
     def inject(self, kind: str, endpoint_name: str | None = None, count: int = 1) -> None:
         """Queue `count` faults of `kind` (see faults.py) for the next matching requests."""
@@ -146,9 +152,8 @@ class Emulator:
             params = _params(_query_bytes(request.raw_query), request.body)
             with self._lock:
                 return self._handle_endpoint(endpoint, request, params)
-        if self.admin and request.path.startswith("/_emulator/"):
-            with self._lock:
-                return self._admin(request)
+        if self.admin_token is not None and request.path.startswith("/_emulator/"):
+            return self._admin(request)
         return self._error(errors.not_found(request.path))
 
     # ---- the pipeline
@@ -283,26 +288,43 @@ class Emulator:
         exc = errors.SERVER_ERRORS[self.faults.server_error_index()]
         return self._answer(exc.status, exc.body(), endpoint, budget_id)
 
-    # ---- admin (opt-in, for tests that drive `emulator serve` in a subprocess)
+    # ---- admin (opt-in with a token, for tests that drive `emulator serve` in a subprocess)
 
     def _admin(self, request: EmuRequest) -> EmuResponse:
+        if not self._admin_authorized(request):
+            msg = f"Admin routes need the {ADMIN_TOKEN_HEADER} header printed at start."
+            return self._answer(401, {"code": -2015, "msg": msg})
+        try:
+            data = _admin_payload(request.body)
+            with self._lock:
+                return self._admin_action(request, data)
+        except KeyError as exc:
+            return self._answer(400, {"code": -1102, "msg": f"bad admin request: missing {exc}"})
+        except (ValueError, TypeError) as exc:
+            return self._answer(400, {"code": -1100, "msg": f"bad admin request: {exc}"})
+
+    def _admin_authorized(self, request: EmuRequest) -> bool:
+        given = _header(request, ADMIN_TOKEN_HEADER.lower()) or ""
+        expected = self.admin_token or ""
+        return bool(expected) and hmac.compare_digest(
+            given.encode("utf-8", "surrogateescape"), expected.encode()
+        )
+
+    def _admin_action(self, request: EmuRequest, data: dict) -> EmuResponse:
         if request.path == "/_emulator/stats":
             stats = self.stats.to_json()
             if request.method.upper() == "POST":  # read and reset in one step
                 self.stats = _Stats()
             return self._answer(200, stats)
-        try:
-            data = json.loads(request.body or b"{}")
-            if request.path == "/_emulator/inject":
-                self.inject(data["kind"], data.get("endpoint"), int(data.get("count", 1)))
-            elif request.path == "/_emulator/subaccount":
-                self.add_subaccounts([data["email"]] if "email" in data else data["emails"])
-            elif request.path == "/_emulator/advance":
-                self._offset += float(data["seconds"])
-            else:
-                return self._error(errors.not_found(request.path))
-        except (ValueError, KeyError, TypeError) as exc:
-            return self._answer(400, {"code": -1100, "msg": f"bad admin request: {exc}"})
+        if request.path == "/_emulator/inject":
+            count = _whole_number("count", data.get("count", 1), 1, MAX_INJECTED)
+            self.inject(data["kind"], data.get("endpoint"), count)
+        elif request.path == "/_emulator/subaccount":
+            self.add_subaccounts([data["email"]] if "email" in data else data["emails"])
+        elif request.path == "/_emulator/advance":
+            self.advance(data["seconds"])
+        else:
+            return self._error(errors.not_found(request.path))
         return self._answer(200, {})
 
     # ---- persistence
@@ -386,6 +408,30 @@ class _TooMany(BinanceError):
 
     def __init__(self) -> None:
         super().__init__(-1003, "Too many requests.", status=429)
+
+
+def _admin_payload(body: bytes) -> dict:
+    try:
+        data = json.loads(body or b"{}")
+    except RecursionError:
+        raise ValueError("the body nests too deeply") from None
+    if not isinstance(data, dict):
+        raise TypeError("the body must be a JSON object")
+    return data
+
+
+def _forward_step(seconds: object) -> float:
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise TypeError(f"seconds must be a number, not {type(seconds).__name__}")
+    if not 0 <= seconds <= MAX_ADVANCE_S:  # NaN fails both comparisons
+        raise ValueError(f"seconds must be from 0 to {MAX_ADVANCE_S}, not {seconds}")
+    return float(seconds)
+
+
+def _whole_number(name: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be a whole number from {low} to {high}")
+    return value
 
 
 def _check_timestamp(params: dict[str, str], now: float) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
 import signal
 import sys
 from pathlib import Path
 from typing import TextIO
 
-from orchestrator.emulator.core import Emulator
+from orchestrator.emulator.core import ADMIN_TOKEN_HEADER, Emulator
 from orchestrator.emulator.master import master_from_env
 from orchestrator.emulator.server import run_server
 
@@ -25,13 +26,14 @@ def serve(
     out: TextIO = sys.stdout,
 ) -> None:
     from_env = master_from_env() is not None
+    admin_token = secrets.token_hex(16)
     emulator = Emulator(
         data,
         time_scale=time_scale,
         latency_ms=latency_ms,
         fault_rate=fault_rate,
         seed=seed,
-        admin=True,
+        admin_token=admin_token,
         trusted_ip_header=trusted_ip_header,
     )
     signal.signal(signal.SIGTERM, _interrupt)
@@ -54,6 +56,7 @@ def _announce(out: TextIO, emulator: Emulator, base_url: str, from_env: bool, da
         print(
             f"export BINANCE_API_KEY={master.api_key} BINANCE_API_SECRET={master.secret}", file=out
         )
+    print(f"admin token:   {emulator.admin_token} (send as {ADMIN_TOKEN_HEADER})", file=out)
     print("Ctrl-C to stop.", file=out, flush=True)
 
 

@@ -37,6 +37,13 @@ def env(credentials) -> dict[str, str]:
     return {**clean, **credentials}
 
 
+def admin_headers(announced: str) -> dict[str, str]:
+    """The header `emulator serve` announced for its admin routes (/_emulator/*)."""
+    found = re.search(r"admin token:\s+(\w+) \(send as ([\w-]+)\)", announced)
+    assert found, announced
+    return {found.group(2): found.group(1)}
+
+
 @contextlib.contextmanager
 def emulator_serve(data: Path, env: dict, *options: str) -> Iterator[tuple[str, str]]:
     """`emulator serve --port 0` with `options`; yields (base URL, announcement); always

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from orchestrator.config import init_project
-from tests.cli.conftest import token
+from tests.cli.conftest import admin_headers, token
 
 
 @pytest.fixture
@@ -68,7 +68,11 @@ def test_apply_then_plan_against_emulator_serve(project: Path, server, env, cred
     assert validated.returncode == 0, validated.stderr
 
     # an existing sub-account is made in the web UI, never through the API
-    added = httpx.post(f"{base_url}/_emulator/subaccount", json={"email": "quant@example.com"})
+    added = httpx.post(
+        f"{base_url}/_emulator/subaccount",
+        json={"email": "quant@example.com"},
+        headers=admin_headers(announced),
+    )
     assert added.status_code == 200, added.text
 
     applied = run(project, env, "apply", "--auto-approve")

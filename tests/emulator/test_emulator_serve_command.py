@@ -48,6 +48,8 @@ class Served:
         self.base_url = re.search(r"listening on (http://\S+)", text).group(1)
         exported = re.search(r"export BINANCE_API_KEY=(\w+) BINANCE_API_SECRET=(\w+)", text)
         self.api_key, self.secret = exported.groups()
+        token = re.search(r"admin token:\s+(\w+) \(send as ([\w-]+)\)", text)
+        self.admin_headers = {token.group(2): token.group(1)}
 
     def client(self) -> SignedClient:
         clock_only = Emulator(None)
@@ -97,12 +99,15 @@ def test_admin_inject_over_http_drops_the_connection(data):
         injected = httpx.post(
             served.base_url + "/_emulator/inject",
             json={"kind": "drop_after", "endpoint": "create_virtual_subaccount"},
+            headers=served.admin_headers,
         )
         assert injected.status_code == 200
         with pytest.raises(httpx.TransportError):
             client.call("POST", VIRTUAL, {"subAccountString": "dropped"})
         added = httpx.post(
-            served.base_url + "/_emulator/subaccount", json={"email": "ui@example.com"}
+            served.base_url + "/_emulator/subaccount",
+            json={"email": "ui@example.com"},
+            headers=served.admin_headers,
         )
         assert added.status_code == 200
         listed = client.ok("GET", LIST_SUBS, {"limit": 5})["subAccounts"]
