@@ -69,6 +69,9 @@ def json_error(status: int, code: int, msg: str) -> EmuResponse:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # a request line too broken to name its version is answered with a status line, not the
+    # bare body HTTP/0.9 would get
+    default_request_version = "HTTP/1.1"
     server: EmulatorServer
     server_version = "emulator"
     sys_version = ""

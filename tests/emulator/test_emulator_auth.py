@@ -214,3 +214,12 @@ def test_integers_on_the_wire_are_ascii_digits_only(master, timestamp, params):
     stamp = {"now": now, "arabic": now.translate(ARABIC_INDIC)}.get(timestamp, timestamp)
     answer = master.call("GET", LIST_SUBS, params, timestamp=stamp)
     assert refusal(answer) == (400, -1100), answer.text
+
+
+@pytest.mark.parametrize("seconds", [float("nan"), float("inf"), -1, "10", True, 1e300])
+def test_advance_refuses_a_step_that_would_break_the_clock(emulator, master, seconds):
+    before = emulator.now()
+    with pytest.raises((ValueError, TypeError)):
+        emulator.advance(seconds)
+    assert emulator.now() == before
+    assert master.ok("GET", LIST_SUBS, {"limit": 5}) == {"subAccounts": []}
