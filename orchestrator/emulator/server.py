@@ -2,9 +2,9 @@
 
 Whatever a client sends, it gets an answer in Binance's error shape or a quiet close, and the
 log gets one line at most: a body over MAX_BODY_BYTES is refused from its Content-Length
-before it is read, a malformed request line or header gets a JSON 4xx, a client that goes
-away is noted at debug level, and an unexpected failure is answered 500 and logged in one
-line. A connection idle for IDLE_TIMEOUT_S is closed.
+before it is read, a malformed request line or header gets a JSON error (4xx; 501 for an
+unknown method), a client that goes away is noted at debug level, and an unexpected failure
+is answered 500 and logged in one line. A connection idle for IDLE_TIMEOUT_S is closed.
 """
 
 from __future__ import annotations
