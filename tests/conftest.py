@@ -28,6 +28,10 @@ _safety: Counter[str] = Counter()
 FIGURES = (
     "crash_points_tried",
     "crash_points_converged",
+    "grace_rotation_crash_points",
+    "grace_rotation_crash_points_converged",
+    "restore_crash_points",
+    "restore_crash_points_converged",
     "fault_applies_run",
     "fault_applies_converged",
     "bad_inputs_tried",
@@ -36,6 +40,12 @@ FIGURES = (
     "orphan_keys_found",
     "duplicate_keys_found",
     "corrupt_states_found",
+    "invariant_bots_keys_work_checked",
+    "invariant_bots_keys_work_failed",
+    "invariant_dead_key_material_checked",
+    "invariant_dead_key_material_failed",
+    "invariant_label_generations_checked",
+    "invariant_label_generations_failed",
 )
 
 

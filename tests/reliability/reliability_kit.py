@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -219,11 +220,18 @@ def sandbox(project: Path):
     return open_sandbox(project / SANDBOX_PATH)
 
 
-def crash_trace(project: Path, trace: Path, **env: str) -> Counter:
-    """Run apply without crashing and count how often each crash point is reached."""
-    done = run(project, "apply", "--auto-approve", ORCHESTRATOR_CRASH_TRACE=str(trace), **env)
+def crash_trace(
+    project: Path, trace: Path, command: Sequence[str] = ("apply", "--auto-approve"), **env: str
+) -> Counter:
+    """Run `command` (apply by default) without crashing and count how often each crash
+    point is reached."""
+    done = run(project, *command, ORCHESTRATOR_CRASH_TRACE=str(trace), **env)
     assert done.returncode == 0, done.stdout + done.stderr
-    return Counter(trace.read_text().split())
+    return Counter(trace.read_text().split()) if trace.exists() else Counter()
+
+
+#: what converges a project after a crash: the plain apply an operator would run.
+CONVERGE_COMMAND = ("apply", "--auto-approve")
 
 
 @dataclass
@@ -233,11 +241,11 @@ class Converged:
 
 
 def converge(project: Path, max_runs: int = 3, **env: str) -> Converged:
-    """Re-run apply until it exits 0 (at most `max_runs` times), breaking the stale lock a
-    killed run leaves."""
+    """Re-run plain `apply --auto-approve` until it exits 0 (at most `max_runs` times). No
+    `--break-stale-lock`: the lock a killed run leaves must not stop the next apply."""
     outputs = []
     for attempt in range(1, max_runs + 1):
-        done = run(project, "apply", "--auto-approve", **env)
+        done = run(project, *CONVERGE_COMMAND, **env)
         outputs.append(done.stdout + done.stderr)
         assert "Traceback" not in done.stderr, done.stderr
         if done.returncode == 0:
@@ -343,6 +351,42 @@ def check_invariants(
     assert code == 0, output
     code, output = cli("plan", "--detailed-exitcode")
     assert code == 0, output
+
+
+def check_from_outside(
+    project: Path, *, in_grace: Mapping[str, int], seen_secrets: Iterable[str] = (), chaos=None
+) -> None:
+    """What the bots and the live account show, judged by the safety kit without the tool's
+    state: every planned key's bot-facing material is live and signs; no file holds material
+    of a dead key; no label has more live keys than its current one plus the `in_grace`
+    generations (by label) whose grace has not ended."""
+    from tests.safety.safety_kit import bots_keys_work, material_of_dead_keys
+
+    verdicts = {
+        "bots_keys_work": list(bots_keys_work(project).problems),
+        "dead_key_material": material_of_dead_keys(project, seen_secrets),
+        "label_generations": labels_over_their_generations(project, in_grace),
+    }
+    for name, problems in verdicts.items():
+        if chaos is not None:
+            chaos.add(f"invariant_{name}_checked")
+            chaos.add(f"invariant_{name}_failed", int(bool(problems)))
+    found = [problem for problems in verdicts.values() for problem in problems]
+    assert not found, "\n".join(found)
+
+
+def labels_over_their_generations(project: Path, in_grace: Mapping[str, int]) -> list[str]:
+    """Planned labels with more live `orc-` keys than 1 + their generations in grace."""
+    from tests.safety.safety_kit import live_keys, planned_keys
+
+    live = live_keys(project)
+    problems = []
+    for planned in planned_keys(project):
+        names = sorted(k.api_name for k in live if k.generation_of(planned.label) is not None)
+        allowed = 1 + in_grace.get(planned.label, 0)
+        if len(names) > allowed:
+            problems.append(f"{planned.address}: {len(names)} live keys > {allowed}: {names}")
+    return problems
 
 
 def _subprocess_cli(project: Path, *args: str) -> tuple[int, str]:

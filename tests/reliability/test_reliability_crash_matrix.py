@@ -1,33 +1,61 @@
 """Kill -9 at every crash point, every time it is reached, then show the next applies converge.
 
-For each point in crashpoints.POINTS and each occurrence #n the scenario's apply reaches
-(counted by a clean run with ORCHESTRATOR_CRASH_TRACE), the apply runs as a subprocess with
-ORCHESTRATOR_CRASH_AT=<point>#<n>, must die by SIGKILL, and then `apply --auto-approve`
-is re-run (at most three times) until it exits 0; the invariants in reliability_kit must
-then hold. The full matrix is slow (`make chaos`); a few representative points run always.
+For each point in crashpoints.POINTS and each occurrence #n a scenario's command reaches
+(counted by a clean run with ORCHESTRATOR_CRASH_TRACE), the command runs as a subprocess with
+ORCHESTRATOR_CRASH_AT=<point>#<n>, must die by SIGKILL, and then a plain
+`apply --auto-approve` is re-run (at most three times) until it exits 0. The invariants in
+reliability_kit must then hold, and so must the safety kit's view from outside the tool: the
+bots' keys work, no dead key's material is left, no label has more live keys than its
+current one and the generations still in grace.
+
+The scenarios: the main apply (create, update, rotate, prune, virtual sub-account); the apply
+two hours on that deletes a key whose grace is over; a `rotate` of a key whose previous
+generation is still in grace; and the main apply after a rotation and a `state restore` that
+forgot it. The full matrix is slow (`make chaos`); a few representative cases run always.
 """
 
 from __future__ import annotations
 
 import signal
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from reliability_kit import (
+    CONVERGE_COMMAND,
+    STATE_PATH,
     build_scenario,
+    check_from_outside,
     check_invariants,
     converge,
     copy_project,
     crash_trace,
+    read_state,
     run,
     serial,
 )
 
 from orchestrator.engine.crashpoints import POINTS
+from tests.safety.safety_kit import generations, ok, sink_secrets
 
 MAX_OCCURRENCES = 6
+APPLY = ("apply", "--auto-approve")
 FAST_CASES = {("after_material", 1), ("after_state", 5)}
+GRACE_ROTATION_FAST_CASES = {("after_state", 1)}
+RESTORE_FAST_CASES = {("after_create", 2)}
+
+#: rotated by plan v2 with a 1h grace: once the main scenario is applied, g1 is in grace.
+ROTATED_IN_GRACE = "Koinly-Tax"
+ROTATE_IN_GRACE = ("rotate", "--auto-approve", "--label", ROTATED_IN_GRACE)
+#: rotated (grace 1h) before the main apply, then forgotten by `state restore`.
+ROTATED_THEN_RESTORED = "Updater"
+
+#: generations (by label) that may still be live, in grace, besides the current one.
+MAIN_IN_GRACE = {ROTATED_IN_GRACE: 1}
+AFTER_GRACE_IN_GRACE: dict[str, int] = {}
+GRACE_ROTATION_IN_GRACE = {ROTATED_IN_GRACE: 2}
+RESTORE_IN_GRACE = {ROTATED_IN_GRACE: 1, ROTATED_THEN_RESTORED: 1}
 
 
 @pytest.fixture(scope="module")
@@ -45,57 +73,187 @@ def later(hours: int = 2) -> str:
 
 
 @pytest.fixture(scope="module")
-def grace_scenario(scenario, tmp_path_factory) -> tuple[Path, dict]:
+def applied_scenario(scenario, tmp_path_factory) -> Path:
+    """The main scenario, applied: Koinly-Tax's g1 is in its 1h grace, g2 is current."""
+    base, _ = scenario
+    applied = copy_project(base, tmp_path_factory.mktemp("applied") / "base")
+    ok(applied, *APPLY)
+    return applied
+
+
+@pytest.fixture(scope="module")
+def grace_scenario(applied_scenario, tmp_path_factory) -> tuple[Path, dict]:
     """After the main apply: two hours on, the 1h grace of Koinly-Tax's old key is over, so
     the apply deletes a retired key and drops its previous material."""
-    base, _ = scenario
     root = tmp_path_factory.mktemp("grace")
-    applied = copy_project(base, root / "base")
-    assert run(applied, "apply", "--auto-approve").returncode == 0
     counts = crash_trace(
-        copy_project(applied, root / "traced"), root / "trace.txt", ORCHESTRATOR_NOW=later()
+        copy_project(applied_scenario, root / "traced"),
+        root / "trace.txt",
+        ORCHESTRATOR_NOW=later(),
     )
     assert counts["before_delete"] == 1
-    return applied, counts
+    return applied_scenario, counts
 
 
-def crash_then_converge(base: Path, dest: Path, point: str, nth: int, chaos, **env: str) -> int:
+@pytest.fixture(scope="module")
+def grace_rotation_scenario(applied_scenario, tmp_path_factory) -> tuple[Path, dict]:
+    """After the main apply, Koinly-Tax (g1 in grace, g2 current) is rotated again: g3 is
+    made and g1 and g2 both stay live through their grace. How often that rotate reaches
+    each crash point."""
+    root = tmp_path_factory.mktemp("grace-rotation")
+    traced = copy_project(applied_scenario, root / "traced")
+    counts = crash_trace(traced, root / "trace.txt", ROTATE_IN_GRACE)
+    assert sorted(generations(traced, ROTATED_IN_GRACE)) == [1, 2, 3]
+    return applied_scenario, counts
+
+
+@pytest.fixture(scope="module")
+def restore_scenario(scenario, tmp_path_factory) -> tuple[Path, dict]:
+    """The main scenario after Updater was rotated (grace 1h) and `state restore` put back
+    the state from before that rotation: the apply finds Updater's g2 live but not recorded,
+    besides plan v2's changes. How often that apply reaches each crash point.
+
+    A run ends with a save that anchors its audit lines, so the backup a rotate leaves
+    already records the rotation; the state from before the rotate is put in the backup's
+    place first, as an operator restoring an older backup would."""
+    base, _ = scenario
+    root = tmp_path_factory.mktemp("restore")
+    restored = copy_project(base, root / "base")
+    before_rotation = (restored / STATE_PATH).read_bytes()
+    ok(restored, "rotate", "--auto-approve", "--label", ROTATED_THEN_RESTORED)
+    backup = restored / STATE_PATH.with_name(STATE_PATH.name + ".backup")
+    backup.unlink()
+    backup.write_bytes(before_rotation)
+    ok(restored, "state", "restore")
+    assert read_state(restored)["keys"][f"quant/{ROTATED_THEN_RESTORED}"]["generation"] == 1
+    assert sorted(generations(restored, ROTATED_THEN_RESTORED)) == [1, 2]
+    counts = crash_trace(copy_project(restored, root / "traced"), root / "trace.txt")
+    return restored, counts
+
+
+def crash_then_converge(
+    base: Path,
+    dest: Path,
+    point: str,
+    nth: int,
+    chaos,
+    *,
+    in_grace: Mapping[str, int],
+    command: Sequence[str] = APPLY,
+    figure: str | None = None,
+    **env: str,
+) -> int:
+    """Kill `command` at the n-th `point`, converge with a plain apply, check everything;
+    the number of applies it took. `figure` counts this scenario's cases in the report."""
+    assert "--break-stale-lock" not in CONVERGE_COMMAND
     project = copy_project(base, dest)
     before = serial(project)
+    seen_secrets = sink_secrets(project)
     chaos.add("crash_points_tried")
-    crashed = run(project, "apply", "--auto-approve", ORCHESTRATOR_CRASH_AT=f"{point}#{nth}", **env)
-    assert crashed.returncode == -signal.SIGKILL, (crashed.returncode, crashed.stderr)
+    if figure:
+        chaos.add(figure)
+    crashed = run(project, *command, ORCHESTRATOR_CRASH_AT=f"{point}#{nth}", **env)
+    crashed_output = crashed.stdout + crashed.stderr
+    assert crashed.returncode == -signal.SIGKILL, (crashed.returncode, crashed_output)
+    seen_secrets |= sink_secrets(project)
     done = converge(project, **env)
-    check_invariants(project, serial_before=before, chaos=chaos)
+    try:
+        check_invariants(project, serial_before=before, chaos=chaos)
+        check_from_outside(project, in_grace=in_grace, seen_secrets=seen_secrets, chaos=chaos)
+    except AssertionError as failed:
+        outputs = "\n---\n".join(
+            [f"{' '.join(command)} (killed):\n{crashed_output}", *done.outputs]
+        )
+        raise AssertionError(f"{failed}\n\ncommand outputs:\n{outputs}") from failed
     chaos.add("crash_points_converged")
+    if figure:
+        chaos.add(f"{figure}_converged")
     return done.runs
 
 
-def cases(fast: bool):
+def cases(fast: bool, fast_cases: set[tuple[str, int]] = FAST_CASES):
     for point in POINTS:
         for nth in range(1, MAX_OCCURRENCES + 1):
-            is_fast = (point, nth) in FAST_CASES
+            is_fast = (point, nth) in fast_cases
             if fast == is_fast:
                 marks = () if fast else (pytest.mark.slow,)
                 yield pytest.param(point, nth, id=f"{point}#{nth}", marks=marks)
 
 
+def skip_unless_reached(counts, point: str, nth: int, what: str) -> None:
+    if counts[point] < nth:
+        pytest.skip(f"{point} is reached {counts[point]} time(s) by {what}")
+
+
 @pytest.mark.parametrize(("point", "nth"), [*cases(True), *cases(False)])
 def test_crash_at_every_point_converges(scenario, tmp_path, point, nth, chaos):
     base, counts = scenario
-    if counts[point] < nth:
-        pytest.skip(f"{point} is reached {counts[point]} time(s) by this apply")
-    crash_then_converge(base, tmp_path / "p", point, nth, chaos)
+    skip_unless_reached(counts, point, nth, "this apply")
+    crash_then_converge(base, tmp_path / "p", point, nth, chaos, in_grace=MAIN_IN_GRACE)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("point", ["before_delete", "after_delete"])
 def test_crash_deleting_a_retired_key_after_grace_converges(grace_scenario, tmp_path, point, chaos):
     base, _ = grace_scenario
-    crash_then_converge(base, tmp_path / "p", point, 1, chaos, ORCHESTRATOR_NOW=later())
+    crash_then_converge(
+        base,
+        tmp_path / "p",
+        point,
+        1,
+        chaos,
+        in_grace=AFTER_GRACE_IN_GRACE,
+        ORCHESTRATOR_NOW=later(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("point", "nth"),
+    [*cases(True, GRACE_ROTATION_FAST_CASES), *cases(False, GRACE_ROTATION_FAST_CASES)],
+)
+def test_crash_rotating_a_key_in_grace_converges(
+    grace_rotation_scenario, tmp_path, point, nth, chaos
+):
+    base, counts = grace_rotation_scenario
+    skip_unless_reached(counts, point, nth, "this rotate")
+    crash_then_converge(
+        base,
+        tmp_path / "p",
+        point,
+        nth,
+        chaos,
+        in_grace=GRACE_ROTATION_IN_GRACE,
+        command=ROTATE_IN_GRACE,
+        figure="grace_rotation_crash_points",
+    )
+
+
+@pytest.mark.parametrize(
+    ("point", "nth"), [*cases(True, RESTORE_FAST_CASES), *cases(False, RESTORE_FAST_CASES)]
+)
+def test_crash_applying_after_a_state_restore_converges(
+    restore_scenario, tmp_path, point, nth, chaos
+):
+    base, counts = restore_scenario
+    skip_unless_reached(counts, point, nth, "this apply")
+    crash_then_converge(
+        base,
+        tmp_path / "p",
+        point,
+        nth,
+        chaos,
+        in_grace=RESTORE_IN_GRACE,
+        figure="restore_crash_points",
+    )
 
 
 def test_the_scenario_reaches_every_key_crash_point(scenario):
     _, counts = scenario
     unreached = [p for p in POINTS if p != "after_rollback_state" and not counts[p]]
     assert not unreached
+
+
+def test_a_rotation_in_grace_reaches_every_step_of_making_a_key(grace_rotation_scenario):
+    _, counts = grace_rotation_scenario
+    steps = ("before_create", "after_create", "after_material", "after_state", "after_promote")
+    assert all(counts[step] for step in steps), counts
