@@ -47,11 +47,13 @@ class Deleter:
         return warnings
 
     async def forget(self, api_key: str) -> list[str]:
-        """Drop a deleted key from state (saved first), then its material from the sinks.
-        A sink that cannot be cleaned is a warning: the key is gone either way."""
-        state, slots = transitions.key_forgotten(self.ledger.state, api_key)
-        self.ledger.commit(state)
-        return await asyncio.to_thread(drop_material, self.open_sink, slots, api_key)
+        """Destroy a deleted key's material in the sinks, then drop it from state. In that
+        order, a crash in between leaves state naming the key, so recovery still knows where
+        its material was. A sink that cannot be cleaned is a warning: the key is gone."""
+        _, slots = transitions.key_forgotten(self.ledger.state, api_key)
+        warnings = await asyncio.to_thread(drop_material, self.open_sink, slots, api_key)
+        self.ledger.commit(transitions.key_forgotten(self.ledger.state, api_key)[0])
+        return warnings
 
     async def _gone(self, email: str, api_key: str) -> bool:
         page = await self.exchange.list_api_keys(email, api_key=api_key)

@@ -140,6 +140,7 @@ class Workspace:
         caller already holds it."""
         journal = self.backend.journal(self.name)
         damage = [report] if (report := journal.damage_report()) else []
+        self._discard_partial_writes()
         if not journal.pending():
             return damage
         guard = contextlib.nullcontext() if locked else self.backend.lock(self.name, command)
@@ -156,6 +157,24 @@ class Workspace:
             self.backend.save_state(next_serial(state))
             journal.clear()
         return damage + messages
+
+    def _discard_partial_writes(self) -> None:
+        """Temporary files a killed run left in the sinks (they may hold a secret) go, for
+        every key the plan or the state names."""
+        state = self.load_state()
+        slots = {(k.sink, k.address) for k in self.plan.desired.keys()}
+        slots |= {
+            (k.sink, f"{k.subaccount}/{k.former_label}")
+            for k in self.plan.desired.keys()
+            if k.former_label
+        }
+        if state is not None:
+            slots |= {(r.sink, address) for address, r in state.keys.items()}
+        for spec, address in sorted(slots):
+            try:
+                self.sink(spec).discard_partial_writes(address)
+            except Exception:  # noqa: BLE001 - an unusable sink is reported where it is used
+                continue
 
     async def make_changeset(
         self,

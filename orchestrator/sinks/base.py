@@ -68,3 +68,7 @@ class Sink(Protocol):
 
     def exists(self, address: str) -> bool:
         """True when there is current material for the key."""
+
+    def discard_partial_writes(self, address: str) -> None:
+        """Remove what an interrupted write of the key's material left half done (temporary
+        files that may hold a secret). Called by commands that write, under the lock."""

@@ -39,6 +39,7 @@ from orchestrator.store.atomic import (
     atomic_rename,
     atomic_write,
     ensure_private_dir,
+    remove_partial_writes,
     unlink_durably,
 )
 
@@ -132,6 +133,9 @@ class DotenvSink:
 
     def exists(self, address: str) -> bool:
         return self.read_current(address) is not None
+
+    def discard_partial_writes(self, address: str) -> None:
+        remove_partial_writes(self.env_path.parent, self.env_path.name + ".")
 
     def promote(self, address: str, generation: int | None = None) -> None:
         self.check(address)

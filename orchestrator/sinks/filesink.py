@@ -37,6 +37,7 @@ from orchestrator.store.atomic import (
     atomic_rename,
     atomic_write,
     ensure_private_dir,
+    remove_partial_writes,
     unlink_durably,
 )
 
@@ -125,6 +126,10 @@ class FileSink:
 
     def exists(self, address: str) -> bool:
         return self.path(address, "current").is_file()
+
+    def discard_partial_writes(self, address: str) -> None:
+        current = self.path(address, "current")
+        remove_partial_writes(current.parent, current.stem + ".")
 
     def promote(self, address: str, generation: int | None = None) -> None:
         self.check(address)

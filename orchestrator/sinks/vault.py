@@ -134,6 +134,9 @@ class VaultSink:
     def exists(self, address: str) -> bool:
         return self._read_current(self.key_path(address)) is not None
 
+    def discard_partial_writes(self, address: str) -> None:
+        """A Vault write is one request: nothing half done stays behind on this machine."""
+
     def promote(self, address: str, generation: int | None = None) -> None:
         path = self.key_path(address)
         latest = self._read(path)

@@ -5,6 +5,7 @@ Used by the state store and by the file sinks.
 
 from __future__ import annotations
 
+import glob
 import os
 import secrets
 from pathlib import Path
@@ -59,6 +60,20 @@ def atomic_rename(src: Path, dst: Path) -> None:
     fsync_dir(Path(dst).parent)
     if Path(src).parent != Path(dst).parent:
         fsync_dir(Path(src).parent)
+
+
+def remove_partial_writes(directory: Path, name_prefix: str) -> int:
+    """Remove the temporary files that interrupted `atomic_write`s of files whose names start
+    with `name_prefix` left in `directory` (a kill -9 between write and rename). Returns how
+    many went. Only for files this process alone writes while it holds the project's lock."""
+    removed = 0
+    try:
+        leftovers = list(Path(directory).glob(f".{glob.escape(name_prefix)}*.tmp"))
+    except OSError:
+        return 0
+    for leftover in leftovers:
+        removed += unlink_durably(leftover)
+    return removed
 
 
 def unlink_durably(path: Path) -> bool:

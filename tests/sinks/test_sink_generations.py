@@ -164,3 +164,21 @@ def test_dotenv_reads_the_old_previous_slot_and_sweeps_revoked_copies(tmp_path):
     sink.destroy(ADDRESS, api_key(2))
     assert files_holding(tmp_path, secret_of(2, "ed25519")) == []
     assert sorted(p.name for p in bots.iterdir()) == ["copy.env", "copy.env.g1.pem"]
+
+
+@pytest.mark.parametrize(("spec", "key_type"), SINKS)
+def test_a_write_a_kill_cut_short_leaves_no_secret_once_discarded(tmp_path: Path, spec, key_type):
+    sink = open_sink(spec, tmp_path)
+    store(sink, 1, key_type)
+    target = tmp_path / (
+        "secrets/quant/Bot.pending.json" if spec.startswith("file") else "bots/copy.env.pending"
+    )
+    torn = target.with_name(f".{target.name}.0123456789ab.tmp")
+    torn.write_text(CANARY)
+    other = target.with_name(".Other.pending.json.0123456789ab.tmp")
+    other.write_text("not ours")
+
+    sink.discard_partial_writes(ADDRESS)
+
+    assert not torn.exists() and other.exists()
+    assert sink.read_current(ADDRESS) is not None
