@@ -5,6 +5,11 @@ answer to a value or to a typed error. Retries (tenacity) are decided per endpoi
 on 5xx and network errors; writes never retry once the request may have reached Binance
 (that is an `AmbiguousOutcome` to reconcile); every call retries after a 429 once the pacer
 says the budget is free again, and after a -1021 once the clock offset is resynced.
+
+A request is signed at the last moment: after its weight is reserved, after any clock resync in
+progress has finished and once a connection slot is free. A -1021 (timestamp outside recvWindow)
+means Binance refused the request before acting on it, so the request is re-signed with a fresh
+timestamp and resent, after a resync that concurrent refusals share.
 """
 
 from __future__ import annotations
@@ -70,6 +75,12 @@ HINT_AMBIGUOUS = (
 #: in the connection pool can never make its timestamp stale.
 MAX_IN_FLIGHT = 100
 
+#: resends of one request refused with -1021, each after a resync; from the second one on, the
+#: request also asks for a wider recvWindow (doubling, up to Binance's 60 s), in case what
+#: stales it is a slow path to Binance rather than the clock.
+TIMESTAMP_RESENDS = 5
+MAX_RECV_WINDOW_MS = 60_000
+
 
 @dataclass
 class _RetryPolicy:
@@ -107,6 +118,13 @@ class _RetryPolicy:
         return self.backoff(state)
 
 
+@dataclass
+class _Signed:
+    """Which clock sync a request was signed with (the count of resyncs done by then)."""
+
+    generation: int = -1
+
+
 class BinanceClient:
     """The master account's client for Binance's sub-account API-key endpoints.
 
@@ -141,6 +159,11 @@ class BinanceClient:
         self._read_retries = read_retries
         self._rate_limit_retries = rate_limit_retries
         self._offset_ms = 0
+        self._sync_generation = 0  # how many resyncs have completed
+        self._sync_lock = asyncio.Lock()
+        self._on_the_wire = 0
+        self._wire_idle = asyncio.Event()
+        self._wire_idle.set()
         self._backoff = wait_random_exponential(multiplier=0.2, max=8.0)
         self._pacer = WeightPacer(window_s=rate_window_s, clock=self._server_clock_s, sleep=sleep)
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -165,6 +188,9 @@ class BinanceClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Close the connections, once every request already sent has its answer: closing under
+        a request on the wire would turn a write into an ambiguous outcome."""
+        await self._wire_idle.wait()
         await self._http.aclose()
 
     def __repr__(self) -> str:
@@ -200,8 +226,22 @@ class BinanceClient:
         server_ms = await self.server_time()
         after = self._clock()
         self._offset_ms = round(server_ms - after * 1000)
+        self._sync_generation += 1
         log.info("exchange.time_synced", offset_ms=self._offset_ms)
         return self._offset_ms
+
+    async def _resync_after_refusal(self, signed_in_generation: int) -> None:
+        """Resync once for every request refused with -1021 that was signed with the same
+        offset: the first one refused resyncs, the others wait for it and reuse its result."""
+        async with self._sync_lock:
+            if self._sync_generation == signed_in_generation:
+                await self.sync_time()
+
+    async def _resync_finished(self) -> None:
+        """Wait for a resync in progress, so a request about to be signed uses its offset."""
+        if self._sync_lock.locked():
+            async with self._sync_lock:
+                pass
 
     def _server_clock_s(self) -> float:
         return self._clock() + self._offset_ms / 1000
@@ -366,16 +406,33 @@ class BinanceClient:
     async def _send_with_resync(
         self, endpoint: Endpoint, params: Mapping[str, Any], signer: Signer, attempt: int
     ) -> Any:
-        """-1021 means Binance rejected the request unseen, so resyncing and resending once is
-        safe even for a write."""
-        try:
-            return await self._send(endpoint, params, signer, attempt)
-        except TimestampOutOfWindow:
-            await self.sync_time()
-            return await self._send(endpoint, params, signer, attempt)
+        """-1021 means Binance refused the request before acting on it, so resyncing, re-signing
+        and resending is safe even for a write; a clock that stays off after TIMESTAMP_RESENDS
+        resyncs fails this call only (with a hint to fix the clock)."""
+        recv_window_ms = self._recv_window_ms
+        for resend in range(TIMESTAMP_RESENDS + 1):
+            signed_in = _Signed()
+            try:
+                return await self._send(
+                    endpoint, params, signer, attempt, recv_window_ms, signed_in
+                )
+            except TimestampOutOfWindow:
+                if resend == TIMESTAMP_RESENDS:
+                    raise
+                log.warning("exchange.timestamp_refused", endpoint=endpoint.name, resend=resend + 1)
+                await self._resync_after_refusal(signed_in.generation)
+                if resend >= 1:
+                    recv_window_ms = min(recv_window_ms * 2, MAX_RECV_WINDOW_MS)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _send(
-        self, endpoint: Endpoint, params: Mapping[str, Any], signer: Signer, attempt: int
+        self,
+        endpoint: Endpoint,
+        params: Mapping[str, Any],
+        signer: Signer,
+        attempt: int,
+        recv_window_ms: int,
+        signed_in: _Signed,
     ) -> Any:
         reservation = await self._pacer.acquire(
             endpoint.budget_key, endpoint.weight, endpoint.budget, in_flight=True
@@ -384,9 +441,12 @@ class BinanceClient:
         status: int | str = "error"
         try:
             try:
+                if endpoint.signed:
+                    await self._resync_finished()
                 async with self._slots:  # sign only once a connection is free: fresh timestamps
-                    request = self._build_request(endpoint, params, signer)
-                    response = await self._transmit(endpoint, request)
+                    signed_in.generation = self._sync_generation
+                    request = self._build_request(endpoint, params, signer, recv_window_ms)
+                    response = await self._on_wire(endpoint, request)
             finally:
                 self._pacer.release(reservation)
             status = response.status_code
@@ -409,14 +469,14 @@ class BinanceClient:
     # -- building requests -----------------------------------------------------------------
 
     def _build_request(
-        self, endpoint: Endpoint, params: Mapping[str, Any], signer: Signer
+        self, endpoint: Endpoint, params: Mapping[str, Any], signer: Signer, recv_window_ms: int
     ) -> httpx.Request:
         """The request, with `signature` last over exactly the urlencoded string sent: the
         query string for GET/DELETE, the form body for POST."""
         encoded = urlencode([(k, _wire(v)) for k, v in params.items() if v is not None])
         headers: dict[str, str] = {}
         if endpoint.signed:
-            encoded = self._sign(encoded, signer)
+            encoded = self._sign(encoded, signer, recv_window_ms)
             headers[API_KEY_HEADER] = signer.api_key
         if endpoint.method == "POST":
             headers["Content-Type"] = "application/x-www-form-urlencoded"
@@ -426,13 +486,24 @@ class BinanceClient:
         url = f"{endpoint.path}?{encoded}" if encoded else endpoint.path
         return self._http.build_request(endpoint.method, url, headers=headers)
 
-    def _sign(self, encoded: str, signer: Signer) -> str:
-        tail = urlencode({"recvWindow": self._recv_window_ms, "timestamp": self._timestamp_ms()})
+    def _sign(self, encoded: str, signer: Signer, recv_window_ms: int) -> str:
+        tail = urlencode({"recvWindow": recv_window_ms, "timestamp": self._timestamp_ms()})
         payload = f"{encoded}&{tail}" if encoded else tail
         signature = quote(signer.sign(payload.encode()), safe="")
         return f"{payload}&signature={signature}"
 
     # -- sending ---------------------------------------------------------------------------
+
+    async def _on_wire(self, endpoint: Endpoint, request: httpx.Request) -> httpx.Response:
+        """Transmit, counted as on the wire so that `aclose` waits for the answer."""
+        self._on_the_wire += 1
+        self._wire_idle.clear()
+        try:
+            return await self._transmit(endpoint, request)
+        finally:
+            self._on_the_wire -= 1
+            if self._on_the_wire == 0:
+                self._wire_idle.set()
 
     async def _transmit(self, endpoint: Endpoint, request: httpx.Request) -> httpx.Response:
         """Send, telling apart 'nothing was sent' (safe to retry) from 'it may have arrived'."""
