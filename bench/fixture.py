@@ -38,7 +38,7 @@ class Fixture:
     def label(self, j: int) -> str:
         return f"Bot{j:02d}"
 
-    def plan_yaml(self, endpoint: str, window_s: float) -> str:
+    def plan_yaml(self, endpoint: str, window_s: float, prefix: str = "sub") -> str:
         lines = [
             "version: 1",
             "exchange:",
@@ -52,19 +52,21 @@ class Fixture:
             f"  ips: [{', '.join(KEY_IPS)}]",
             "subaccounts:",
         ]
-        for i, email in enumerate(self.emails()):
+        for i, email in enumerate(self.emails(prefix)):
             lines += [f"  - name: s{i:04d}", f"    email: {email}", "    keys:"]
             for j in range(self.keys):
                 profile = "quant" if j == 0 else "read-only"
                 lines += [f"      - label: {self.label(j)}", f"        profile: {profile}"]
         return "\n".join(lines) + "\n"
 
-    def write_project(self, root: Path, endpoint: str, window_s: float) -> Path:
+    def write_project(
+        self, root: Path, endpoint: str, window_s: float, prefix: str = "sub"
+    ) -> Path:
         (root / "plans").mkdir(parents=True, exist_ok=True)
         (root / "state").mkdir(exist_ok=True)
         (root / "secrets").mkdir(mode=0o700, exist_ok=True)
         plan = root / "plans" / "bench.yaml"
-        plan.write_text(self.plan_yaml(endpoint, window_s))
+        plan.write_text(self.plan_yaml(endpoint, window_s, prefix))
         return plan
 
     # -- the calls each operation needs at least, by endpoint name --------------------------
@@ -109,3 +111,20 @@ def floor_s(calls: dict[str, int], window_s: float) -> tuple[float, str | None]:
         if windows > best:
             best, which = windows, name
     return best * window_s, which
+
+
+def true_floor_s(calls: dict[str, int], window_s: float, latency_s: float) -> tuple[int, float]:
+    """The windows the rate limits force on a run that starts on a window boundary, and the
+    time they take: each endpoint fits budget / weight calls in a window, so the busiest one
+    needs ceil(calls x weight / budget) windows; its last calls go out at the start of the
+    last window and are answered one round trip later. A lower bound: it ignores that some
+    calls wait for others (a create for its sub-account's key list)."""
+    windows = 0
+    for name, n in calls.items():
+        endpoint = ep.BY_NAME.get(name)
+        if endpoint is None or n == 0:
+            continue
+        windows = max(windows, math.ceil(n * endpoint.weight / endpoint.budget))
+    if windows == 0:
+        return 0, 0.0
+    return windows, (windows - 1) * window_s + latency_s

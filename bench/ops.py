@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from emu import EmulatorProcess, master_env
-from fixture import floor_s, weighted
+from fixture import floor_s, true_floor_s, weighted
 
 BENCH_DIR = Path(__file__).resolve().parent
 
@@ -26,8 +26,9 @@ class Measured:
     server_time_calls: int = 0
     extra: dict = field(default_factory=dict)
 
-    def to_json(self, window_s: float) -> dict:
+    def to_json(self, window_s: float, latency_s: float) -> dict:
         floor, bound_by = floor_s(self.calls, window_s)
+        windows, true_floor = true_floor_s(self.minimum or self.calls, window_s, latency_s)
         data = {
             "operation": self.operation,
             "wall_s": round(self.wall_s, 3),
@@ -38,6 +39,9 @@ class Measured:
             "floor_bound_by": bound_by,
             "wall_over_floor": round(self.wall_s / floor, 3) if floor else None,
             "server_time_calls": self.server_time_calls,
+            "windows_needed": windows,
+            "true_floor_s": round(true_floor, 3),
+            "wall_over_true_floor": round(self.wall_s / true_floor, 3) if true_floor else None,
         }
         if self.minimum is not None:
             data["minimum"] = self.minimum
@@ -94,17 +98,34 @@ def run_sdk(
     minimum: dict[str, int],
     extra_args: list[str] = (),
 ) -> Measured:
+    """A serial loop over Binance's official SDK (bench/sdk_loop.py)."""
+    args = [mode, emulator.url, str(emulator.time_scale), *extra_args]
+    return _run_script("sdk_loop.py", emulator, args, operation, minimum)
+
+
+def run_peer(
+    emulator: EmulatorProcess,
+    mode: str,
+    operation: str,
+    minimum: dict[str, int],
+    extra_args: list[str] = (),
+) -> Measured:
+    """The hand-written asyncio peer (bench/peer.py)."""
+    args = [mode, emulator.url, str(emulator.window_s), *extra_args]
+    return _run_script("peer.py", emulator, args, operation, minimum)
+
+
+def _run_script(
+    script: str,
+    emulator: EmulatorProcess,
+    args: list[str],
+    operation: str,
+    minimum: dict[str, int],
+) -> Measured:
     emulator.wait_fresh_window()
     started = time.perf_counter()
     result = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH_DIR / "sdk_loop.py"),
-            mode,
-            emulator.url,
-            str(emulator.time_scale),
-            *extra_args,
-        ],
+        [sys.executable, str(BENCH_DIR / script), *args],
         env=master_env(),
         capture_output=True,
         text=True,
@@ -112,7 +133,7 @@ def run_sdk(
     )
     wall = time.perf_counter() - started
     if result.returncode != 0:
-        raise RuntimeError(f"SDK {mode} loop failed:\n{result.stderr[-4000:]}")
+        raise RuntimeError(f"{script} {args[0]} failed:\n{result.stderr[-4000:]}")
     calls, limited, server_time = _server_side(emulator)
     reported = json.loads(result.stdout.strip().splitlines()[-1])
     return Measured(

@@ -3,10 +3,14 @@
 For each fixture (sub-accounts x keys) one emulator (`orchestrator emulator serve` with
 Binance's weights and budgets, --time-scale 60, --latency-ms 20) serves, in order:
 plan from scratch, apply from empty, plan with no changes (the real CLI, as subprocesses),
-then the same refresh and creation by a serial loop over Binance's official SDK. Then the
+then the same refresh and creation by the hand-written asyncio peer (bench/peer.py) and by a
+serial loop over Binance's official SDK. Then the loaded-machine scenario: apply from empty
+and the peer's creation again, on a fresh emulator, with a CPU burner on one core. Then the
 local CPU figures. Prints a table and writes bench/results.json. See bench/README.md.
 
-    python bench/run.py [--fixtures 1x5,50x4,250x4] [--skip-sdk]
+    python bench/run.py [--fixtures 1x5,50x4,250x4] [--load-fixture 250x4] [--skip-sdk]
+
+BENCH_LARGE=1 adds the 500 x 6 fixture (3,000 keys, about six more minutes).
 """
 
 from __future__ import annotations
@@ -27,13 +31,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cpu  # noqa: E402
 from emu import EmulatorProcess  # noqa: E402
 from fixture import Fixture  # noqa: E402
-from ops import run_cli, run_sdk  # noqa: E402
+from load import CpuBurner  # noqa: E402
+from ops import Measured, run_cli, run_peer, run_sdk  # noqa: E402
 
 TIME_SCALE = 60.0
 LATENCY_MS = 20.0
 FIXTURES = {"1x5": Fixture(1, 5), "50x4": Fixture(50, 4), "250x4": Fixture(250, 4)}
+LARGE_FIXTURES = {"500x6": Fixture(500, 6)}
+ALL_FIXTURES = {**FIXTURES, **LARGE_FIXTURES}
+DEFAULT_FIXTURES = [*FIXTURES, *(LARGE_FIXTURES if os.environ.get("BENCH_LARGE") else ())]
+#: the burner's own deadline, in case the benchmark dies before it stops it
+BURNER_MAX_S = 300.0
 RESULTS = Path(__file__).resolve().parent / "results.json"
 TARGETS = {"wall_over_floor": 1.15, "sdk_ratio": 3.0, "diff_render_s": 0.5, "help_s": 0.3}
+
+
+def _peer_create(emulator: EmulatorProcess, fixture: Fixture, tmp: Path, label: str) -> Measured:
+    """The peer creates the fixture's keys on sub-accounts of its own, empty ones."""
+    emails = fixture.emails("peer")
+    emulator.add_subaccounts(emails)
+    minimum = {k: v for k, v in fixture.minimum_apply_scratch().items() if k != "list_subaccounts"}
+    args = [str(tmp / "peer-keys"), str(fixture.keys), *emails]
+    return run_peer(emulator, "create", label, minimum, args)
+
+
+def _ratio(a: Measured, b: Measured) -> float:
+    return round(a.wall_s / b.wall_s, 3)
 
 
 def bench_fixture(fixture: Fixture, with_sdk: bool) -> dict:
@@ -66,7 +89,10 @@ def bench_fixture(fixture: Fixture, with_sdk: bool) -> dict:
             "plan (no changes)",
             fixture.minimum_plan_unchanged(),
         )
-        ops = [plan_scratch, apply, plan_same]
+        peer_refresh = run_peer(
+            emulator, "refresh", "peer: refresh", fixture.minimum_plan_unchanged()
+        )
+        ops = [plan_scratch, apply, plan_same, peer_refresh]
         sdk = {}
         if with_sdk:
             sdk_refresh = run_sdk(
@@ -86,6 +112,12 @@ def bench_fixture(fixture: Fixture, with_sdk: bool) -> dict:
                 "refresh_ratio": round(sdk_refresh.wall_s / plan_same.wall_s, 3),
                 "create_ratio": round(sdk_create.wall_s / apply.wall_s, 3),
             }
+        peer_create = _peer_create(emulator, fixture, tmp, "peer: create keys")
+        ops.append(peer_create)
+        ours_over_peer = {
+            "apply_over_peer_create": _ratio(apply, peer_create),
+            "plan_over_peer_refresh": _ratio(plan_same, peer_refresh),
+        }
     finally:
         emulator.close()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -94,8 +126,43 @@ def bench_fixture(fixture: Fixture, with_sdk: bool) -> dict:
         "subaccounts": fixture.subaccounts,
         "keys": fixture.total_keys,
         "window_s": window,
-        "operations": [op.to_json(window) for op in ops],
+        "operations": [op.to_json(window, LATENCY_MS / 1000) for op in ops],
+        "ours_wall_over_peer": ours_over_peer,
         "sdk_wall_over_ours": sdk,
+        "fixture_duration_s": round(time.perf_counter() - started, 1),
+    }
+
+
+def bench_loaded(fixture: Fixture) -> dict:
+    """Apply from empty, then the peer's creation, with a CPU burner on one core throughout."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-loaded-{fixture.name}-"))
+    emulator = EmulatorProcess(tmp / "emulator.json", time_scale=TIME_SCALE, latency_ms=LATENCY_MS)
+    window = emulator.window_s
+    started = time.perf_counter()
+    try:
+        emulator.add_subaccounts(fixture.emails())
+        project = tmp / "project"
+        fixture.write_project(project, emulator.url, window)
+        with CpuBurner(BURNER_MAX_S) as burner:
+            apply, _ = run_cli(
+                emulator,
+                project,
+                ["apply", "--auto-approve"],
+                "apply (from empty), loaded",
+                fixture.minimum_apply_scratch(),
+            )
+            peer_create = _peer_create(emulator, fixture, tmp, "peer: create keys, loaded")
+    finally:
+        emulator.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {
+        "fixture": fixture.name,
+        "subaccounts": fixture.subaccounts,
+        "keys": fixture.total_keys,
+        "window_s": window,
+        "burner": {"cpu": burner.cpu, "cpu_s": burner.cpu_s},
+        "operations": [op.to_json(window, LATENCY_MS / 1000) for op in (apply, peer_create)],
+        "ours_wall_over_peer": {"apply_over_peer_create": _ratio(apply, peer_create)},
         "fixture_duration_s": round(time.perf_counter() - started, 1),
     }
 
@@ -123,21 +190,31 @@ def _cpu_model() -> str:
 
 def print_table(results: dict) -> None:
     head = (
-        f"{'fixture':<7} {'operation':<22} {'calls':>6} {'min':>6} {'429':>4} "
-        f"{'wall s':>7} {'floor s':>7} {'x floor':>7}  calls per endpoint"
+        f"{'fixture':<7} {'operation':<28} {'calls':>6} {'min':>6} {'429':>4} "
+        f"{'wall s':>7} {'floor s':>7} {'x floor':>7} {'win':>4} {'true fl':>7} {'x true':>6}"
+        "  calls per endpoint"
     )
     print(head)
     print("-" * len(head))
-    for fx in results["fixtures"]:
+    for fx in [*results["fixtures"], *([results["loaded"]] if results.get("loaded") else [])]:
         for op in fx["operations"]:
             per = ", ".join(f"{k} {v}" for k, v in op["calls"].items())
             ratio = f"{op['wall_over_floor']:.2f}" if op["wall_over_floor"] else "-"
+            true = f"{op['wall_over_true_floor']:.2f}" if op["wall_over_true_floor"] else "-"
             print(
-                f"{fx['fixture']:<7} {op['operation']:<22} {op['calls_total']:>6} "
+                f"{fx['fixture']:<7} {op['operation']:<28} {op['calls_total']:>6} "
                 f"{op.get('minimum_total', '-'):>6} {op['rate_limited_429']:>4} "
-                f"{op['wall_s']:>7.2f} {op['floor_s']:>7.2f} {ratio:>7}  {per}"
+                f"{op['wall_s']:>7.2f} {op['floor_s']:>7.2f} {ratio:>7} "
+                f"{op['windows_needed']:>4} {op['true_floor_s']:>7.2f} {true:>6}  {per}"
             )
-        if fx["sdk_wall_over_ours"]:
+        print(
+            f"{'':<7} ours wall / peer: "
+            + ", ".join(f"{k} {v:.2f}x" for k, v in fx["ours_wall_over_peer"].items())
+        )
+        if fx.get("burner"):
+            b = fx["burner"]
+            print(f"{'':<7} loaded: CPU burner on cpu {b['cpu']}, {b['cpu_s']} CPU s")
+        if fx.get("sdk_wall_over_ours"):
             s = fx["sdk_wall_over_ours"]
             print(
                 f"{'':<7} SDK loop wall / ours: refresh {s['refresh_ratio']:.2f}x, "
@@ -156,7 +233,10 @@ def print_table(results: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fixtures", default=",".join(FIXTURES))
+    parser.add_argument("--fixtures", default=",".join(DEFAULT_FIXTURES))
+    parser.add_argument(
+        "--load-fixture", default="250x4", help="fixture of the loaded-machine scenario ('' skips)"
+    )
     parser.add_argument("--skip-sdk", action="store_true")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -173,7 +253,10 @@ def main() -> None:
     }
     for name in args.fixtures.split(","):
         print(f"... fixture {name}", file=sys.stderr, flush=True)
-        results["fixtures"].append(bench_fixture(FIXTURES[name], not args.skip_sdk))
+        results["fixtures"].append(bench_fixture(ALL_FIXTURES[name], not args.skip_sdk))
+    if args.load_fixture:
+        print(f"... loaded machine, fixture {args.load_fixture}", file=sys.stderr, flush=True)
+        results["loaded"] = bench_loaded(ALL_FIXTURES[args.load_fixture])
     print("... diff + render, cold start", file=sys.stderr, flush=True)
     results["diff_render"] = cpu.diff_render()
     results["cold_start"] = cpu.cold_start()
