@@ -419,7 +419,7 @@ class BinanceClient:
             except TimestampOutOfWindow:
                 if resend == TIMESTAMP_RESENDS:
                     raise
-                log.warning("exchange.timestamp_refused", endpoint=endpoint.name, resend=resend + 1)
+                log.info("exchange.timestamp_refused", endpoint=endpoint.name, resend=resend + 1)
                 await self._resync_after_refusal(signed_in.generation)
                 if resend >= 1:
                     recv_window_ms = min(recv_window_ms * 2, MAX_RECV_WINDOW_MS)
