@@ -2,7 +2,7 @@
 
 Per-endpoint fixed-window budgets (60 calls of weight 3000 per window, aligned to the clock
 like Binance's), Ed25519 keys made locally, one fsync'd file per key, a 429 answered by sleeping
-Retry-After. No plan, state, journal, audit log or reconciliation.
+Retry-After, a -1021 by a resync and a resend. No plan, state, journal, audit log or reconciliation.
 
     python bench/peer.py refresh URL WINDOW_S
     python bench/peer.py create URL WINDOW_S OUT_DIR KEYS_PER_SUB EMAIL...
@@ -89,6 +89,9 @@ class Peer:
             if answer.status_code == 429:
                 counts["rate_limited"] += 1
                 await asyncio.sleep(float(answer.headers.get("Retry-After", self.window_s)))
+                continue
+            if answer.status_code == 400 and answer.json().get("code") == -1021:
+                await self.sync()  # refused unseen: resync and resend
                 continue
             answer.raise_for_status()
             return answer.json()
