@@ -181,6 +181,11 @@ class BinanceClient:
         return dict(self._rate_limited)
 
     @property
+    def master_api_key(self) -> str:
+        """The master key's id (public, but shown masked)."""
+        return self._signer.api_key
+
+    @property
     def pacer(self) -> WeightPacer:
         return self._pacer
 
@@ -294,7 +299,8 @@ class BinanceClient:
         fix_api_reading: bool = False,
     ) -> CreatedKey:
         """The v2 create: as v1, plus FIX API access (Ed25519 keys only); `publicKey` (RSA or
-        Ed25519) goes in the form body, as v2 requires (POST parameters all do here)."""
+        Ed25519) goes in the form body, as v2 requires. The engine creates with v1: plans
+        have no FIX permissions, and v1 is the create Binance's own SDKs call."""
         params: dict[str, Any] = {
             "email": email,
             "apiName": api_name,

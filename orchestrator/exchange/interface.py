@@ -40,6 +40,11 @@ class Signer(Protocol):
 class Exchange(Protocol):
     """The master account's view of its sub-accounts and their API keys."""
 
+    @property
+    def master_api_key(self) -> str:
+        """The master key's id (public, but shown masked)."""
+        ...
+
     async def server_time(self) -> int: ...
 
     async def create_virtual_subaccount(self, sub_account_string: str) -> str:
