@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from orchestrator.config import init_project
+from orchestrator.emulator import persist
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 JOB = "orchestrator rotate --due --auto-approve && orchestrator audit --fail-on high"
@@ -34,6 +35,15 @@ def test_cron_and_systemd_call_the_scheduled_script():
     assert "rotate --due --auto-approve" in script and "audit --fail-on high" in script
 
 
+def whitelist_sandbox_master(project: Path) -> None:
+    """Restrict the sandbox's master key to the in-process transport's caller IP, as a real
+    master key should be restricted to the machine the orchestrator runs on."""
+    data_file = project / "state" / "sandbox.json"
+    data = persist.load(data_file)
+    data["master"].update(status=2, ip_list=["127.0.0.1"])
+    persist.save(data_file, data)
+
+
 def test_scheduled_script_rotates_and_fails_on_high_findings(tmp_path: Path):
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     init_project(tmp_path)
@@ -51,6 +61,11 @@ def test_scheduled_script_rotates_and_fails_on_high_findings(tmp_path: Path):
         check=True,
         capture_output=True,
     )
+    unwhitelisted = subprocess.run(
+        [str(DEPLOY / "scheduled.sh")], env=env, capture_output=True, text=True
+    )
+    assert unwhitelisted.returncode == 1 and "master_no_whitelist" in unwhitelisted.stdout
+    whitelist_sandbox_master(tmp_path)
     clean = subprocess.run([str(DEPLOY / "scheduled.sh")], env=env, capture_output=True, text=True)
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "Nothing to rotate" in clean.stdout

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from orchestrator.cli import changes, emulator, project, security, state
+from orchestrator.cli import changes, emulator, preflight, project, security, state
 from orchestrator.cli.context import GlobalOptions
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ def _global_options(
 
 
 app.command()(project.validate)
+app.command()(preflight.check)
 app.command()(project.schema)
 app.command()(project.init)
 app.command()(changes.plan)

@@ -32,6 +32,12 @@ def emulator_serve(
         help="Take the caller's IP from this header (e.g. X-Forwarded-For), to test a "
         "whitelisted key from this machine.",
     ),
+    master_without_trading: bool = typer.Option(
+        False,
+        "--master-without-trading",
+        help="Start the master key without 'Enable Spot & Margin Trading': Binance then refuses "
+        "it key creation and whitelist changes (for tests and demos).",
+    ),
 ) -> None:
     """Run the Binance emulator over HTTP until Ctrl-C."""
     from orchestrator.emulator.serve import serve
@@ -46,4 +52,5 @@ def emulator_serve(
             time_scale=time_scale,
             seed=seed,
             trusted_ip_header=trusted_ip_header,
+            master_trading=not master_without_trading,
         )

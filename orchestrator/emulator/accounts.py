@@ -49,6 +49,9 @@ class ApiKey:
     create_time: int = 0
     update_time: int = 0
     email: str | None = None  # owner sub-account; None for the master key
+    fix_api_trading: bool = False  # v2 create, Ed25519 keys only
+    fix_api_reading: bool = False
+    can_withdraw: bool = False  # only a person in the web UI can turn it on (a master key)
 
     @property
     def ip_restricted(self) -> bool:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from orchestrator.emulator import errors
 from orchestrator.emulator.accounts import (
     API_NAME,
+    ED25519,
     FLAGS,
     HMAC,
     Accounts,
@@ -19,6 +20,7 @@ from orchestrator.emulator.accounts import (
     random_token,
 )
 from orchestrator.emulator.signing import parse_public_key
+from orchestrator.exchange.endpoints import NEEDS_MASTER_TRADING
 
 #: parameters that would grant withdrawals; none of the sub-account endpoints can (-9000).
 WITHDRAW_PARAMS = ("canWithdraw", "enableWithdrawals", "canWithdrawal")
@@ -113,6 +115,26 @@ def create_api_key(accounts: Accounts, call: Call) -> dict:
     if key.secret is not None:  # an HMAC key; Ed25519 and RSA keys have no secret to hand out
         answer["secretKey"] = key.secret
     return {**answer, **key.flags, "status": key.status, "ipList": list(key.ip_list)}
+
+
+def create_api_key_v2(accounts: Accounts, call: Call) -> dict:
+    """v1 plus FIX API access for Ed25519 keys; `publicKey` (RSA or Ed25519) in the body only."""
+    if "publicKey" in call.query_params:
+        raise errors.bad_request(
+            "publicKey must be placed in the request body; in the URL query string it is rejected."
+        )
+    fix_trading, fix_reading = call.flag("canFixApiTrading"), call.flag("canFixApiReading")
+    if (fix_trading or fix_reading) and not _is_ed25519(call.optional("publicKey")):
+        raise errors.unsupported("Unsupported operation.")
+    answer = create_api_key(accounts, call)
+    key = accounts.find_key(answer["apiKey"])
+    if key is not None:
+        key.fix_api_trading, key.fix_api_reading = bool(fix_trading), bool(fix_reading)
+    return answer
+
+
+def _is_ed25519(public_key: str | None) -> bool:
+    return public_key is not None and parse_public_key(public_key)[0] == ED25519
 
 
 def _new_key(call: Call) -> ApiKey:
@@ -249,14 +271,14 @@ def api_restrictions(accounts: Accounts, call: Call) -> dict:
         "createTime": key.create_time,
         "enableReading": True,
         "enableSpotAndMarginTrading": flags["canTrade"],
-        "enableWithdrawals": False,
+        "enableWithdrawals": key.can_withdraw,
         "enableInternalTransfer": is_master,
         "enableMargin": flags["canMarginLoanRepay"],
         "enableFutures": flags["canFuturesTrade"],
         "permitsUniversalTransfer": flags["canUniversalTransfer"],
         "enableVanillaOptions": flags["canVanillaOptions"],
-        "enableFixApiTrade": False,
-        "enableFixReadOnly": False,
+        "enableFixApiTrade": key.fix_api_trading,
+        "enableFixReadOnly": key.fix_api_reading,
         "enablePortfolioMarginTrading": False,
     }
 
@@ -265,6 +287,7 @@ def api_restrictions(accounts: Accounts, call: Call) -> dict:
 REQUIRED: dict[str, tuple[str, ...]] = {
     "create_virtual_subaccount": ("subAccountString",),
     "create_api_key": ("email", "apiName", "status"),
+    "create_api_key_v2": ("email", "apiName", "status"),
     "list_api_keys": ("email",),
     "delete_api_key": ("email", "subAccountApiKey"),
     "set_permissions": ("email", "subAccountApiKey"),
@@ -275,6 +298,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 
 
 def run(name: str, accounts: Accounts, call: Call) -> dict:
+    if name in NEEDS_MASTER_TRADING and not call.caller.flags.get("canTrade"):
+        raise errors.unauthorized()
     for param in REQUIRED.get(name, ()):
         call.required(param)
     return HANDLERS[name](accounts, call)
@@ -286,6 +311,7 @@ HANDLERS: dict[str, Handler] = {
     "create_virtual_subaccount": create_virtual_subaccount,
     "list_subaccounts": list_subaccounts,
     "create_api_key": create_api_key,
+    "create_api_key_v2": create_api_key_v2,
     "list_api_keys": list_api_keys,
     "delete_api_key": delete_api_key,
     "set_permissions": set_permissions,

@@ -59,6 +59,30 @@ def restrict(master: ApiKey, ips: Iterable[str]) -> ApiKey:
     return master
 
 
+def without_trading(master: ApiKey) -> ApiKey:
+    """The master without "Enable Spot & Margin Trading": Binance then refuses it the key and
+    whitelist writes (-2015)."""
+    master.flags["canTrade"] = False
+    return master
+
+
+#: the web UI's name of each permission a key's flags grant.
+PERMISSION_NAMES: dict[str, str] = {
+    "canTrade": "Enable Spot & Margin Trading",
+    "canMarginLoanRepay": "Enable Margin Loan, Repay & Transfer",
+    "canFuturesTrade": "Enable Futures",
+    "canUniversalTransfer": "Permits Universal Transfer",
+    "canVanillaOptions": "Enable European Options",
+}
+
+
+def master_permissions(master: ApiKey) -> list[str]:
+    """The master's permissions as Binance's API Management page names them."""
+    granted = [name for flag, name in PERMISSION_NAMES.items() if master.flags.get(flag)]
+    withdrawals = ["Enable Withdrawals"] if master.can_withdraw else []
+    return ["Enable Reading", *granted, *withdrawals]
+
+
 def _with_master_flags(key: ApiKey) -> ApiKey:
     """The master can read, trade and transfer; withdrawals stay off as on a fresh API key."""
     key.flags = dict.fromkeys(FLAGS, False) | {"canTrade": True, "canUniversalTransfer": True}

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TextIO
 
 from orchestrator.emulator.core import ADMIN_TOKEN_HEADER, Emulator
-from orchestrator.emulator.master import master_from_env
+from orchestrator.emulator.master import master_from_env, master_permissions, without_trading
 from orchestrator.emulator.server import run_server
 
 
@@ -23,6 +23,7 @@ def serve(
     time_scale: float = 1.0,
     seed: int | None = None,
     trusted_ip_header: str | None = None,
+    master_trading: bool = True,
     out: TextIO = sys.stdout,
 ) -> None:
     from_env = master_from_env() is not None
@@ -36,6 +37,8 @@ def serve(
         admin_token=admin_token,
         trusted_ip_header=trusted_ip_header,
     )
+    if not master_trading:
+        without_trading(emulator.master)
     signal.signal(signal.SIGTERM, _interrupt)
 
     def announce(base_url: str) -> None:
@@ -56,6 +59,9 @@ def _announce(out: TextIO, emulator: Emulator, base_url: str, from_env: bool, da
         print(
             f"export BINANCE_API_KEY={master.api_key} BINANCE_API_SECRET={master.secret}", file=out
         )
+    whitelist = ", ".join(master.ip_list) if master.ip_restricted else "none (any IP)"
+    print(f"master permissions: {', '.join(master_permissions(master))}", file=out)
+    print(f"master IP whitelist: {whitelist}", file=out)
     print(f"admin token:   {emulator.admin_token} (send as {ADMIN_TOKEN_HEADER})", file=out)
     print("Ctrl-C to stop.", file=out, flush=True)
 

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from orchestrator.config.policy import MAX_KEYS_PER_ACCOUNT
 from orchestrator.domain.model import Desired, Live, LiveKey
+from orchestrator.domain.permissions import Permission
 from orchestrator.engine.changeset import (
     DeleteKey,
     Finding,
@@ -29,6 +30,8 @@ from orchestrator.store.state import State
 
 KEY_CAP = MAX_KEYS_PER_ACCOUNT
 CROWDED = 25
+MASTER = "master key"
+MASTER_TRADING = "Enable Spot & Margin Trading"
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class Evidence:
 
     material: Mapping[str, str | None]  # address -> api key of the sink's current material
     restrictions: Mapping[str, ApiRestrictions | str]  # address -> answer, or why none
+    master: ApiRestrictions | str | None = None  # the master key's own answer, or why none
 
 
 def findings(
@@ -85,6 +89,7 @@ def findings(
     found += _missing_material(current, evidence)
     found += _withdrawals(current, evidence)
     found += _crowded(desired, live, state)
+    found += _master_checked(evidence.master)
     return sorted(found, key=lambda f: (-f.severity.rank, f.address, f.kind))
 
 
@@ -206,6 +211,68 @@ def _withdrawals(current: Mapping[str, LiveKey], evidence: Evidence) -> list[Fin
     return out
 
 
+def master_findings(master: ApiRestrictions) -> list[Finding]:
+    """What is risky or blocking about the master key itself: it can withdraw (critical), it
+    accepts any IP (high), it lacks spot trading so no key can be created (high)."""
+    found = []
+    if master.enable_withdrawals:
+        found.append(
+            Finding(
+                "master_withdrawals",
+                MASTER,
+                "the master API key can withdraw funds; the orchestrator never needs that",
+                Severity.CRITICAL,
+                None,
+                "turn off 'Enable Withdrawals' on the master API key in Binance's API "
+                "Management now",
+            )
+        )
+    if not master.ip_restrict:
+        found.append(
+            Finding(
+                "master_no_whitelist",
+                MASTER,
+                "the master API key accepts calls from any IP; Binance also turns off spot "
+                "trading on a key without a whitelist 30 days after it was enabled, and then "
+                "apply cannot create keys",
+                Severity.HIGH,
+                None,
+                "restrict the master API key to the IPs the orchestrator runs from "
+                "('Restrict access to trusted IPs only' in API Management)",
+            )
+        )
+    if Permission.SPOT not in master.permissions:
+        found.append(
+            Finding(
+                "master_no_trading",
+                MASTER,
+                f"the master API key lacks '{MASTER_TRADING}', which Binance requires to "
+                "create keys, change whitelists and create virtual sub-accounts: apply fails",
+                Severity.HIGH,
+                None,
+                f"enable '{MASTER_TRADING}' on the master API key",
+            )
+        )
+    return found
+
+
+def _master_checked(master: ApiRestrictions | str | None) -> list[Finding]:
+    if master is None:
+        return []
+    if isinstance(master, str):
+        return [
+            Finding(
+                "master_unchecked",
+                MASTER,
+                f"the master key's own permissions could not be read: {master}",
+                Severity.MEDIUM,
+                None,
+                "check the master API key in Binance's API Management",
+            )
+        ]
+    return master_findings(master)
+
+
 def _crowded(desired: Desired, live: Live, state: State | None) -> list[Finding]:
     out = []
     names = _names_by_email(desired, live, state)
@@ -246,7 +313,11 @@ async def gather(
     answers = await asyncio.gather(
         *(_restrictions(exchange, s) for s in signers.values()), return_exceptions=False
     )
-    return Evidence(material=material, restrictions=dict(zip(signers, answers, strict=True)))
+    return Evidence(
+        material=material,
+        restrictions=dict(zip(signers, answers, strict=True)),
+        master=await master_restrictions(exchange),
+    )
 
 
 def _read_current(open_sink: Callable, spec: str, address: str):
@@ -265,6 +336,16 @@ def _signer(material):
     if material.key_type == "hmac":
         return HmacSigner(material.api_key, material.secret)
     return from_pem(material.api_key, secret.encode())
+
+
+async def master_restrictions(exchange) -> ApiRestrictions | str:
+    """The master key's own apiRestrictions, or why they could not be read."""
+    from orchestrator.exchange.errors import ExchangeError
+
+    try:
+        return await exchange.master_restrictions()
+    except ExchangeError as exc:
+        return str(exc)
 
 
 async def _restrictions(exchange, signer) -> ApiRestrictions | str:

@@ -178,6 +178,30 @@ async def audit(ws: Workspace) -> tuple[list[Finding], Mapping[str, int]]:
         return found, exchange.call_counts()
 
 
+async def check(ws: Workspace):
+    """Before the first apply: the master key's own permissions and whitelist, and the
+    planned sub-accounts, judged against the plan (engine/preflight.py). Reads only."""
+    from orchestrator.engine import hygiene, preflight
+    from orchestrator.exchange.errors import ExchangeError
+    from orchestrator.exchange.logging import mask_key
+    from orchestrator.exchange.models import ApiRestrictions
+
+    async with ws.exchange() as exchange:
+        master = await hygiene.master_restrictions(exchange)
+        subaccounts: list | str
+        try:
+            subaccounts = await exchange.list_all_subaccounts()
+        except ExchangeError as exc:
+            subaccounts = str(exc)
+        problems = preflight.problems(ws.plan.desired, subaccounts, master)
+        return preflight.CheckReport(
+            mask_key(exchange.master_api_key),
+            master if isinstance(master, ApiRestrictions) else None,
+            tuple(problems),
+            exchange.call_counts(),
+        )
+
+
 async def lockdown(
     ws: Workspace, ui: Ui, *, names: Collection[str], yes: bool, break_stale: bool
 ) -> list | None:

@@ -207,6 +207,11 @@ class BinanceClient:
         return dict(self._rate_limited)
 
     @property
+    def master_api_key(self) -> str:
+        """The master key's id (public, but shown masked)."""
+        return self._signer.api_key
+
+    @property
     def pacer(self) -> WeightPacer:
         return self._pacer
 
@@ -322,6 +327,36 @@ class BinanceClient:
             lambda body: parsing.created_key(body, email, permissions, ips),
         )
 
+    async def create_api_key_v2(
+        self,
+        email: str,
+        api_name: str,
+        permissions: Permissions,
+        ips: Sequence[str],
+        *,
+        public_key_pem: str | None = None,
+        fix_api_trading: bool = False,
+        fix_api_reading: bool = False,
+    ) -> CreatedKey:
+        """The v2 create: as v1, plus FIX API access (Ed25519 keys only); `publicKey` (RSA or
+        Ed25519) goes in the form body, as v2 requires. The engine creates with v1: plans
+        have no FIX permissions, and v1 is the create Binance's own SDKs call."""
+        params: dict[str, Any] = {
+            "email": email,
+            "apiName": api_name,
+            "status": parsing.STATUS_TRUSTED_IPS if ips else parsing.STATUS_UNRESTRICTED,
+            **flags_from_permissions(permissions),
+            "canFixApiTrading": True if fix_api_trading else None,
+            "canFixApiReading": True if fix_api_reading else None,
+            "ipAddress": list(ips) or None,
+            "publicKey": public_key_pem,
+        }
+        return await self._call(
+            ep.CREATE_API_KEY_V2,
+            params,
+            lambda body: parsing.created_key(body, email, permissions, ips),
+        )
+
     async def delete_api_key(self, email: str, api_key: str) -> None:
         params = {"email": email, "subAccountApiKey": api_key}
         await self._call(ep.DELETE_API_KEY, params, parsing.expect_object)
@@ -367,6 +402,10 @@ class BinanceClient:
 
     async def api_restrictions(self, signer: Signer) -> ApiRestrictions:
         return await self._call(ep.API_RESTRICTIONS, {}, parsing.api_restrictions, signer=signer)
+
+    async def master_restrictions(self) -> ApiRestrictions:
+        """What the master key itself may do, and whether it has an IP whitelist."""
+        return await self.api_restrictions(self._signer)
 
     async def _ip_call(self, endpoint: Endpoint, params: dict, api_key: str) -> IpRestriction:
         return await self._call(
@@ -563,7 +602,7 @@ class BinanceClient:
             kind = ERROR_KINDS[status]
         else:
             code, msg = self._error_body(endpoint, response)
-            kind = error_kind(code)
+            kind = error_kind(code, endpoint.name)
         if issubclass(kind.type, RateLimited):
             return self._throttled(endpoint, response, kind.type, kind.hint)
         msg = _clean(msg, signer).strip().rstrip(".")

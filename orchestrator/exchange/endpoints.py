@@ -55,6 +55,9 @@ LIST_SUBACCOUNTS = Endpoint("list_subaccounts", "GET", "/sapi/v1/sub-account/lis
 CREATE_API_KEY = Endpoint(
     "create_api_key", "POST", "/sapi/v1/sub-account/subAccountApi", 3000, "UID", True
 )
+CREATE_API_KEY_V2 = Endpoint(
+    "create_api_key_v2", "POST", "/sapi/v2/sub-account/subAccountApi", 3000, "UID", True
+)
 LIST_API_KEYS = Endpoint(
     "list_api_keys", "GET", "/sapi/v1/sub-account/subAccountApi", 3000, "UID", False
 )
@@ -97,6 +100,7 @@ ALL: tuple[Endpoint, ...] = (
     CREATE_VIRTUAL_SUBACCOUNT,
     LIST_SUBACCOUNTS,
     CREATE_API_KEY,
+    CREATE_API_KEY_V2,
     LIST_API_KEYS,
     DELETE_API_KEY,
     SET_PERMISSIONS,
@@ -107,3 +111,16 @@ ALL: tuple[Endpoint, ...] = (
 )
 BY_NAME: dict[str, Endpoint] = {e.name: e for e in ALL}
 BY_ROUTE: dict[tuple[str, str], Endpoint] = {(e.method, e.path): e for e in ALL}
+
+#: endpoints Binance serves only to a calling (master) key with "Enable Spot & Margin Trading";
+#: without it they answer -2015, like an invalid key.
+NEEDS_MASTER_TRADING: frozenset[str] = frozenset(
+    e.name
+    for e in (
+        CREATE_API_KEY,
+        CREATE_API_KEY_V2,
+        ADD_IP_RESTRICTION,
+        DELETE_IPS,
+        CREATE_VIRTUAL_SUBACCOUNT,
+    )
+)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from orchestrator.exchange.endpoints import NEEDS_MASTER_TRADING
+
 
 class ExchangeError(Exception):
     """Base of every error raised by the exchange client.
@@ -145,6 +147,11 @@ HINT_UNAUTHORIZED = (
 HINT_UNAUTHORIZED_OTHER_KEY = (
     "the key used for this call is invalid or deleted, or the caller's IP is not in its whitelist"
 )
+HINT_MASTER_TRADING = (
+    "Binance allows this call only to a master key with 'Enable Spot & Margin Trading': "
+    "enable 'Enable Spot & Margin Trading' on the master API key (API Management in Binance's "
+    "web UI); if it is enabled, the key is invalid or the caller's IP is not in its whitelist"
+)
 HINT_UNSUPPORTED = (
     "Binance does not allow this for this account or key; for a sub-account, check that its "
     "email belongs to a sub-account of this master account"
@@ -193,10 +200,21 @@ ERROR_KINDS: Mapping[int, ErrorKind] = MappingProxyType(
     }
 )
 
+#: (code, endpoint name) -> its kind, where one endpoint's answer means more than the code's.
+ENDPOINT_ERROR_KINDS: Mapping[tuple[int, str], ErrorKind] = MappingProxyType(
+    {
+        (-2015, name): ErrorKind(Unauthorized, HINT_MASTER_TRADING, HINT_UNAUTHORIZED_OTHER_KEY)
+        for name in NEEDS_MASTER_TRADING
+    }
+)
+
 #: a code the table does not list: a plain `ApiError` with Binance's message and no hint.
 UNLISTED_CODE = ErrorKind(ApiError, None)
 
 
-def error_kind(code: int) -> ErrorKind:
-    """The kind `code` stands for (a Binance error code, or HTTP 429/418 without one)."""
+def error_kind(code: int, endpoint: str | None = None) -> ErrorKind:
+    """The kind `code` stands for (a Binance error code, or HTTP 429/418 without one), as
+    `endpoint` answered it when that endpoint gives the code a meaning of its own."""
+    if endpoint is not None and (code, endpoint) in ENDPOINT_ERROR_KINDS:
+        return ENDPOINT_ERROR_KINDS[(code, endpoint)]
     return ERROR_KINDS.get(code, UNLISTED_CODE)

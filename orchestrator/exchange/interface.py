@@ -40,6 +40,11 @@ class Signer(Protocol):
 class Exchange(Protocol):
     """The master account's view of its sub-accounts and their API keys."""
 
+    @property
+    def master_api_key(self) -> str:
+        """The master key's id (public, but shown masked)."""
+        ...
+
     async def server_time(self) -> int: ...
 
     async def create_virtual_subaccount(self, sub_account_string: str) -> str:
@@ -75,6 +80,21 @@ class Exchange(Protocol):
         With `public_key_pem` (Ed25519/RSA) no secret is returned."""
         ...
 
+    async def create_api_key_v2(
+        self,
+        email: str,
+        api_name: str,
+        permissions: Permissions,
+        ips: Sequence[str],
+        *,
+        public_key_pem: str | None = None,
+        fix_api_trading: bool = False,
+        fix_api_reading: bool = False,
+    ) -> CreatedKey:
+        """POST /sapi/v2/sub-account/subAccountApi: as create_api_key, plus FIX API access
+        (Ed25519 keys only), with `publicKey` (RSA or Ed25519) in the request body."""
+        ...
+
     async def delete_api_key(self, email: str, api_key: str) -> None: ...
 
     async def set_permissions(self, email: str, api_key: str, permissions: Permissions) -> None: ...
@@ -95,6 +115,11 @@ class Exchange(Protocol):
 
     async def api_restrictions(self, signer: Signer) -> ApiRestrictions:
         """GET /sapi/v1/account/apiRestrictions signed with `signer` (e.g. a sub-account key)."""
+        ...
+
+    async def master_restrictions(self) -> ApiRestrictions:
+        """apiRestrictions of the master key itself: its permissions and whether it has an IP
+        whitelist."""
         ...
 
     def call_counts(self) -> Mapping[str, int]:

@@ -20,6 +20,7 @@ COVERED = {
     "create_virtual_subaccount",
     "list_subaccounts",
     "create_api_key",
+    "create_api_key_v2",
     "list_api_keys",
     "delete_api_key",
     "set_permissions",

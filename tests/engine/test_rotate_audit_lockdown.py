@@ -11,9 +11,10 @@ import pytest
 from pydantic import SecretStr
 
 from orchestrator.config import ExchangeSettings
+from orchestrator.emulator.master import restrict
 from orchestrator.exchange.models import Permission
 from orchestrator.sinks import open_sink
-from orchestrator.wiring import open_exchange, open_sandbox
+from orchestrator.wiring import Wiring, open_exchange, open_sandbox
 from tests.engine.sandbox_kit import cli
 
 PLAN = "plans/example.yaml"
@@ -160,8 +161,12 @@ def test_audit_reports_missing_sink_material(project: Path):
 
 
 def test_clean_account_passes_audit(project: Path):
-    cli("apply", "--auto-approve")
-    assert "No findings" in cli("audit", "--fail-on", "high").output
+    """Clean includes a master key with an IP whitelist (the sandbox's has none by default)."""
+    emulator = open_sandbox(project / "state" / "sandbox.json")
+    restrict(emulator.master, ["127.0.0.1"])  # the in-process transport's caller IP
+    wiring = Wiring.with_sandbox(emulator)
+    cli("apply", "--auto-approve", wiring=wiring)
+    assert "No findings" in cli("audit", "--fail-on", "high", wiring=wiring).output
 
 
 @pytest.mark.parametrize("scope", [[], ["--subaccount", "quant"]])
