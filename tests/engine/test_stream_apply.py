@@ -12,11 +12,11 @@ from orchestrator.emulator.core import Emulator
 from orchestrator.emulator.master import generate_master
 from orchestrator.wiring import Wiring
 
-SUBACCOUNTS = 125  # key listings for more than two windows (60 each): the last wait a full window
+SUBACCOUNTS = 125  # key listings for more than two 2 s windows (60 each): the last wait 2 s or more
 
 
 def plan_text() -> str:
-    lines = ["version: 1", "exchange: {kind: sandbox, rate_window_s: 1.0}", "subaccounts:"]
+    lines = ["version: 1", "exchange: {kind: sandbox, rate_window_s: 2.0}", "subaccounts:"]
     for i in range(SUBACCOUNTS):
         lines += [
             f"  - name: s{i}",
