@@ -74,11 +74,16 @@ class Applier:
             await asyncio.gather(*(self._run(a) for a in batch))
         return self.results
 
-    def finish(self) -> None:
-        """Save state once more after the run, so that it anchors the audit log's head as of
-        the run's last line (each action saves state before it writes its audit line)."""
-        if self.results:
-            self.ledger.commit(self.ledger.state)
+    async def finish(self) -> None:
+        """Write the state file after the run: it takes in the run's state log and anchors
+        the audit log's head as of the run's last line (each action records its state change
+        before it writes its audit line)."""
+        await self.ledger.close(save=bool(self.results))
+
+    def close(self) -> None:
+        """Stop the ledger's writer; what was submitted is still written. For a run that
+        ended without `finish`."""
+        self.ledger.committer.close(wait=False)
 
     async def _run(self, action: Action) -> None:
         try:
@@ -112,29 +117,29 @@ class Applier:
                 return await self.reconciliation.rename(action)
 
     async def _create_subaccount(self, action: CreateSubaccount) -> str:
-        op = self.ledger.intent("create_subaccount", action)
+        op = await self.ledger.intent("create_subaccount", action)
         crashpoints.reached("before_call")
         try:
             email = await self._make_virtual(action.virtual)
         except AmbiguousOutcome:
             found = await self._find_virtual(action.virtual)
             if found is None:
-                self.ledger.outcome(op, error="ambiguous outcome; sub-account not found")
+                await self.ledger.outcome(op, error="ambiguous outcome; sub-account not found")
                 raise ActionFailed(
                     f"creating virtual sub-account {action.virtual} had an unknown outcome and it "
                     "is not live; re-run apply"
                 ) from None
             email = found
         except ExchangeError as exc:
-            self.ledger.outcome(op, error=exc)
-            self.ledger.audit("create_subaccount", action, outcome="failed", detail=str(exc))
+            await self.ledger.outcome(op, error=exc)
+            await self.ledger.audit("create_subaccount", action, outcome="failed", detail=str(exc))
             raise
         crashpoints.reached("after_call")
-        self.ledger.commit(
+        await self.ledger.commit(
             transitions.subaccount_created(self.ledger.state, action.subaccount, email)
         )
-        self.ledger.outcome(op, result={"email": email})
-        self.ledger.audit("create_subaccount", action, detail={"email": email})
+        await self.ledger.outcome(op, result={"email": email})
+        await self.ledger.audit("create_subaccount", action, detail={"email": email})
         return f"created virtual sub-account {email}"
 
     async def _make_virtual(self, virtual: str) -> str:

@@ -30,7 +30,7 @@ class Deleter:
 
     async def delete(self, action: DeleteKey) -> list[str]:
         """Delete the key, forget it, drop its material; returns warnings about the sinks."""
-        op = self.ledger.intent("delete_key", action)
+        op = await self.ledger.intent("delete_key", action)
         crashpoints.reached("before_delete")
         await self.ledger.confirmed_write(
             op,
@@ -42,8 +42,8 @@ class Deleter:
         )
         crashpoints.reached("after_delete")
         warnings = await self.forget(action.api_key)
-        self.ledger.outcome(op, result={"deleted": mask(action.api_key)})
-        self.ledger.audit("delete_key", action, api_key=action.api_key, detail=action.reason)
+        await self.ledger.outcome(op, result={"deleted": mask(action.api_key)})
+        await self.ledger.audit("delete_key", action, api_key=action.api_key, detail=action.reason)
         return warnings
 
     async def forget(self, api_key: str) -> list[str]:
@@ -52,7 +52,7 @@ class Deleter:
         its material was. A sink that cannot be cleaned is a warning: the key is gone."""
         _, slots = transitions.key_forgotten(self.ledger.state, api_key)
         warnings = await asyncio.to_thread(drop_material, self.open_sink, slots, api_key)
-        self.ledger.commit(transitions.key_forgotten(self.ledger.state, api_key)[0])
+        await self.ledger.commit(transitions.key_forgotten(self.ledger.state, api_key)[0])
         return warnings
 
     async def _gone(self, email: str, api_key: str) -> bool:

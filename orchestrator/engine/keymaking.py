@@ -58,12 +58,14 @@ class KeyMaker:
         action = replace(action, email=self.ledger.email_of(action))
         op, created = await self._make_key(action, op_name="create_key")
         await self._store_material(action, created, op, promote=True)
-        self.ledger.commit(
+        await self.ledger.commit(
             transitions.key_made(self.ledger.state, action, created.api_key, self.clock())
         )
         crashpoints.reached("after_state")
-        self.ledger.outcome(op, result={"api_key": created.api_key, "api_name": created.api_name})
-        self.ledger.audit("create_key", action, api_key=created.api_key)
+        await self.ledger.outcome(
+            op, result={"api_key": created.api_key, "api_name": created.api_name}
+        )
+        await self.ledger.audit("create_key", action, api_key=created.api_key)
         return f"created {action.api_name} ({mask(created.api_key)})"
 
     async def rotate(self, action: Rotate) -> str:
@@ -77,7 +79,7 @@ class KeyMaker:
             before=before.model_dump(mode="json") if before else None,
         )
         await self._store_material(action, created, op, promote=False)
-        self.ledger.commit(
+        await self.ledger.commit(
             transitions.key_made(self.ledger.state, action, created.api_key, self.clock())
         )
         crashpoints.reached("after_state")
@@ -88,8 +90,10 @@ class KeyMaker:
         except Exception as exc:
             await self._roll_back(action, op, created, before, exc)
         crashpoints.reached("after_promote")
-        self.ledger.outcome(op, result={"api_key": created.api_key, "api_name": created.api_name})
-        self.ledger.audit(
+        await self.ledger.outcome(
+            op, result={"api_key": created.api_key, "api_name": created.api_name}
+        )
+        await self.ledger.audit(
             "rotate", action, api_key=created.api_key, detail={"from": mask(action.api_key)}
         )
         message = f"rotated to {action.api_name} ({mask(created.api_key)})"
@@ -114,18 +118,20 @@ class KeyMaker:
         pending material dropped, the new key deleted.
         """
         why = cause if isinstance(cause, ActionFailed | ExchangeError) else safe(cause)
-        self.ledger.outcome(op, error=f"rolling back: {why}")
-        undo = self.ledger.intent(
+        await self.ledger.outcome(op, error=f"rolling back: {why}")
+        undo = await self.ledger.intent(
             "rotate_rollback",
             replace(action, api_key=created.api_key),
             before=before.model_dump(mode="json") if before else None,
         )
-        self.ledger.commit(transitions.record_restored(self.ledger.state, action.address, before))
+        await self.ledger.commit(
+            transitions.record_restored(self.ledger.state, action.address, before)
+        )
         crashpoints.reached("after_rollback_state")
         await quietly_async(lambda: self.sinks.discard_pending(action.sink, action.address))
         await self._delete_orphan(action, created.api_key, op)
-        self.ledger.outcome(undo, result={"deleted": mask(created.api_key)})
-        self.ledger.audit(
+        await self.ledger.outcome(undo, result={"deleted": mask(created.api_key)})
+        await self.ledger.audit(
             "rotate", action, api_key=created.api_key, outcome="rolled_back", detail=str(why)
         )
         raise ActionFailed(
@@ -140,7 +146,7 @@ class KeyMaker:
         open for the caller to close, or raises ActionFailed/ExchangeError (op closed).
         `journaled` goes into the intent, for recovery."""
         await self.sinks.check(action.sink, action.address)
-        op = self.ledger.intent(op_name, action, **journaled)
+        op = await self.ledger.intent(op_name, action, **journaled)
         public_pem = None
         if action.key_type == "ed25519":
             public_pem = await self._store_private_key(action, op)
@@ -157,8 +163,8 @@ class KeyMaker:
             created = await self._reconcile_create(action, op, exc)
         except ExchangeError as exc:
             await quietly_async(lambda: self.sinks.discard_pending(action.sink, action.address))
-            self.ledger.outcome(op, error=exc)
-            self.ledger.audit(op_name, action, outcome="failed", detail=str(exc))
+            await self.ledger.outcome(op, error=exc)
+            await self.ledger.audit(op_name, action, outcome="failed", detail=str(exc))
             raise
         crashpoints.reached("after_create")
         return op, created
@@ -172,7 +178,7 @@ class KeyMaker:
         try:
             await self.sinks.write_pending(action.sink, self._material(action, None, private_pem))
         except Exception as exc:
-            self.ledger.outcome(op, error=f"sink failure: {safe(exc)}")
+            await self.ledger.outcome(op, error=f"sink failure: {safe(exc)}")
             raise ActionFailed(
                 f"{action.address}: could not store the private key in {action.sink} "
                 f"({safe(exc)}); no key was created"
@@ -187,14 +193,14 @@ class KeyMaker:
         found = await self._find_by_name(_email(action), action.api_name)
         if found is None:
             await quietly_async(lambda: self.sinks.discard_pending(action.sink, action.address))
-            self.ledger.outcome(op, error="ambiguous outcome; key not live")
+            await self.ledger.outcome(op, error="ambiguous outcome; key not live")
             raise ActionFailed(
                 f"{action.address}: the create had an unknown outcome ({exc.message}) and no key "
                 f"named {action.api_name} is live; nothing was created. Re-run apply."
             ) from None
         if action.key_type != "ed25519":
             await self._delete_orphan(action, found.api_key, op)
-            self.ledger.outcome(op, error="ambiguous outcome; HMAC secret lost, key deleted")
+            await self.ledger.outcome(op, error="ambiguous outcome; HMAC secret lost, key deleted")
             raise ActionFailed(
                 f"{action.address}: the create had an unknown outcome; the key was made but "
                 "Binance returns an HMAC secret only once, so it was deleted again. Re-run apply."
@@ -223,19 +229,21 @@ class KeyMaker:
             permissions=action.permissions,
             reason="its key material could not be kept",
         )
-        op = self.ledger.intent("delete_orphan", orphan)
+        op = await self.ledger.intent("delete_orphan", orphan)
         try:
             await self.exchange.delete_api_key(orphan.email, api_key)
         except AmbiguousOutcome:
             page = await self.exchange.list_api_keys(orphan.email, api_key=api_key)
             if page.rows:
-                self.ledger.outcome(op, error="ambiguous outcome; key still live")
+                await self.ledger.outcome(op, error="ambiguous outcome; key still live")
                 raise ActionFailed(
                     f"{action.address}: could not delete the unusable key {mask(api_key)}; "
                     "the next apply deletes it"
                 ) from None
-        self.ledger.outcome(op, result={"deleted": mask(api_key), "cause": cause_op})
-        self.ledger.audit("delete_key", orphan, api_key=api_key, detail="secret could not be kept")
+        await self.ledger.outcome(op, result={"deleted": mask(api_key), "cause": cause_op})
+        await self.ledger.audit(
+            "delete_key", orphan, api_key=api_key, detail="secret could not be kept"
+        )
 
     async def _store_material(
         self, action: KeyChange, created: CreatedKey, op: str, *, promote: bool
@@ -263,9 +271,9 @@ class KeyMaker:
             reason = safe(exc)
             await quietly_async(lambda: self.sinks.discard_pending(action.sink, action.address))
             await self._delete_orphan(action, created.api_key, op)
-            self.ledger.outcome(op, error=f"sink failure, key deleted: {reason}")
+            await self.ledger.outcome(op, error=f"sink failure, key deleted: {reason}")
             name = "rotate" if isinstance(action, Rotate) else "create_key"
-            self.ledger.audit(name, action, outcome="failed", detail=reason)
+            await self.ledger.audit(name, action, outcome="failed", detail=reason)
             raise ActionFailed(
                 f"{action.address}: could not store the key material in {action.sink} "
                 f"({reason}); the key was deleted again"

@@ -31,25 +31,27 @@ class Reconciliation:
         self.clock = clock
 
     async def reconcile(self, action: Reconcile) -> str:
-        op = self.ledger.intent("reconcile", action)
-        self.ledger.commit(recorded(self.ledger.state, action, self.clock()))
+        op = await self.ledger.intent("reconcile", action)
+        await self.ledger.commit(recorded(self.ledger.state, action, self.clock()))
         warnings = await asyncio.to_thread(self._destroy, action)
-        self.ledger.outcome(op, result={"destroyed": len(action.destroy)})
-        self.ledger.audit("reconcile", action, api_key=action.adopt_api_key, detail=action.reason)
+        await self.ledger.outcome(op, result={"destroyed": len(action.destroy)})
+        await self.ledger.audit(
+            "reconcile", action, api_key=action.adopt_api_key, detail=action.reason
+        )
         return "; ".join([action.reason, *warnings])
 
     async def rename(self, action: Rename) -> str:
-        op = self.ledger.intent("rename", action)
+        op = await self.ledger.intent("rename", action)
         await asyncio.to_thread(
             self.open_sink(action.sink).rename, action.from_address, action.address
         )
-        self.ledger.commit(
+        await self.ledger.commit(
             transitions.label_moved(
                 self.ledger.state, action.from_address, action.address, action.label
             )
         )
-        self.ledger.outcome(op, result={"renamed": action.address})
-        self.ledger.audit("rename", action, detail=action.reason)
+        await self.ledger.outcome(op, result={"renamed": action.address})
+        await self.ledger.audit("rename", action, detail=action.reason)
         return action.reason
 
     def _destroy(self, action: Reconcile) -> list[str]:

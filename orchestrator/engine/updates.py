@@ -28,7 +28,7 @@ class Updater:
         self.clock = clock
 
     async def update_permissions(self, action: UpdatePermissions) -> str:
-        op = self.ledger.intent("update_permissions", action)
+        op = await self.ledger.intent("update_permissions", action)
         crashpoints.reached("before_call")
         await self.ledger.confirmed_write(
             op,
@@ -43,9 +43,9 @@ class Updater:
         crashpoints.reached("after_call")
         permissions = sorted(p.value for p in action.permissions)
         state = transitions.permissions_set(self._adopted(action), action.address, permissions)
-        self.ledger.commit(state)
-        self.ledger.outcome(op, result={"permissions": permissions})
-        self.ledger.audit(
+        await self.ledger.commit(state)
+        await self.ledger.outcome(op, result={"permissions": permissions})
+        await self.ledger.audit(
             "update_permissions", action, api_key=action.api_key, detail=action.reason
         )
         return action.reason
@@ -59,7 +59,7 @@ class Updater:
         An ambiguous outcome is read back and, the calls being idempotent, the remaining
         difference applied once more. If a call fails, state records what the calls before it
         did."""
-        op = self.ledger.intent("update_ips", action)
+        op = await self.ledger.intent("update_ips", action)
         crashpoints.reached("before_call")
         seen: list[IpRestriction | None] = []
         try:
@@ -72,19 +72,19 @@ class Updater:
                     add, remove = _ip_delta(action, restriction)
                     restriction = await self._change_ips(action, add, remove, seen)
                 except ExchangeError as exc:
-                    self._record_ips(action, seen[-1])
-                    self.ledger.outcome(op, error=exc)
+                    await self._record_ips(action, seen[-1])
+                    await self.ledger.outcome(op, error=exc)
                     raise ActionFailed(
                         f"{action.address}: whitelist change not confirmed ({exc}); re-run apply"
                     ) from None
         except ExchangeError as exc:
             if seen:
-                self._record_ips(action, seen[-1])
-            self.ledger.fail(op, "update_ips", action, exc)
+                await self._record_ips(action, seen[-1])
+            await self.ledger.fail(op, "update_ips", action, exc)
         crashpoints.reached("after_call")
-        ips = self._record_ips(action, restriction)
-        self.ledger.outcome(op, result={"ips": ips})
-        self.ledger.audit("update_ips", action, api_key=action.api_key, detail=action.reason)
+        ips = await self._record_ips(action, restriction)
+        await self.ledger.outcome(op, result={"ips": ips})
+        await self.ledger.audit("update_ips", action, api_key=action.api_key, detail=action.reason)
         return action.reason
 
     async def _change_ips(
@@ -114,9 +114,9 @@ class Updater:
             seen.append(await self.exchange.delete_ips(action.email, action.api_key, remove))
         return seen[-1] if seen else None
 
-    def _record_ips(self, action: UpdateIps, restriction: IpRestriction | None) -> list[str]:
+    async def _record_ips(self, action: UpdateIps, restriction: IpRestriction | None) -> list[str]:
         ips = list(_ips_of(restriction))
-        self.ledger.commit(transitions.ips_set(self._adopted(action), action.address, ips))
+        await self.ledger.commit(transitions.ips_set(self._adopted(action), action.address, ips))
         return ips
 
     def _adopted(self, action: KeyUpdate):

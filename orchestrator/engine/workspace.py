@@ -137,11 +137,14 @@ class Workspace:
 
     async def recover(self, exchange: Exchange, command: str, *, locked: bool = False) -> list[str]:
         """Reconcile an interrupted run's journal, then clear it. Takes the lock unless the
-        caller already holds it."""
+        caller already holds it. Under the lock, a state log an interrupted run left is
+        folded into the state file."""
         journal = self.backend.journal(self.name)
         damage = [report] if (report := journal.damage_report()) else []
         self._discard_partial_writes()
         if not journal.pending():
+            if locked:
+                await asyncio.to_thread(self.backend.compact, self.name)
             return damage
         guard = contextlib.nullcontext() if locked else self.backend.lock(self.name, command)
         with guard:
@@ -237,9 +240,12 @@ class Workspace:
     ):
         """Run the changeset (caller holds the lock). Returns the action results."""
         applier = self._applier(exchange, command, on_result)
-        results = await applier.apply(changeset)
-        applier.finish()
-        self._close_journal()
+        try:
+            results = await applier.apply(changeset)
+            await applier.finish()
+        finally:
+            applier.close()
+        await self._close_journal()
         return results
 
     async def stream_apply(
@@ -287,9 +293,12 @@ class Workspace:
                 await applier.apply(part)
             return part
 
-        parts = await asyncio.gather(*(one(sub) for sub in self.plan.desired.subaccounts))
-        applier.finish()
-        self._close_journal()
+        try:
+            parts = await asyncio.gather(*(one(sub) for sub in self.plan.desired.subaccounts))
+            await applier.finish()
+        finally:
+            applier.close()
+        await self._close_journal()
         whole = replace(
             upfront,
             actions=tuple(a for part in parts for a in part.actions),
@@ -311,7 +320,10 @@ class Workspace:
             on_result=on_result,
         )
 
-    def _close_journal(self) -> None:
+    async def _close_journal(self) -> None:
+        await asyncio.to_thread(self._clear_journal)
+
+    def _clear_journal(self) -> None:
         journal = self.backend.journal(self.name)
         if not journal.pending():  # an intent left open is reconciled by the next run
             journal.clear()

@@ -118,7 +118,28 @@ class AuditLog:
         detail: Any = None,
     ) -> dict[str, Any]:
         """Append one event and return it as written. `api_key` is masked before writing."""
-        event = {
+        event = self.event(
+            action,
+            subaccount=subaccount,
+            label=label,
+            api_key=api_key,
+            outcome=outcome,
+            detail=detail,
+        )
+        return self.write_group([event])[0]
+
+    def event(
+        self,
+        action: str,
+        *,
+        subaccount: str | None = None,
+        label: str | None = None,
+        api_key: str | None = None,
+        outcome: str = "ok",
+        detail: Any = None,
+    ) -> dict[str, Any]:
+        """An event for `write_group`, before it is numbered and chained."""
+        return {
             "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "who": self.who,
             "host": self.host,
@@ -130,27 +151,38 @@ class AuditLog:
             "outcome": outcome,
             "detail": ensure_plain(detail, "detail"),
         }
-        with self._mutex:
-            return self._append_locked(event)
 
-    def _append_locked(self, event: dict[str, Any]) -> dict[str, Any]:
+    def write_group(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Chain and append events made by `event`, under one flock and with one fsync.
+        Returns them as written."""
+        if not events:
+            return []
+        with self._mutex:
+            return self._append_locked(events)
+
+    def _append_locked(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
         created = not self.path.exists()
         fd = os.open(self.path, flags, PRIVATE_FILE)
+        written = []
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             os.fchmod(fd, PRIVATE_FILE)
             repair_torn_tail(self.path, _is_event_line)
             seq, prev = _chain_tip(self.path)
-            event = {"seq": seq + 1, **event, "prev": prev}
-            event["hash"] = line_hash(event)
-            write_fd_fully(fd, (canonical_json(event) + "\n").encode())
+            for body in events:
+                seq += 1
+                event = {"seq": seq, **body, "prev": prev}
+                event["hash"] = prev = line_hash(event)
+                written.append(event)
+            data = b"".join((canonical_json(event) + "\n").encode() for event in written)
+            write_fd_fully(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
         if created:
             fsync_dir(self.path.parent)
-        return event
+        return written
 
 
 def _is_event_line(fragment: bytes) -> bool:

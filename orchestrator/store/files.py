@@ -2,6 +2,7 @@
 
 state/<plan>.state.json          the state (0600), replaced atomically
 state/<plan>.state.json.backup   the version before the last save
+state/<plan>.state.log.jsonl     the changes since the last save, replayed on load
 state/<plan>.lock                the plan lock
 state/<plan>.journal.jsonl       the write-ahead journal
 state/audit.jsonl                the audit log, shared by all plans
@@ -29,6 +30,7 @@ from orchestrator.store.errors import (
 from orchestrator.store.journal import Journal
 from orchestrator.store.lock import LockInfo, PlanLock
 from orchestrator.store.state import STATE_FORMAT_VERSION, AuditHead, State, load_problems
+from orchestrator.store.statelog import StateLog, StateWriter
 
 STATE_DIR = "state"
 AUDIT_FILE = "audit.jsonl"
@@ -61,6 +63,9 @@ class LocalFileBackend:
     def lock_path(self, plan: str) -> Path:
         return self.state_dir / f"{_plan_file_name(plan)}.lock"
 
+    def state_log_path(self, plan: str) -> Path:
+        return self.state_dir / f"{_plan_file_name(plan)}.state.log.jsonl"
+
     def journal_path(self, plan: str) -> Path:
         return self.state_dir / f"{_plan_file_name(plan)}.journal.jsonl"
 
@@ -74,17 +79,38 @@ class LocalFileBackend:
     # state
 
     def load_state(self, plan: str, expected_lineage: str | None = None) -> State | None:
-        """The saved state of `plan`, or None when it has none yet.
+        """The saved state of `plan` with the changes logged since, or None when it has none.
 
-        Raises CorruptStateError for an unreadable file and LineageMismatch when the file
-        belongs to another plan or to another lineage than `expected_lineage`.
+        Raises CorruptStateError for an unreadable file (or state log) and LineageMismatch
+        when the file belongs to another plan or to another lineage than `expected_lineage`.
         """
+        loaded = self._load(plan, expected_lineage)
+        return None if loaded is None else loaded[0]
+
+    def _load(self, plan: str, expected_lineage: str | None = None) -> tuple[State, int] | None:
         path = self.state_path(plan)
         state = self._read(path, plan)
         if state is None:
             return None
         _check_belongs(state, plan, expected_lineage, path)
-        return state
+        return StateLog(self.state_log_path(plan)).replay(state)
+
+    def compact(self, plan: str) -> State | None:
+        """Fold the state log into the state file, if it holds changes. Returns the state."""
+        loaded = self._load(plan)
+        if loaded is None:
+            return None
+        state, changes = loaded
+        return self.save_state(state) if changes else state
+
+    def state_writer(self, plan: str) -> StateWriter:
+        """The group-commit target that records a run's state changes in the state log."""
+        ensure_private_dir(self.state_dir)
+        return StateWriter(
+            StateLog(self.state_log_path(plan)),
+            save=self.save_state,
+            has_snapshot=self.state_path(plan).exists,
+        )
 
     def save_state(self, state: State) -> State:
         """Write `state` atomically, keeping the previous version as the backup.
@@ -92,7 +118,8 @@ class LocalFileBackend:
         The serial must be greater than the stored one (else StaleStateError: someone saved
         in between); the lineage must match the stored one. A state without a lineage gets
         a fresh one on its first save. The state records the audit log's head as of this
-        save (see `_anchored`). Returns the state as written.
+        save (see `_anchored`). The state log, which the saved state covers, is removed.
+        Returns the state as written.
         """
         if not state.lineage:
             state = state.model_copy(update={"lineage": str(uuid.uuid4())})
@@ -111,6 +138,7 @@ class LocalFileBackend:
             _link_backup(path, self.backup_path(state.plan))
         atomic_write(path, _render(state))
         self._written[path] = (_signature(path), _Identity(state.lineage, state.serial))
+        StateLog(self.state_log_path(state.plan)).remove()
         return state
 
     def _anchored(self, state: State) -> State:
@@ -144,6 +172,7 @@ class LocalFileBackend:
             path.rename(path.with_name(f"{path.name}.damaged-{stamp}"))
         atomic_write(path, backup.read_bytes())
         fsync_dir(self.state_dir)
+        StateLog(self.state_log_path(plan)).remove()
         return state
 
     # lock, journal, audit

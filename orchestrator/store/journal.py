@@ -2,7 +2,8 @@
 
 Before each mutating call the engine writes an *intent*; after it, an *outcome*. Both are
 fsynced, so after a crash `pending()` lists exactly the calls whose effect is unknown and
-must be reconciled against live state.
+must be reconciled against live state. A run's entries go through `write_group`, so the
+entries of concurrent operations share one fsync.
 
 A last line torn by a crash mid-write is ignored: its fsync never returned, so the call it
 announced was never made. A damaged line elsewhere (a disk error, a hand edit) stops nothing:
@@ -69,7 +70,7 @@ class Journal:
 
     def intent(self, op_id: str, action: dict[str, Any]) -> None:
         """Record, durably, that the call described by `action` is about to be made."""
-        self._append({"kind": "intent", "op": op_id, "action": ensure_plain(action, "action")})
+        self.write_group([intent_record(op_id, action)])
 
     def outcome(
         self,
@@ -78,12 +79,12 @@ class Journal:
         error: BaseException | str | None = None,
     ) -> None:
         """Record how the call `op_id` ended: a plain `result`, or an `error`."""
-        record: dict[str, Any] = {"kind": "outcome", "op": op_id, "ok": error is None}
-        if result is not None:
-            record["result"] = ensure_plain(result, "result")
-        if error is not None:
-            record["error"] = _describe_error(error)
-        self._append(record)
+        self.write_group([outcome_record(op_id, result, error)])
+
+    def write_group(self, records: list[dict[str, Any]]) -> list[None]:
+        """Append the records made by `intent_record`/`outcome_record`, with one fsync."""
+        self._append(records)
+        return [None] * len(records)
 
     def read(self) -> JournalReading:
         """The readable entries in order, and the numbers of the lines that are damaged. A
@@ -144,9 +145,10 @@ class Journal:
             atomic_rename(self.path, kept)
             return kept
 
-    def _append(self, record: dict[str, Any]) -> None:
-        record["ts"] = datetime.now(UTC).isoformat(timespec="microseconds")
-        line = (canonical_json(record) + "\n").encode()
+    def _append(self, records: list[dict[str, Any]]) -> None:
+        if not records:
+            return
+        data = b"".join((canonical_json(record) + "\n").encode() for record in records)
         with self._mutex:
             repair_torn_tail(self.path, _is_entry_line)
             created = not self.path.exists()
@@ -154,12 +156,36 @@ class Journal:
             fd = os.open(self.path, flags, PRIVATE_FILE)
             try:
                 os.fchmod(fd, PRIVATE_FILE)
-                write_fd_fully(fd, line)
+                write_fd_fully(fd, data)
                 os.fsync(fd)
             finally:
                 os.close(fd)
             if created:
                 fsync_dir(self.path.parent)
+
+
+def intent_record(op_id: str, action: dict[str, Any]) -> dict[str, Any]:
+    """The journal line saying that the call described by `action` is about to be made."""
+    return _stamped({"kind": "intent", "op": op_id, "action": ensure_plain(action, "action")})
+
+
+def outcome_record(
+    op_id: str,
+    result: dict[str, Any] | None = None,
+    error: BaseException | str | None = None,
+) -> dict[str, Any]:
+    """The journal line saying how the call `op_id` ended."""
+    record: dict[str, Any] = {"kind": "outcome", "op": op_id, "ok": error is None}
+    if result is not None:
+        record["result"] = ensure_plain(result, "result")
+    if error is not None:
+        record["error"] = _describe_error(error)
+    return _stamped(record)
+
+
+def _stamped(record: dict[str, Any]) -> dict[str, Any]:
+    record["ts"] = datetime.now(UTC).isoformat(timespec="microseconds")
+    return record
 
 
 def _entry(data: dict[str, Any]) -> JournalEntry:
