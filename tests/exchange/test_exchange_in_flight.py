@@ -48,4 +48,6 @@ async def test_queued_requests_are_signed_when_sent(monkeypatch):
     async with BinanceClient("https://api.binance.com", signer, transport=transport) as client:
         await asyncio.gather(*(client.api_restrictions(signer) for _ in range(40)))
     assert most <= 5
-    assert max(ages_ms) < 40  # 40 calls / 5 slots x 50 ms = 400 ms of queueing, none of it signed
+    # 40 calls / 5 slots x 50 ms = 400 ms of queueing: signed before it, the last would be 350 ms
+    # old; the margin is for a loaded machine
+    assert max(ages_ms) < 200
