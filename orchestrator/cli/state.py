@@ -76,19 +76,33 @@ async def _adopt(
 
 @state_app.command("restore")
 def state_restore(ctx: typer.Context) -> None:
-    """Put the backup of the state file back (the damaged file is kept beside it)."""
-    from orchestrator.config import find_plan
+    """Put the backup of the state file back (the damaged file is kept beside it), then bring
+    it in line with what the live account and the sinks prove."""
+    import asyncio
+
+    from orchestrator.config import find_plan, load_plan
     from orchestrator.store.files import LocalFileBackend
 
+    options = global_options(ctx)
+    configure_logging(options)
     with user_errors():
-        plan = find_plan(global_options(ctx).plan, Path.cwd()).stem
+        project = load_plan(find_plan(options.plan, Path.cwd())).name
         backend = LocalFileBackend(Path.cwd())
-        with backend.lock(plan, "state restore"):
-            state = backend.restore_backup(plan)
-    typer.echo(
-        f"Restored {backend.state_path(plan)} from its backup (serial {state.serial}). "
-        "Run `orchestrator plan` to see how it compares with the live account."
-    )
+        with backend.lock(project, "state restore"):
+            state = backend.restore_backup(project)
+        typer.echo(
+            f"Restored {backend.state_path(project)} from its backup (serial {state.serial})."
+        )
+        messages = asyncio.run(_reconcile_restored(options.plan, options.wiring))
+    for message in messages:
+        typer.echo(message)
+
+
+async def _reconcile_restored(plan_file: Path | None, wiring: Wiring | None) -> list[str]:
+    from orchestrator.engine import operations
+
+    ws = open_workspace(plan_file, wiring)
+    return await operations.reconcile_state(ws, "state restore")
 
 
 @state_app.command("list")

