@@ -510,9 +510,9 @@ class BinanceClient:
     def _build_request(
         self, endpoint: Endpoint, params: Mapping[str, Any], signer: Signer, recv_window_ms: int
     ) -> httpx.Request:
-        """The request, with `signature` last over exactly the urlencoded string sent: the
+        """The request, with `signature` last over exactly the encoded string sent: the
         query string for GET/DELETE, the form body for POST."""
-        encoded = urlencode([(k, _wire(v)) for k, v in params.items() if v is not None])
+        encoded = percent_encode([(k, _wire(v)) for k, v in params.items() if v is not None])
         headers: dict[str, str] = {}
         if endpoint.signed:
             encoded = self._sign(encoded, signer, recv_window_ms)
@@ -526,7 +526,7 @@ class BinanceClient:
         return self._http.build_request(endpoint.method, url, headers=headers)
 
     def _sign(self, encoded: str, signer: Signer, recv_window_ms: int) -> str:
-        tail = urlencode({"recvWindow": recv_window_ms, "timestamp": self._timestamp_ms()})
+        tail = percent_encode({"recvWindow": recv_window_ms, "timestamp": self._timestamp_ms()})
         payload = f"{encoded}&{tail}" if encoded else tail
         signature = quote(signer.sign(payload.encode()), safe="")
         return f"{payload}&signature={signature}"
@@ -685,6 +685,12 @@ def _clean(msg: str, signer: Signer) -> str:
     """Binance's message, bounded, with no signature, private key or full API key in it."""
     text = scrub_text(msg[:300])
     return text.replace(signer.api_key, mask_key(signer.api_key)) if signer.api_key else text
+
+
+def percent_encode(params: Mapping[str, Any] | Sequence[tuple[str, Any]]) -> str:
+    """`name=value` pairs joined by '&', encoded as Binance's own example does: UTF-8, every
+    byte outside [-_.~A-Za-z0-9] as %XX (a space is %20, never '+')."""
+    return urlencode(params, quote_via=quote)
 
 
 def _wire(value: Any) -> str:

@@ -373,3 +373,17 @@ async def test_context_manager_closes(mock, helpers, master):
     async with BinanceClient(helpers.BASE, master) as client:
         assert await client.server_time() == 1
     assert client._http.is_closed
+
+
+async def test_parameters_are_percent_encoded_before_signing(mock, make_client, helpers):
+    """A space is %20 (never '+'), everything but [-_.~A-Za-z0-9] is encoded (UTF-8), and
+    the signature covers exactly the bytes sent."""
+    route = mock.post("/sapi/v1/sub-account/subAccountApi").respond(
+        json={"apiName": "a b~c", "apiKey": SUB_KEY, "secretKey": "s", "status": 1}
+    )
+    await make_client().create_api_key("dé v+1@example.com", "a b~c", frozenset(), [])
+    body = route.calls.last.request.content.decode("ascii")
+    assert body.startswith("email=d%C3%A9%20v%2B1%40example.com&apiName=a%20b~c&status=1&")
+    assert "+" not in body
+    assert helpers.hmac_ok(helpers.CANARY_SECRET, body)
+    assert helpers.params_of(body)["email"] == "dé v+1@example.com"
