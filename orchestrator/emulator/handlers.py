@@ -138,13 +138,12 @@ def _is_ed25519(public_key: str | None) -> bool:
 
 
 def _new_key(call: Call) -> ApiKey:
-    """A key with its material: Ed25519/RSA from `publicKey` (body only), else HMAC."""
+    """A key with its material: Ed25519/RSA from `publicKey` (query string or body), else
+    HMAC."""
     api_name = call.required("apiName")
     if not API_NAME.match(api_name):
         raise errors.illegal("apiName", "^[A-Za-z0-9 _.-]{1,64}$")
     call.required("status")
-    if "publicKey" in call.query_params:
-        raise errors.bad_request("Parameter 'publicKey' must be sent in the request body.")
     public_key = call.optional("publicKey")
     api_key = random_token(64)
     if public_key is None:

@@ -1,7 +1,9 @@
-"""Widely used Binance clients (python-binance, binance-connector) against the HTTP server.
+"""Widely used Binance clients against the HTTP server: python-binance, binance-connector and
+Binance's official SDK (`binance-sdk-sub-account`).
 
 python-binance sends GET parameters raw in the query and POST/DELETE parameters form-encoded
-in the body, signed before encoding; binance-connector sends everything in the query string.
+in the body, signed before encoding; binance-connector and the official SDK send everything in
+the query string, encoded, and sign what they send.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import warnings
 
 import pytest
 from emulator_kit import new_ed25519, new_rsa, private_pem
+
+from test_emulator_serve_command import Served
 
 from orchestrator.emulator.core import Emulator
 from orchestrator.emulator.server import start_in_thread
@@ -20,6 +24,8 @@ with warnings.catch_warnings():  # python-binance imports the deprecated websock
     from binance.error import ClientError
     from binance.exceptions import BinanceAPIException
     from binance.spot import Spot
+    from binance_common.configuration import ConfigurationRestAPI
+    from binance_sdk_sub_account.sub_account import SubAccount
 
 
 @pytest.fixture
@@ -217,3 +223,25 @@ def test_binance_connector_gets_binance_error_codes(served):
     with pytest.raises(ClientError) as refused:
         spot.sub_account_list()
     assert refused.value.error_code == -1021
+
+
+def test_official_sdk_creates_an_ed25519_key_against_emulator_serve(tmp_path):
+    """The official SDK sends every v1 parameter in the query string, publicKey included."""
+    served = Served(tmp_path / "sandbox-server.json")
+    try:
+        config = ConfigurationRestAPI(
+            api_key=served.api_key, api_secret=served.secret, base_path=served.base_url
+        )
+        sdk = SubAccount(config).rest_api
+        email = sdk.create_a_virtual_sub_account(sub_account_string="sdk").data().email
+        private, pem = new_ed25519()
+        created = sdk.create_sub_account_api_key(
+            email=email, api_name="sdk bot", status=1, can_trade=True, public_key=pem
+        ).data()
+        assert created.api_key and not getattr(created, "secret_key", None)
+        own = Spot(
+            api_key=created.api_key, private_key=private_pem(private), base_url=served.base_url
+        )
+        assert own.api_key_permissions()["enableSpotAndMarginTrading"] is True
+    finally:
+        assert served.stop() == 0
