@@ -220,10 +220,10 @@ class Emulator:
         if key is not self.master and endpoint.name in MASTER_ONLY:
             raise errors.unauthorized()
         _check_timestamp(params, now)
-        payloads, signature = payload_and_signature(query, request.body)
+        payload, signature = payload_and_signature(query, request.body)
         if not signature:
             raise errors.missing("signature")
-        if not verify(key, payloads, signature):
+        if not verify(key, payload, signature):
             raise errors.bad_signature()
         return key
 
