@@ -13,6 +13,7 @@ from orchestrator.emulator.accounts import (
     ED25519,
     FLAGS,
     HMAC,
+    RSA,
     Accounts,
     ApiKey,
     check_ip_chars,
@@ -22,6 +23,12 @@ from orchestrator.emulator.accounts import (
 from orchestrator.emulator.signing import parse_public_key
 from orchestrator.exchange.endpoints import NEEDS_MASTER_TRADING
 
+#: v1 documents `publicKey` as an Ed25519 key; Binance publishes no code for another type,
+#: so the emulator answers -1100 with this message.
+V1_PUBLIC_KEY_TYPES = (
+    "publicKey must be an Ed25519 public key; RSA keys can only be registered through "
+    "POST /sapi/v2/sub-account/subAccountApi."
+)
 #: parameters that would grant withdrawals; none of the sub-account endpoints can (-9000).
 WITHDRAW_PARAMS = ("canWithdraw", "enableWithdrawals", "canWithdrawal")
 ASCII_DIGITS = re.compile(r"[0-9]{1,20}")
@@ -103,9 +110,10 @@ def list_subaccounts(accounts: Accounts, call: Call) -> dict:
     return {"subAccounts": [s.listing() for s in chosen]}
 
 
-def create_api_key(accounts: Accounts, call: Call) -> dict:
+def create_api_key(accounts: Accounts, call: Call, key_types: tuple[str, ...] = (ED25519,)) -> dict:
+    """v1: a `publicKey` must be Ed25519 (v2 passes RSA too in `key_types`)."""
     sub = accounts.sub(call.required("email"))
-    key = _new_key(call)
+    key = _new_key(call, key_types)
     _refuse_withdrawals(call)
     key.flags = {f: bool(call.flag(f)) for f in FLAGS}
     key.status, key.ip_list, key.third_party_name = _restriction(call)
@@ -126,7 +134,7 @@ def create_api_key_v2(accounts: Accounts, call: Call) -> dict:
     fix_trading, fix_reading = call.flag("canFixApiTrading"), call.flag("canFixApiReading")
     if (fix_trading or fix_reading) and not _is_ed25519(call.optional("publicKey")):
         raise errors.unsupported("Unsupported operation.")
-    answer = create_api_key(accounts, call)
+    answer = create_api_key(accounts, call, key_types=(ED25519, RSA))
     key = accounts.find_key(answer["apiKey"])
     if key is not None:
         key.fix_api_trading, key.fix_api_reading = bool(fix_trading), bool(fix_reading)
@@ -137,9 +145,9 @@ def _is_ed25519(public_key: str | None) -> bool:
     return public_key is not None and parse_public_key(public_key)[0] == ED25519
 
 
-def _new_key(call: Call) -> ApiKey:
-    """A key with its material: Ed25519/RSA from `publicKey` (query string or body), else
-    HMAC."""
+def _new_key(call: Call, key_types: tuple[str, ...] = (ED25519,)) -> ApiKey:
+    """A key with its material: from `publicKey` (query string or body) when one is sent, of
+    one of `key_types` (v1: Ed25519 only), else HMAC."""
     api_name = call.required("apiName")
     if not API_NAME.match(api_name):
         raise errors.illegal("apiName", "^[A-Za-z0-9 _.-]{1,64}$")
@@ -149,6 +157,8 @@ def _new_key(call: Call) -> ApiKey:
     if public_key is None:
         return ApiKey(api_key, HMAC, api_name, secret=random_token(64))
     key_type, pem = parse_public_key(public_key)
+    if key_type not in key_types:
+        raise errors.bad_request(V1_PUBLIC_KEY_TYPES)
     return ApiKey(api_key, key_type, api_name, public_key=pem)
 
 

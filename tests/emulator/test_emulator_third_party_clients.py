@@ -207,14 +207,13 @@ def test_binance_connector_full_key_lifecycle(served):
     assert spot.sign_request("DELETE", "/sapi/v1/sub-account/subAccountApi", ident) == {}
 
 
-@pytest.mark.parametrize("make_key", [new_ed25519, new_rsa])
-def test_binance_connector_uses_a_self_generated_key(served, make_key):
+def test_binance_connector_uses_a_self_generated_key(served):
     """The connector registers the public key (in the query string), then signs
     apiRestrictions with the private key."""
     emulator, base_url = served
     registrar = connector(base_url, emulator.master.api_key, emulator.master.secret)
     email = registrar.sub_account_create("selfgen")["email"]
-    private, pem = make_key()
+    private, pem = new_ed25519()
     created = registrar.sign_request(
         "POST",
         "/sapi/v1/sub-account/subAccountApi",
@@ -228,6 +227,13 @@ def test_binance_connector_uses_a_self_generated_key(served, make_key):
     )
     own = Spot(api_key=created["apiKey"], private_key=private_pem(private), base_url=base_url)
     assert own.api_key_permissions()["enableFutures"] is True
+    with pytest.raises(ClientError) as refused:
+        registrar.sign_request(
+            "POST",
+            "/sapi/v1/sub-account/subAccountApi",
+            {"email": email, "apiName": "rsa", "status": 1, "publicKey": new_rsa()[1]},
+        )
+    assert refused.value.error_code == -1100
 
 
 def test_binance_connector_gets_binance_error_codes(served):
