@@ -213,7 +213,7 @@ def delete_api_key(accounts: Accounts, call: Call) -> dict:
 
 
 def set_permissions(accounts: Accounts, call: Call) -> dict:
-    """Flags not sent keep their value."""
+    """Flags not sent keep their value; the answer's `timestamp` is the time of this update."""
     key = accounts.key_of(call.required("email"), call.required("subAccountApiKey"))
     _refuse_withdrawals(call)
     sent = {name: call.flag(name) for name in FLAGS}
@@ -222,7 +222,7 @@ def set_permissions(accounts: Accounts, call: Call) -> dict:
         "apiName": key.api_name,
         "apikey": key.api_key,
         **key.flags,
-        "timestamp": key.create_time,
+        "timestamp": call.now_ms,
     }
 
 

@@ -132,8 +132,9 @@ def test_delete_key_is_immediate(master, sub_email):
     assert sub_client.call("GET", RESTRICTIONS).json()["code"] == -2015
 
 
-def test_modify_permissions(master, sub_email):
+def test_modify_permissions(master, sub_email, clock):
     key = create_hmac_key(master, sub_email, canTrade="true")["apiKey"]
+    clock.advance(7)
     answer = master.ok(
         "POST",
         PERMISSION,
@@ -148,6 +149,7 @@ def test_modify_permissions(master, sub_email):
         },
     )
     assert set(answer) == {"apiName", "apikey", *FLAGS, "timestamp"}
+    assert answer["timestamp"] == int(clock() * 1000)  # the time of this update
     assert answer["canTrade"] is False and answer["canFuturesTrade"] is True
     assert answer["canVanillaOptions"] is True
     row = master.ok("GET", SUBACCOUNT_API, {"email": sub_email})["rows"][0]
