@@ -22,7 +22,14 @@ from orchestrator.emulator import errors, faults, persist
 from orchestrator.emulator.accounts import Accounts, ApiKey
 from orchestrator.emulator.errors import BinanceError
 from orchestrator.emulator.faults import FaultPlan
-from orchestrator.emulator.handlers import MASTER_ONLY, Call, run, wire_integer
+from orchestrator.emulator.handlers import (
+    IP_ADD,
+    IP_RESTRICTION_MODES,
+    MASTER_ONLY,
+    Call,
+    run,
+    wire_integer,
+)
 from orchestrator.emulator.master import generate_master, master_from_env, restrict
 from orchestrator.emulator.ratelimit import FixedWindowLimiter, format_retry_after
 from orchestrator.emulator.signing import payload_and_signature, verify
@@ -89,9 +96,15 @@ class Emulator:
         trusted_ip_header: str | None = None,
         latency_spike_s: float = 1.0,
         admin_token: str | None = None,
+        ip_restriction_mode: str = IP_ADD,
     ) -> None:
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
+        if ip_restriction_mode not in IP_RESTRICTION_MODES:
+            raise ValueError(
+                f"ip_restriction_mode must be one of {', '.join(IP_RESTRICTION_MODES)}"
+            )
+        self.ip_restriction_mode = ip_restriction_mode
         self.data_path = Path(data_path) if data_path is not None else None
         self.time_scale = time_scale
         self.latency_s = latency_ms / 1000
@@ -186,7 +199,13 @@ class Emulator:
         try:
             caller = self._authenticate(endpoint, request, params, query, ip, now)
             self._charge(endpoint, budget_id, now)
-            call = Call(params, query_params, int(now * 1000), caller or self.master)
+            call = Call(
+                params,
+                query_params,
+                int(now * 1000),
+                caller or self.master,
+                self.ip_restriction_mode,
+            )
             result = run(endpoint.name, self.accounts, call)
         except _TooMany:
             return self._too_many(endpoint, budget_id, self.now())

@@ -43,14 +43,22 @@ def wire_integer(name: str, raw: str, *, signed: bool = False) -> int:
     return int(raw)
 
 
+#: what the v2 IP-restriction call does with the IPs it is given; Binance does not document
+#: whether it adds them to the whitelist or replaces the whitelist with them.
+IP_ADD, IP_REPLACE = "add", "replace"
+IP_RESTRICTION_MODES = (IP_ADD, IP_REPLACE)
+
+
 @dataclass
 class Call:
-    """What a handler sees of a request that passed authentication."""
+    """What a handler sees of a request that passed authentication (and of the emulator's
+    settings that change an endpoint's behaviour)."""
 
     params: dict[str, str]
     query_params: dict[str, str]
     now_ms: int
     caller: ApiKey
+    ip_restriction_mode: str = IP_ADD
 
     def required(self, name: str) -> str:
         value = self.params.get(name, "")
@@ -227,24 +235,28 @@ def set_permissions(accounts: Accounts, call: Call) -> dict:
 
 
 def add_ip_restriction(accounts: Accounts, call: Call) -> dict:
-    """v2: status 1 lifts the restriction (and clears the list); 2 or 3 adds the IPs given."""
+    """v2: status 1 (or absent) lifts the restriction and clears the list; 2 restricts the key
+    to its whitelist, with the IPs given added to it or replacing it (`ip_restriction_mode`).
+    Status 3 (third party) is not accepted here. `ipList` is answered only when the call
+    restricts the key and gives IPs."""
     key = accounts.key_of(call.required("email"), call.required("subAccountApiKey"))
-    call.required("status")
-    status, ips, third_party = _restriction(call)
+    status = call.integer("status", 1, 1, 2)
+    raw_ips = call.optional("ipAddress")
     if status == 1:
         key.ip_list = []
-    else:
-        merged = list(dict.fromkeys(key.ip_list + ips))
-        check_ip_chars(merged)
-        key.ip_list = merged
-        key.third_party_name = third_party
-    key.status, key.update_time = status, call.now_ms
-    return {
-        "status": str(key.status),
-        "ipList": list(key.ip_list),
-        "updateTime": key.update_time,
-        "apiKey": key.api_key,
-    }
+    elif raw_ips is not None:
+        key.ip_list = _whitelist_after(key, parse_ips(raw_ips), call.ip_restriction_mode)
+    key.status, key.third_party_name, key.update_time = status, None, call.now_ms
+    answer: dict = {"status": str(status)}
+    if status == 2 and raw_ips is not None:
+        answer["ipList"] = list(key.ip_list)
+    return {**answer, "updateTime": key.update_time, "apiKey": key.api_key}
+
+
+def _whitelist_after(key: ApiKey, ips: list[str], mode: str) -> list[str]:
+    whitelist = ips if mode == IP_REPLACE else list(dict.fromkeys(key.ip_list + ips))
+    check_ip_chars(whitelist)
+    return whitelist
 
 
 def get_ip_restriction(accounts: Accounts, call: Call) -> dict:
@@ -300,7 +312,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "list_api_keys": ("email",),
     "delete_api_key": ("email", "subAccountApiKey"),
     "set_permissions": ("email", "subAccountApiKey"),
-    "add_ip_restriction": ("email", "subAccountApiKey", "status"),
+    "add_ip_restriction": ("email", "subAccountApiKey"),
     "get_ip_restriction": ("email", "subAccountApiKey"),
     "delete_ips": ("email", "subAccountApiKey", "ipAddress"),
 }

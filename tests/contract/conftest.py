@@ -2,7 +2,9 @@
 
 Every contract test takes `world`, parametrized over the two ways the client reaches the
 emulator: `EmulatorTransport` (the sandbox) and a loopback server from `start_in_thread`
-(what `emulator serve` runs). The emulator trusts `X-Test-Client-IP` as the caller's IP, so
+(what `emulator serve` runs), and over the two meanings of the v2 IP-restriction call (it adds
+to the whitelist or replaces it; Binance does not document which), so the client is shown to
+end right either way. The emulator trusts `X-Test-Client-IP` as the caller's IP, so
 one test can speak from any IPv4 address through the client's `source_ip_header`.
 """
 
@@ -36,9 +38,11 @@ async def no_wait(seconds: float) -> None:
 
 @dataclass
 class World:
-    """One emulator and the clients of one test, reached in one mode ("inprocess"/"http")."""
+    """One emulator and the clients of one test, reached in one mode ("inprocess"/"http"),
+    its v2 IP-restriction call in one mode ("add"/"replace")."""
 
     mode: str
+    ip_restriction_mode: str = "add"
     emulator_options: dict[str, Any] = field(default_factory=dict)
     emulator: Emulator | None = None
     base_url: str = IN_PROCESS_URL
@@ -48,7 +52,11 @@ class World:
     def start(self, **emulator_options: Any) -> Emulator:
         """(Re)create the emulator with these options; the default one needs no call."""
         self.stop_server()
-        options = {"trusted_ip_header": IP_HEADER, **emulator_options}
+        options = {
+            "trusted_ip_header": IP_HEADER,
+            "ip_restriction_mode": self.ip_restriction_mode,
+            **emulator_options,
+        }
         self.emulator = Emulator(None, **options)
         if self.mode == "http":
             self._server, self.base_url = start_in_thread(self.emulator)
@@ -93,9 +101,17 @@ def _no_master_from_env(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-@pytest.fixture(params=["inprocess", "http"])
+@pytest.fixture(
+    params=[
+        ("inprocess", "add"),
+        ("http", "add"),
+        ("inprocess", "replace"),
+        ("http", "replace"),
+    ],
+    ids=lambda p: "-".join(p),
+)
 async def world(request) -> World:
-    w = World(request.param)
+    w = World(*request.param)
     w.start()
     try:
         yield w

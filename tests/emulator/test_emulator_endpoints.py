@@ -182,7 +182,7 @@ def test_ip_restriction_add_get_delete(master, sub_email, clock):
     assert after["ipRestrict"] == "true" and after["ipList"] == ["203.0.113.2"]
     assert set(after) == {"ipRestrict", "ipList", "updateTime", "apiKey"}
     lifted = master.ok("POST", IP_V2, {**ident, "status": 1})
-    assert lifted["status"] == "1" and lifted["ipList"] == []
+    assert lifted["status"] == "1" and "ipList" not in lifted
     assert master.ok("GET", IP_V1, ident)["ipRestrict"] == "false"
 
 
