@@ -45,6 +45,12 @@ def unsupported(msg: str) -> BinanceError:
     return BinanceError(-9000, msg)
 
 
+def not_a_sub_account() -> BinanceError:
+    """Binance's answer, on every sub-account endpoint, to an email that is not a sub-account
+    of the calling master."""
+    return BinanceError(-9000, "This two users are not in parent-child relation.")
+
+
 def bad_key_format() -> BinanceError:
     return BinanceError(-2014, "API-key format invalid.", status=401)
 

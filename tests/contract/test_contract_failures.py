@@ -22,6 +22,7 @@ from orchestrator.exchange.errors import (
     InvalidSignature,
     TimestampOutOfWindow,
     Unauthorized,
+    Unsupported,
 )
 from orchestrator.exchange.models import Permission
 from orchestrator.exchange.signing import HmacSigner
@@ -216,3 +217,11 @@ async def test_write_failing_before_is_ambiguous_and_did_not_happen(world, maste
     with pytest.raises(AmbiguousOutcome):
         await master.create_api_key(sub_email, "orc-Nope-g1", frozenset(), [])
     assert await master.list_all_api_keys(sub_email) == []
+
+
+async def test_an_email_that_is_not_a_sub_account_is_unsupported(master):
+    with pytest.raises(Unsupported) as caught:
+        await master.create_api_key("nobody@example.com", "orc-Nobody-g1", frozenset(), [])
+    assert caught.value.code == -9000
+    assert "not in parent-child relation" in str(caught.value)
+    assert "belongs to a sub-account of this master" in str(caught.value)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 from emulator_kit import (
+    IP_LIST,
+    IP_V1,
     IP_V2,
     LIST_SUBS,
     PERMISSION,
@@ -127,8 +129,29 @@ def test_duplicate_and_invalid_sub_account_strings(master):
     assert code(master.call("POST", VIRTUAL, {"subAccountString": "x" * 21})) == -1100
 
 
-def test_unknown_sub_account_and_key(master, sub_email):
-    assert code(master.call("GET", SUBACCOUNT_API, {"email": "nobody@example.com"})) == -1100
+STRANGER = "nobody@example.com"
+NOT_A_CHILD = "This two users are not in parent-child relation."
+
+
+@pytest.mark.parametrize(
+    "method, path, params",
+    [
+        ("POST", SUBACCOUNT_API, {"apiName": "x", "status": 1}),
+        ("GET", SUBACCOUNT_API, {}),
+        ("DELETE", SUBACCOUNT_API, {"subAccountApiKey": "Z" * 64}),
+        ("POST", PERMISSION, {"subAccountApiKey": "Z" * 64, "canTrade": "true"}),
+        ("POST", IP_V2, {"subAccountApiKey": "Z" * 64, "status": 2, "ipAddress": "203.0.113.1"}),
+        ("GET", IP_V1, {"subAccountApiKey": "Z" * 64}),
+        ("DELETE", IP_LIST, {"subAccountApiKey": "Z" * 64, "ipAddress": "203.0.113.1"}),
+    ],
+)
+def test_an_email_that_is_not_a_sub_account_is_9000(master, sub_email, method, path, params):
+    refused = master.call(method, path, {"email": STRANGER, **params})
+    assert refused.status_code == 400
+    assert refused.json() == {"code": -9000, "msg": NOT_A_CHILD}
+
+
+def test_unknown_key_of_a_sub_account(master, sub_email):
     refused = master.call(
         "DELETE", SUBACCOUNT_API, {"email": sub_email, "subAccountApiKey": "Z" * 64}
     )
