@@ -3,7 +3,8 @@
 A request goes through: routing, fault draw, authentication (API key, caller IP, timestamp,
 signature), the endpoint's weight budget, the handler, persistence, then the fault's
 after-effect. Weight is only counted for requests that pass authentication (a refused
-signature costs nothing), and a request refused with 429 costs nothing either.
+signature costs nothing), and a request refused with 429 costs nothing either. Over a budget
+the answer is always 429 with Retry-After: /sapi limits never escalate to 418 IP bans.
 """
 
 from __future__ import annotations
@@ -279,7 +280,8 @@ class Emulator:
 
     def _too_many(self, endpoint: Endpoint, budget_id: tuple, now: float) -> EmuResponse:
         retry = format_retry_after(self.limiter.retry_after(now), self.time_scale)
-        answer = self._error(errors.too_many_requests(endpoint.budget), endpoint, budget_id)
+        refusal = errors.too_many_requests(endpoint.path, endpoint.budget)
+        answer = self._error(refusal, endpoint, budget_id)
         answer.headers["Retry-After"] = retry
         return answer
 

@@ -75,7 +75,11 @@ def recv_window_too_large() -> BinanceError:
     return BinanceError(-1131, "recvWindow must be less than 60000")
 
 
-def too_many_requests(budget: int) -> BinanceError:
+def too_many_requests(endpoint_path: str, budget: int) -> BinanceError:
+    """429 / -1003. /sapi endpoints answer with their own short wording (the one Binance's
+    /sapi answers carry) and never escalate to 418 IP bans; /api endpoints with the spot API's."""
+    if endpoint_path.startswith("/sapi/"):
+        return BinanceError(-1003, "Too many requests; current request has limited.", status=429)
     return BinanceError(
         -1003,
         f"Too much request weight used; current limit is {budget} request weight per 1 MINUTE. "

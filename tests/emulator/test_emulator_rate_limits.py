@@ -40,6 +40,21 @@ def test_61st_call_to_a_3000_weight_endpoint_gets_429(master, sub_email, clock):
     assert again.status_code == 200 and again.headers["X-SAPI-USED-UID-WEIGHT-1M"] == "3000"
 
 
+def test_sapi_keeps_answering_429_with_its_own_wording_and_never_bans(master, sub_email, clock):
+    """/sapi limits do not escalate to 418 IP bans, however long the caller keeps going."""
+    clock.t = 1_699_999_980.0 + 30
+    query = {"email": sub_email}
+    for _ in range(60):
+        assert master.call("GET", SUBACCOUNT_API, query).status_code == 200
+    for _ in range(100):
+        refused = master.call("GET", SUBACCOUNT_API, query)
+        assert refused.status_code == 429 and refused.headers["Retry-After"] == "30"
+        assert refused.json() == {
+            "code": -1003,
+            "msg": "Too many requests; current request has limited.",
+        }
+
+
 def test_api_endpoints_report_mbx_weight(master):
     response = master.call("GET", "/api/v3/time", sign=False)
     assert response.headers["X-MBX-USED-WEIGHT-1M"] == "1"
