@@ -88,6 +88,15 @@ def too_many_requests(endpoint_path: str, budget: int) -> BinanceError:
     )
 
 
+class TooManyRequests(BinanceError):
+    """429 / -1003, answered with Retry-After: `retry_after_s`, else the end of the budget's
+    window."""
+
+    def __init__(self, retry_after_s: float | None = None) -> None:
+        super().__init__(-1003, "Too many requests.", status=429)
+        self.retry_after_s = retry_after_s
+
+
 def not_found(path: str) -> BinanceError:
     """Binance answers unknown paths with a bare 404; the body here is only a courtesy."""
     return BinanceError(-1000, f"Path not found: {path}", status=404)

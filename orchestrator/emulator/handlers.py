@@ -59,6 +59,8 @@ class Call:
     now_ms: int
     caller: ApiKey
     ip_restriction_mode: str = IP_ADD
+    #: seconds until the sub-account with this email may create a key again (0: now).
+    creation_wait_s: Callable[[str], float] = lambda email: 0.0
 
     def required(self, name: str) -> str:
         value = self.params.get(name, "")
@@ -121,6 +123,9 @@ def list_subaccounts(accounts: Accounts, call: Call) -> dict:
 def create_api_key(accounts: Accounts, call: Call, key_types: tuple[str, ...] = (ED25519,)) -> dict:
     """v1: a `publicKey` must be Ed25519 (v2 passes RSA too in `key_types`)."""
     sub = accounts.sub(call.required("email"))
+    wait_s = call.creation_wait_s(sub.email)
+    if wait_s > 0:
+        raise errors.TooManyRequests(wait_s)
     key = _new_key(call, key_types)
     _refuse_withdrawals(call)
     key.flags = {f: bool(call.flag(f)) for f in FLAGS}

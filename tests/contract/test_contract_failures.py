@@ -130,6 +130,29 @@ async def test_paced_client_makes_130_key_listings_without_a_single_429(world):
     assert elapsed >= 1.0  # at least two window boundaries were waited for
 
 
+async def test_paced_creates_never_trip_the_per_sub_account_creation_pace(world):
+    """Five keys in each of two sub-accounts at once: creates in one sub-account go out one
+    at a time, an interval apart; the two sub-accounts proceed side by side."""
+    emulator = world.start(time_scale=10, key_creation_interval_s=None)  # 1 create per 0.1 s
+    client = world.client(rate_window_s=6.0, sleep=asyncio.sleep, key_creation_interval_s=None)
+    emails = [await client.create_virtual_subaccount(name) for name in ("left", "right")]
+    await asyncio.gather(
+        *(
+            client.create_api_key(email, f"orc-Pace{i}-g1", frozenset(), [])
+            for i in range(5)
+            for email in emails
+        )
+    )
+    assert client.rate_limited_counts() == {}
+    assert emulator.stats.rate_limited == {}
+    times = [sorted(k.create_time for k in emulator.accounts.subs[e].keys.values()) for e in emails]
+    for created in times:
+        assert len(created) == 5
+        assert all(b - a >= 100 for a, b in zip(created, created[1:], strict=False))
+    left, right = times
+    assert left[0] < right[-1] and right[0] < left[-1]  # the two ran side by side
+
+
 def _signed_get(base: httpx.Client, secret: str, api_key: str, path: str, params: dict):
     query = urlencode({**params, "timestamp": int(FROZEN * 1000)})
     signature = hmac.new(secret.encode(), query.encode(), hashlib.sha256).hexdigest()

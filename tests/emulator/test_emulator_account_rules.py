@@ -22,9 +22,10 @@ def code(response) -> int:
     return response.json()["code"]
 
 
-def test_at_most_30_keys_per_sub_account(master, sub_email):
+def test_at_most_30_keys_per_sub_account(master, sub_email, clock):
     for i in range(30):
         create_hmac_key(master, sub_email, f"k{i}")
+        clock.advance(1)  # about one new key per sub-account per second
     refused = master.call(
         "POST", SUBACCOUNT_API, {"email": sub_email, "apiName": "k30", "status": 1}
     )

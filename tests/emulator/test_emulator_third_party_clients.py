@@ -78,6 +78,7 @@ def test_python_binance_full_key_lifecycle(served):
         canTrade="true",
     )
     assert len(hmac_key["secretKey"]) == 64
+    emulator.advance(1)  # about one new key per sub-account per second
     private, pem = new_ed25519()
     registrar = connector(base_url, emulator.master.api_key, emulator.master.secret)
     ed_key = registrar.sign_request(
@@ -213,6 +214,7 @@ def test_binance_connector_uses_a_self_generated_key(served):
     emulator, base_url = served
     registrar = connector(base_url, emulator.master.api_key, emulator.master.secret)
     email = registrar.sub_account_create("selfgen")["email"]
+    emulator.advance(1)  # about one new key per sub-account per second
     private, pem = new_ed25519()
     created = registrar.sign_request(
         "POST",
@@ -227,6 +229,7 @@ def test_binance_connector_uses_a_self_generated_key(served):
     )
     own = Spot(api_key=created["apiKey"], private_key=private_pem(private), base_url=base_url)
     assert own.api_key_permissions()["enableFutures"] is True
+    emulator.advance(1)
     with pytest.raises(ClientError) as refused:
         registrar.sign_request(
             "POST",
