@@ -41,14 +41,20 @@ EmulatorOpener = Callable[[Path], Emulator]
 
 def open_sandbox(data_path: Path) -> Emulator:
     """The sandbox emulator over its data file, with a master of its own. It runs on the
-    sandbox's clock, so a key made while a test moved the clock is as old as the tool thinks."""
+    sandbox's clock, so a key made while a test moved the clock is as old as the tool thinks.
+    That clock can stand still (ORCHESTRATOR_NOW), so the sandbox does not pace key creates
+    (Binance: about one per sub-account per second)."""
     data = persist.load(data_path) or {}
     stored = data.get("master")
     master = ApiKey.from_json(stored) if stored else None
     if master is None:
         master = generate_master(int(time.time() * 1000))
     return Emulator(
-        data_path, master=master, persist_master=True, clock=lambda: sandbox_clock().timestamp()
+        data_path,
+        master=master,
+        persist_master=True,
+        clock=lambda: sandbox_clock().timestamp(),
+        key_creation_interval_s=0,
     )
 
 
@@ -94,6 +100,7 @@ def _sandbox_client(emulator: Emulator, options: dict, emails: Collection[str]) 
     if emulator.master.secret is None:
         raise ValueError("the sandbox's master key has no HMAC secret; delete state/sandbox.json")
     signer = HmacSigner(emulator.master.api_key, SecretStr(emulator.master.secret))
+    options = {"key_creation_interval_s": emulator.creation_pace.interval_s, **options}
     return BinanceClient(SANDBOX_URL, signer, transport=EmulatorTransport(emulator), **options)
 
 

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 import typer
 
 from orchestrator.cli.errors import emulator_errors, reported
+
+
+class IpRestrictionMode(str, Enum):
+    """What the emulator's v2 IP-restriction call does with the IPs it is given."""
+
+    ADD = "add"
+    REPLACE = "replace"
+
 
 emulator_app = typer.Typer(help="The built-in Binance emulator.", no_args_is_help=True)
 
@@ -38,6 +47,12 @@ def emulator_serve(
         help="Start the master key without 'Enable Spot & Margin Trading': Binance then refuses "
         "it key creation and whitelist changes (for tests and demos).",
     ),
+    ip_restriction_mode: IpRestrictionMode = typer.Option(
+        IpRestrictionMode.ADD,
+        "--ip-restriction-mode",
+        help="What the v2 IP-restriction call does with the IPs it gets: 'add' them to the "
+        "whitelist or 'replace' it (Binance does not document which).",
+    ),
 ) -> None:
     """Run the Binance emulator over HTTP until Ctrl-C."""
     from orchestrator.emulator.serve import serve
@@ -53,4 +68,5 @@ def emulator_serve(
             seed=seed,
             trusted_ip_header=trusted_ip_header,
             master_trading=not master_without_trading,
+            ip_restriction_mode=ip_restriction_mode.value,
         )

@@ -145,9 +145,7 @@ class Accounts:
         try:
             return self.subs[email]
         except KeyError:
-            raise errors.bad_request(
-                f"Sub-account '{email}' does not exist under this master account."
-            ) from None
+            raise errors.not_a_sub_account() from None
 
     def key_of(self, email: str, api_key: str) -> ApiKey:
         try:

@@ -3,7 +3,10 @@
 A request goes through: routing, fault draw, authentication (API key, caller IP, timestamp,
 signature), the endpoint's weight budget, the handler, persistence, then the fault's
 after-effect. Weight is only counted for requests that pass authentication (a refused
-signature costs nothing), and a request refused with 429 costs nothing either.
+signature costs nothing), and a request refused with 429 costs nothing either. Over a budget
+the answer is always 429 with Retry-After: /sapi limits never escalate to 418 IP bans. Key
+creates are also paced per sub-account (about one a second, scaled by `time_scale`); a create
+that comes too soon gets the same 429 / -1003 answer (see ratelimit.CreationPace).
 """
 
 from __future__ import annotations
@@ -22,9 +25,16 @@ from orchestrator.emulator import errors, faults, persist
 from orchestrator.emulator.accounts import Accounts, ApiKey
 from orchestrator.emulator.errors import BinanceError
 from orchestrator.emulator.faults import FaultPlan
-from orchestrator.emulator.handlers import MASTER_ONLY, Call, run, wire_integer
+from orchestrator.emulator.handlers import (
+    IP_ADD,
+    IP_RESTRICTION_MODES,
+    MASTER_ONLY,
+    Call,
+    run,
+    wire_integer,
+)
 from orchestrator.emulator.master import generate_master, master_from_env, restrict
-from orchestrator.emulator.ratelimit import FixedWindowLimiter, format_retry_after
+from orchestrator.emulator.ratelimit import CreationPace, FixedWindowLimiter, format_retry_after
 from orchestrator.emulator.signing import payload_and_signature, verify
 from orchestrator.exchange.endpoints import ALL, USED_WEIGHT_HEADER, Endpoint
 
@@ -89,9 +99,18 @@ class Emulator:
         trusted_ip_header: str | None = None,
         latency_spike_s: float = 1.0,
         admin_token: str | None = None,
+        ip_restriction_mode: str = IP_ADD,
+        key_creation_interval_s: float | None = None,
     ) -> None:
+        """`key_creation_interval_s`: the least time between two key creations in one
+        sub-account (default 1 s divided by `time_scale`; 0 turns the limit off)."""
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
+        if ip_restriction_mode not in IP_RESTRICTION_MODES:
+            raise ValueError(
+                f"ip_restriction_mode must be one of {', '.join(IP_RESTRICTION_MODES)}"
+            )
+        self.ip_restriction_mode = ip_restriction_mode
         self.data_path = Path(data_path) if data_path is not None else None
         self.time_scale = time_scale
         self.latency_s = latency_ms / 1000
@@ -99,6 +118,9 @@ class Emulator:
         self.admin_token = admin_token
         self.faults = FaultPlan(fault_rate, seed, latency_spike_s)
         self.limiter = FixedWindowLimiter(60.0 / time_scale)
+        if key_creation_interval_s is None:
+            key_creation_interval_s = 1.0 / time_scale
+        self.creation_pace = CreationPace(key_creation_interval_s)
         self._clock = clock
         self._offset = 0.0
         self._lock = threading.RLock()
@@ -186,12 +208,21 @@ class Emulator:
         try:
             caller = self._authenticate(endpoint, request, params, query, ip, now)
             self._charge(endpoint, budget_id, now)
-            call = Call(params, query_params, int(now * 1000), caller or self.master)
+            call = Call(
+                params,
+                query_params,
+                int(now * 1000),
+                caller or self.master,
+                self.ip_restriction_mode,
+                lambda email: self.creation_pace.wait_s(email, now),
+            )
             result = run(endpoint.name, self.accounts, call)
-        except _TooMany:
-            return self._too_many(endpoint, budget_id, self.now())
+        except errors.TooManyRequests as exc:
+            return self._too_many(endpoint, budget_id, exc.retry_after_s)
         except BinanceError as exc:
             return self._error(exc, endpoint, budget_id)
+        if endpoint.creates_key:
+            self.creation_pace.record(params.get("email", ""), now)
         if endpoint.mutating:
             self._save(changed=params.get("email") or result.get("email"))
         return self._answer(200, result, endpoint, budget_id)
@@ -201,7 +232,7 @@ class Emulator:
             return EmuResponse(0, {}, b"", drop=True)
         if fault == faults.ERROR_BEFORE:
             return self._server_error(endpoint, budget_id)
-        return self._too_many(endpoint, budget_id, self.now())
+        return self._too_many(endpoint, budget_id)
 
     # ---- authentication
 
@@ -220,10 +251,10 @@ class Emulator:
         if key is not self.master and endpoint.name in MASTER_ONLY:
             raise errors.unauthorized()
         _check_timestamp(params, now)
-        payloads, signature = payload_and_signature(query, request.body)
+        payload, signature = payload_and_signature(query, request.body)
         if not signature:
             raise errors.missing("signature")
-        if not verify(key, payloads, signature):
+        if not verify(key, payload, signature):
             raise errors.bad_signature()
         return key
 
@@ -256,11 +287,17 @@ class Emulator:
 
     def _charge(self, endpoint: Endpoint, budget_id: tuple, now: float) -> None:
         if not self.limiter.try_consume(budget_id, endpoint.weight, endpoint.budget, now):
-            raise _TooMany()
+            raise errors.TooManyRequests()
 
-    def _too_many(self, endpoint: Endpoint, budget_id: tuple, now: float) -> EmuResponse:
-        retry = format_retry_after(self.limiter.retry_after(now), self.time_scale)
-        answer = self._error(errors.too_many_requests(endpoint.budget), endpoint, budget_id)
+    def _too_many(
+        self, endpoint: Endpoint, budget_id: tuple, retry_after_s: float | None = None
+    ) -> EmuResponse:
+        """429; Retry-After is the time left in the budget's window unless given."""
+        if retry_after_s is None:
+            retry_after_s = self.limiter.retry_after(self.now())
+        retry = format_retry_after(retry_after_s, self.time_scale)
+        refusal = errors.too_many_requests(endpoint.path, endpoint.budget)
+        answer = self._error(refusal, endpoint, budget_id)
         answer.headers["Retry-After"] = retry
         return answer
 
@@ -401,13 +438,6 @@ class _Stats:
             "rate_limited": dict(sorted(self.rate_limited.items())),
             "rate_limited_total": sum(self.rate_limited.values()),
         }
-
-
-class _TooMany(BinanceError):
-    """Over the endpoint's budget; answered with 429 and Retry-After by the pipeline."""
-
-    def __init__(self) -> None:
-        super().__init__(-1003, "Too many requests.", status=429)
 
 
 def _admin_payload(body: bytes) -> dict:

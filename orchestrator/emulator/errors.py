@@ -45,6 +45,12 @@ def unsupported(msg: str) -> BinanceError:
     return BinanceError(-9000, msg)
 
 
+def not_a_sub_account() -> BinanceError:
+    """Binance's answer, on every sub-account endpoint, to an email that is not a sub-account
+    of the calling master."""
+    return BinanceError(-9000, "This two users are not in parent-child relation.")
+
+
 def bad_key_format() -> BinanceError:
     return BinanceError(-2014, "API-key format invalid.", status=401)
 
@@ -69,13 +75,26 @@ def recv_window_too_large() -> BinanceError:
     return BinanceError(-1131, "recvWindow must be less than 60000")
 
 
-def too_many_requests(budget: int) -> BinanceError:
+def too_many_requests(endpoint_path: str, budget: int) -> BinanceError:
+    """429 / -1003. /sapi endpoints answer with their own short wording (the one Binance's
+    /sapi answers carry) and never escalate to 418 IP bans; /api endpoints with the spot API's."""
+    if endpoint_path.startswith("/sapi/"):
+        return BinanceError(-1003, "Too many requests; current request has limited.", status=429)
     return BinanceError(
         -1003,
         f"Too much request weight used; current limit is {budget} request weight per 1 MINUTE. "
         "Please use WebSocket Streams for live updates to avoid polling the API.",
         status=429,
     )
+
+
+class TooManyRequests(BinanceError):
+    """429 / -1003, answered with Retry-After: `retry_after_s`, else the end of the budget's
+    window."""
+
+    def __init__(self, retry_after_s: float | None = None) -> None:
+        super().__init__(-1003, "Too many requests.", status=429)
+        self.retry_after_s = retry_after_s
 
 
 def not_found(path: str) -> BinanceError:

@@ -13,6 +13,7 @@ from orchestrator.emulator.accounts import (
     ED25519,
     FLAGS,
     HMAC,
+    RSA,
     Accounts,
     ApiKey,
     check_ip_chars,
@@ -22,6 +23,12 @@ from orchestrator.emulator.accounts import (
 from orchestrator.emulator.signing import parse_public_key
 from orchestrator.exchange.endpoints import NEEDS_MASTER_TRADING
 
+#: v1 documents `publicKey` as an Ed25519 key; Binance publishes no code for another type,
+#: so the emulator answers -1100 with this message.
+V1_PUBLIC_KEY_TYPES = (
+    "publicKey must be an Ed25519 public key; RSA keys can only be registered through "
+    "POST /sapi/v2/sub-account/subAccountApi."
+)
 #: parameters that would grant withdrawals; none of the sub-account endpoints can (-9000).
 WITHDRAW_PARAMS = ("canWithdraw", "enableWithdrawals", "canWithdrawal")
 ASCII_DIGITS = re.compile(r"[0-9]{1,20}")
@@ -36,14 +43,24 @@ def wire_integer(name: str, raw: str, *, signed: bool = False) -> int:
     return int(raw)
 
 
+#: what the v2 IP-restriction call does with the IPs it is given; Binance does not document
+#: whether it adds them to the whitelist or replaces the whitelist with them.
+IP_ADD, IP_REPLACE = "add", "replace"
+IP_RESTRICTION_MODES = (IP_ADD, IP_REPLACE)
+
+
 @dataclass
 class Call:
-    """What a handler sees of a request that passed authentication."""
+    """What a handler sees of a request that passed authentication (and of the emulator's
+    settings that change an endpoint's behaviour)."""
 
     params: dict[str, str]
     query_params: dict[str, str]
     now_ms: int
     caller: ApiKey
+    ip_restriction_mode: str = IP_ADD
+    #: seconds until the sub-account with this email may create a key again (0: now).
+    creation_wait_s: Callable[[str], float] = lambda email: 0.0
 
     def required(self, name: str) -> str:
         value = self.params.get(name, "")
@@ -103,9 +120,13 @@ def list_subaccounts(accounts: Accounts, call: Call) -> dict:
     return {"subAccounts": [s.listing() for s in chosen]}
 
 
-def create_api_key(accounts: Accounts, call: Call) -> dict:
+def create_api_key(accounts: Accounts, call: Call, key_types: tuple[str, ...] = (ED25519,)) -> dict:
+    """v1: a `publicKey` must be Ed25519 (v2 passes RSA too in `key_types`)."""
     sub = accounts.sub(call.required("email"))
-    key = _new_key(call)
+    wait_s = call.creation_wait_s(sub.email)
+    if wait_s > 0:
+        raise errors.TooManyRequests(wait_s)
+    key = _new_key(call, key_types)
     _refuse_withdrawals(call)
     key.flags = {f: bool(call.flag(f)) for f in FLAGS}
     key.status, key.ip_list, key.third_party_name = _restriction(call)
@@ -126,7 +147,7 @@ def create_api_key_v2(accounts: Accounts, call: Call) -> dict:
     fix_trading, fix_reading = call.flag("canFixApiTrading"), call.flag("canFixApiReading")
     if (fix_trading or fix_reading) and not _is_ed25519(call.optional("publicKey")):
         raise errors.unsupported("Unsupported operation.")
-    answer = create_api_key(accounts, call)
+    answer = create_api_key(accounts, call, key_types=(ED25519, RSA))
     key = accounts.find_key(answer["apiKey"])
     if key is not None:
         key.fix_api_trading, key.fix_api_reading = bool(fix_trading), bool(fix_reading)
@@ -137,19 +158,20 @@ def _is_ed25519(public_key: str | None) -> bool:
     return public_key is not None and parse_public_key(public_key)[0] == ED25519
 
 
-def _new_key(call: Call) -> ApiKey:
-    """A key with its material: Ed25519/RSA from `publicKey` (body only), else HMAC."""
+def _new_key(call: Call, key_types: tuple[str, ...] = (ED25519,)) -> ApiKey:
+    """A key with its material: from `publicKey` (query string or body) when one is sent, of
+    one of `key_types` (v1: Ed25519 only), else HMAC."""
     api_name = call.required("apiName")
     if not API_NAME.match(api_name):
         raise errors.illegal("apiName", "^[A-Za-z0-9 _.-]{1,64}$")
     call.required("status")
-    if "publicKey" in call.query_params:
-        raise errors.bad_request("Parameter 'publicKey' must be sent in the request body.")
     public_key = call.optional("publicKey")
     api_key = random_token(64)
     if public_key is None:
         return ApiKey(api_key, HMAC, api_name, secret=random_token(64))
     key_type, pem = parse_public_key(public_key)
+    if key_type not in key_types:
+        raise errors.bad_request(V1_PUBLIC_KEY_TYPES)
     return ApiKey(api_key, key_type, api_name, public_key=pem)
 
 
@@ -204,7 +226,7 @@ def delete_api_key(accounts: Accounts, call: Call) -> dict:
 
 
 def set_permissions(accounts: Accounts, call: Call) -> dict:
-    """Flags not sent keep their value."""
+    """Flags not sent keep their value; the answer's `timestamp` is the time of this update."""
     key = accounts.key_of(call.required("email"), call.required("subAccountApiKey"))
     _refuse_withdrawals(call)
     sent = {name: call.flag(name) for name in FLAGS}
@@ -213,29 +235,33 @@ def set_permissions(accounts: Accounts, call: Call) -> dict:
         "apiName": key.api_name,
         "apikey": key.api_key,
         **key.flags,
-        "timestamp": key.create_time,
+        "timestamp": call.now_ms,
     }
 
 
 def add_ip_restriction(accounts: Accounts, call: Call) -> dict:
-    """v2: status 1 lifts the restriction (and clears the list); 2 or 3 adds the IPs given."""
+    """v2: status 1 (or absent) lifts the restriction and clears the list; 2 restricts the key
+    to its whitelist, with the IPs given added to it or replacing it (`ip_restriction_mode`).
+    Status 3 (third party) is not accepted here. `ipList` is answered only when the call
+    restricts the key and gives IPs."""
     key = accounts.key_of(call.required("email"), call.required("subAccountApiKey"))
-    call.required("status")
-    status, ips, third_party = _restriction(call)
+    status = call.integer("status", 1, 1, 2)
+    raw_ips = call.optional("ipAddress")
     if status == 1:
         key.ip_list = []
-    else:
-        merged = list(dict.fromkeys(key.ip_list + ips))
-        check_ip_chars(merged)
-        key.ip_list = merged
-        key.third_party_name = third_party
-    key.status, key.update_time = status, call.now_ms
-    return {
-        "status": str(key.status),
-        "ipList": list(key.ip_list),
-        "updateTime": key.update_time,
-        "apiKey": key.api_key,
-    }
+    elif raw_ips is not None:
+        key.ip_list = _whitelist_after(key, parse_ips(raw_ips), call.ip_restriction_mode)
+    key.status, key.third_party_name, key.update_time = status, None, call.now_ms
+    answer: dict = {"status": str(status)}
+    if status == 2 and raw_ips is not None:
+        answer["ipList"] = list(key.ip_list)
+    return {**answer, "updateTime": key.update_time, "apiKey": key.api_key}
+
+
+def _whitelist_after(key: ApiKey, ips: list[str], mode: str) -> list[str]:
+    whitelist = ips if mode == IP_REPLACE else list(dict.fromkeys(key.ip_list + ips))
+    check_ip_chars(whitelist)
+    return whitelist
 
 
 def get_ip_restriction(accounts: Accounts, call: Call) -> dict:
@@ -291,7 +317,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "list_api_keys": ("email",),
     "delete_api_key": ("email", "subAccountApiKey"),
     "set_permissions": ("email", "subAccountApiKey"),
-    "add_ip_restriction": ("email", "subAccountApiKey", "status"),
+    "add_ip_restriction": ("email", "subAccountApiKey"),
     "get_ip_restriction": ("email", "subAccountApiKey"),
     "delete_ips": ("email", "subAccountApiKey", "ipAddress"),
 }

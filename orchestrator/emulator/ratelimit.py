@@ -41,3 +41,31 @@ def format_retry_after(seconds: float, time_scale: float) -> str:
     if time_scale == 1:
         return str(max(1, math.ceil(seconds)))
     return f"{max(seconds, 0.01):.2f}"
+
+
+class CreationPace:
+    """At most one key creation per account every `interval_s` (0: no limit).
+
+    Binance's guidance allows "about one" new API key per sub-account per second and documents
+    no error for going faster. The emulator answers a faster create the way /sapi answers any
+    rate limit, 429 / -1003 with Retry-After (the time left until a create is allowed again).
+    The check runs once the call passed authentication, its weight and the master's
+    permission, and the sub-account is known (so the weight is spent); only creates that
+    succeed start the interval.
+    """
+
+    def __init__(self, interval_s: float) -> None:
+        if interval_s < 0:
+            raise ValueError("the key creation interval cannot be negative")
+        self.interval_s = interval_s
+        self._last: dict[str, float] = {}
+
+    def wait_s(self, account: str, now: float) -> float:
+        """Seconds until `account` may create a key again (0 when it may now)."""
+        last = self._last.get(account)
+        if last is None or self.interval_s == 0:
+            return 0.0
+        return max(last + self.interval_s - now, 0.0)
+
+    def record(self, account: str, now: float) -> None:
+        self._last[account] = now

@@ -24,6 +24,7 @@ def serve(
     seed: int | None = None,
     trusted_ip_header: str | None = None,
     master_trading: bool = True,
+    ip_restriction_mode: str = "add",
     out: TextIO = sys.stdout,
 ) -> None:
     from_env = master_from_env() is not None
@@ -36,6 +37,7 @@ def serve(
         seed=seed,
         admin_token=admin_token,
         trusted_ip_header=trusted_ip_header,
+        ip_restriction_mode=ip_restriction_mode,
     )
     if not master_trading:
         without_trading(emulator.master)

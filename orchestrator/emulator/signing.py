@@ -4,9 +4,10 @@ Binance signs `totalParams`: the query string concatenated (no separator) with t
 body, both without the `signature` parameter. HMAC signatures are hex; Ed25519 and RSA
 (PKCS#1 v1.5, SHA-256) signatures are base64, URL-encoded on the wire.
 
-Some widely used clients (python-binance) sign the parameters *before* URL-encoding them and
-then send them encoded (`@` as `%40`, spaces as `+`). Binance accepts those requests, so the
-emulator also accepts a signature over the percent-decoded payload.
+The signature must cover the exact bytes received. A signature computed over the parameters
+*before* percent-encoding (as python-binance does for form bodies) is refused with -1022
+whenever encoding changed them (an '@', a space, a non-ASCII letter), as Binance has done
+since 2026-01-15.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import binascii
 import hashlib
 import hmac
 from functools import lru_cache
-from urllib.parse import unquote, unquote_plus
+from urllib.parse import unquote
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -39,39 +40,30 @@ def split_signature(raw: bytes) -> tuple[bytes, bytes | None]:
     return b"&".join(kept), signature
 
 
-def payload_and_signature(query: bytes, body: bytes) -> tuple[list[bytes], str | None]:
-    """The payloads a valid signature may cover (exact bytes first) and the signature."""
+def payload_and_signature(query: bytes, body: bytes) -> tuple[bytes, str | None]:
+    """The payload a valid signature covers (query then body, as received, without the
+    `signature` pairs) and the signature."""
     query_rest, query_sig = split_signature(query)
     body_rest, body_sig = split_signature(body)
-    exact = query_rest + body_rest
     signature = query_sig if query_sig is not None else body_sig
-    text = exact.decode("utf-8", errors="surrogateescape")
-    variants = [exact]
-    for decoded in (unquote(text), unquote_plus(text)):
-        candidate = decoded.encode("utf-8", errors="surrogateescape")
-        if candidate not in variants:
-            variants.append(candidate)
     sig_text = None if signature is None else signature.decode("latin-1")
-    return variants, sig_text
+    return query_rest + body_rest, sig_text
 
 
-def verify(key: ApiKey, payloads: list[bytes], signature: str) -> bool:
+def verify(key: ApiKey, payload: bytes, signature: str) -> bool:
     if key.key_type == HMAC:
-        return _verify_hmac(key.secret or "", payloads, signature)
+        return _verify_hmac(key.secret or "", payload, signature)
     raw_sig = _decode_base64_signature(signature)
     if raw_sig is None:
         return False
     public_key = load_public_key(key.public_key or "")
-    return any(_verify_asymmetric(public_key, raw_sig, p) for p in payloads)
+    return _verify_asymmetric(public_key, raw_sig, payload)
 
 
-def _verify_hmac(secret: str, payloads: list[bytes], signature: str) -> bool:
+def _verify_hmac(secret: str, payload: bytes, signature: str) -> bool:
     given = unquote(signature).strip().lower()
-    for payload in payloads:
-        expected = hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
-        if hmac.compare_digest(expected, given):
-            return True
-    return False
+    expected = hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, given)
 
 
 def _decode_base64_signature(signature: str) -> bytes | None:

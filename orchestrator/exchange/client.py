@@ -18,6 +18,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -55,7 +56,7 @@ from orchestrator.exchange.models import (
     SubAccount,
     flags_from_permissions,
 )
-from orchestrator.exchange.pacing import WeightPacer
+from orchestrator.exchange.pacing import CreationGate, WeightPacer
 
 log = structlog.get_logger("orchestrator.exchange")
 
@@ -132,7 +133,9 @@ class BinanceClient:
     emulator, or respx. `clock`/`sleep` are injectable for tests; `rate_window_s` is the
     rate-limit window (60 s on Binance, shorter on an emulator with --time-scale).
     `source_ip_header` is added to every request (the in-process emulator reads the caller's
-    IP from it).
+    IP from it). `key_creation_interval_s` is the least time between two key creates in one
+    sub-account (Binance: about 1 s; by default the rate window's sixtieth, so it scales with
+    an emulator's --time-scale).
     """
 
     def __init__(
@@ -149,6 +152,7 @@ class BinanceClient:
         sleep: Callable[[float], Any] = asyncio.sleep,
         source_ip_header: Mapping[str, str] | None = None,
         rate_limit_retries: int = 5,
+        key_creation_interval_s: float | None = None,
     ) -> None:
         if not 0 < recv_window_ms <= 60_000:
             raise ValueError("recv_window_ms must be in 1..60000 (Binance's maximum)")
@@ -167,6 +171,9 @@ class BinanceClient:
         self._backoff = wait_random_exponential(multiplier=0.2, max=8.0)
         self._pacer = WeightPacer(window_s=rate_window_s, clock=self._server_clock_s, sleep=sleep)
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        if key_creation_interval_s is None:
+            key_creation_interval_s = rate_window_s / 60
+        self._creates = CreationGate(key_creation_interval_s, clock=clock, sleep=sleep)
         self._http = httpx.AsyncClient(
             base_url=base_url,
             transport=transport,
@@ -445,6 +452,21 @@ class BinanceClient:
     async def _send_with_resync(
         self, endpoint: Endpoint, params: Mapping[str, Any], signer: Signer, attempt: int
     ) -> Any:
+        """A key create first waits for its sub-account's turn (`CreationGate`)."""
+        async with self._turn(endpoint, params):
+            return await self._send_resyncing(endpoint, params, signer, attempt)
+
+    def _turn(
+        self, endpoint: Endpoint, params: Mapping[str, Any]
+    ) -> AbstractAsyncContextManager[None]:
+        """The sub-account's turn for a key create; no wait for any other call."""
+        if endpoint.creates_key:
+            return self._creates.turn(str(params.get("email", "")))
+        return nullcontext()
+
+    async def _send_resyncing(
+        self, endpoint: Endpoint, params: Mapping[str, Any], signer: Signer, attempt: int
+    ) -> Any:
         """-1021 means Binance refused the request before acting on it, so resyncing, re-signing
         and resending is safe even for a write; a clock that stays off after TIMESTAMP_RESENDS
         resyncs fails this call only (with a hint to fix the clock)."""
@@ -510,9 +532,9 @@ class BinanceClient:
     def _build_request(
         self, endpoint: Endpoint, params: Mapping[str, Any], signer: Signer, recv_window_ms: int
     ) -> httpx.Request:
-        """The request, with `signature` last over exactly the urlencoded string sent: the
+        """The request, with `signature` last over exactly the encoded string sent: the
         query string for GET/DELETE, the form body for POST."""
-        encoded = urlencode([(k, _wire(v)) for k, v in params.items() if v is not None])
+        encoded = percent_encode([(k, _wire(v)) for k, v in params.items() if v is not None])
         headers: dict[str, str] = {}
         if endpoint.signed:
             encoded = self._sign(encoded, signer, recv_window_ms)
@@ -526,7 +548,7 @@ class BinanceClient:
         return self._http.build_request(endpoint.method, url, headers=headers)
 
     def _sign(self, encoded: str, signer: Signer, recv_window_ms: int) -> str:
-        tail = urlencode({"recvWindow": recv_window_ms, "timestamp": self._timestamp_ms()})
+        tail = percent_encode({"recvWindow": recv_window_ms, "timestamp": self._timestamp_ms()})
         payload = f"{encoded}&{tail}" if encoded else tail
         signature = quote(signer.sign(payload.encode()), safe="")
         return f"{payload}&signature={signature}"
@@ -685,6 +707,12 @@ def _clean(msg: str, signer: Signer) -> str:
     """Binance's message, bounded, with no signature, private key or full API key in it."""
     text = scrub_text(msg[:300])
     return text.replace(signer.api_key, mask_key(signer.api_key)) if signer.api_key else text
+
+
+def percent_encode(params: Mapping[str, Any] | Sequence[tuple[str, Any]]) -> str:
+    """`name=value` pairs joined by '&', encoded as Binance's own example does: UTF-8, every
+    byte outside [-_.~A-Za-z0-9] as %XX (a space is %20, never '+')."""
+    return urlencode(params, quote_via=quote)
 
 
 def _wire(value: Any) -> str:

@@ -32,6 +32,8 @@ class Endpoint:
     limit: LimitKind
     mutating: bool
     signed: bool = True
+    #: makes an API key: Binance allows about one per sub-account per second.
+    creates_key: bool = False
 
     @property
     def budget(self) -> int:
@@ -53,10 +55,22 @@ CREATE_VIRTUAL_SUBACCOUNT = Endpoint(
 )
 LIST_SUBACCOUNTS = Endpoint("list_subaccounts", "GET", "/sapi/v1/sub-account/list", 1, "IP", False)
 CREATE_API_KEY = Endpoint(
-    "create_api_key", "POST", "/sapi/v1/sub-account/subAccountApi", 3000, "UID", True
+    "create_api_key",
+    "POST",
+    "/sapi/v1/sub-account/subAccountApi",
+    3000,
+    "UID",
+    True,
+    creates_key=True,
 )
 CREATE_API_KEY_V2 = Endpoint(
-    "create_api_key_v2", "POST", "/sapi/v2/sub-account/subAccountApi", 3000, "UID", True
+    "create_api_key_v2",
+    "POST",
+    "/sapi/v2/sub-account/subAccountApi",
+    3000,
+    "UID",
+    True,
+    creates_key=True,
 )
 LIST_API_KEYS = Endpoint(
     "list_api_keys", "GET", "/sapi/v1/sub-account/subAccountApi", 3000, "UID", False

@@ -1,4 +1,5 @@
-"""Per-budget weight pacing, so a burst of calls uses the whole budget and gets no 429.
+"""Per-budget weight pacing, so a burst of calls uses the whole budget and gets no 429; and
+the per-sub-account pace of key creates (`CreationGate`).
 
 Binance counts weight in fixed one-minute windows, one budget per /sapi endpoint
 (`Endpoint.budget_key`). A call reserves its weight in the current window before it is sent
@@ -24,7 +25,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 Clock = Callable[[], float]
@@ -153,3 +155,36 @@ class WeightPacer:
             state.window = window
             state.carry = 0
         return state
+
+
+class CreationGate:
+    """Key creates in one sub-account one at a time, at least `interval_s` apart.
+
+    Binance allows about one new key per sub-account per second. A create may start only
+    `interval_s` (plus a 2% guard) after the previous create in the same sub-account got its
+    answer: Binance handled that one before answering, so the two are at least the interval
+    apart on Binance's clock too, whatever the network's delays. Creates in different
+    sub-accounts do not wait for each other.
+    """
+
+    def __init__(
+        self, interval_s: float, *, clock: Clock = time.time, sleep: Sleep = asyncio.sleep
+    ) -> None:
+        if interval_s < 0:
+            raise ValueError("interval_s cannot be negative")
+        self.interval_s = interval_s
+        self._clock = clock
+        self._sleep = sleep
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._free_at: dict[str, float] = {}
+
+    @asynccontextmanager
+    async def turn(self, account: str) -> AsyncIterator[None]:
+        """Wait for `account`'s turn to create a key; the create runs inside the block."""
+        async with self._locks.setdefault(account, asyncio.Lock()):
+            while (wait_s := self._free_at.get(account, 0.0) - self._clock()) > 0:
+                await self._sleep(wait_s)
+            try:
+                yield
+            finally:
+                self._free_at[account] = self._clock() + self.interval_s * 1.02

@@ -125,8 +125,9 @@ async def test_ip_restriction_add_get_delete_and_remove(master, sub_email):
 
     added = await master.add_ip_restriction(sub_email, key, ["203.0.113.10", "203.0.113.11"])
     assert added.restricted and set(added.ips) == {"203.0.113.10", "203.0.113.11"}
-    more = await master.add_ip_restriction(sub_email, key, ["203.0.113.12"])
-    assert set(more.ips) == {"203.0.113.10", "203.0.113.11", "203.0.113.12"}
+    everything = ["203.0.113.10", "203.0.113.11", "203.0.113.12"]
+    more = await master.add_ip_restriction(sub_email, key, everything)  # right in either mode
+    assert set(more.ips) == set(everything)
     got = await master.get_ip_restriction(sub_email, key)
     assert got.restricted and set(got.ips) == set(more.ips) and got.update_time > 0
 
@@ -138,6 +139,16 @@ async def test_ip_restriction_add_get_delete_and_remove(master, sub_email):
     assert not lifted.restricted and lifted.ips == ()
     got = await master.get_ip_restriction(sub_email, key)
     assert not got.restricted and got.ips == ()
+
+
+async def test_a_partial_add_reads_back_what_the_whitelist_became(world, master, sub_email):
+    """Sending only a new address adds it or replaces the list, depending on the emulator's
+    mode; the answer the client reads always matches the whitelist Binance keeps."""
+    key = (await master.create_api_key(sub_email, "orc-Part-g1", QUANT, ["203.0.113.10"])).api_key
+    answer = await master.add_ip_restriction(sub_email, key, ["203.0.113.12"])
+    expected = {"add": {"203.0.113.10", "203.0.113.12"}, "replace": {"203.0.113.12"}}
+    assert set(answer.ips) == expected[world.ip_restriction_mode]
+    assert set((await master.get_ip_restriction(sub_email, key)).ips) == set(answer.ips)
 
 
 @pytest.mark.parametrize("key_type", ["ed25519", "hmac"])

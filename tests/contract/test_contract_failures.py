@@ -22,6 +22,7 @@ from orchestrator.exchange.errors import (
     InvalidSignature,
     TimestampOutOfWindow,
     Unauthorized,
+    Unsupported,
 )
 from orchestrator.exchange.models import Permission
 from orchestrator.exchange.signing import HmacSigner
@@ -129,6 +130,29 @@ async def test_paced_client_makes_130_key_listings_without_a_single_429(world):
     assert elapsed >= 1.0  # at least two window boundaries were waited for
 
 
+async def test_paced_creates_never_trip_the_per_sub_account_creation_pace(world):
+    """Five keys in each of two sub-accounts at once: creates in one sub-account go out one
+    at a time, an interval apart; the two sub-accounts proceed side by side."""
+    emulator = world.start(time_scale=10, key_creation_interval_s=None)  # 1 create per 0.1 s
+    client = world.client(rate_window_s=6.0, sleep=asyncio.sleep, key_creation_interval_s=None)
+    emails = [await client.create_virtual_subaccount(name) for name in ("left", "right")]
+    await asyncio.gather(
+        *(
+            client.create_api_key(email, f"orc-Pace{i}-g1", frozenset(), [])
+            for i in range(5)
+            for email in emails
+        )
+    )
+    assert client.rate_limited_counts() == {}
+    assert emulator.stats.rate_limited == {}
+    times = [sorted(k.create_time for k in emulator.accounts.subs[e].keys.values()) for e in emails]
+    for created in times:
+        assert len(created) == 5
+        assert all(b - a >= 100 for a, b in zip(created, created[1:], strict=False))
+    left, right = times
+    assert left[0] < right[-1] and right[0] < left[-1]  # the two ran side by side
+
+
 def _signed_get(base: httpx.Client, secret: str, api_key: str, path: str, params: dict):
     query = urlencode({**params, "timestamp": int(FROZEN * 1000)})
     signature = hmac.new(secret.encode(), query.encode(), hashlib.sha256).hexdigest()
@@ -216,3 +240,11 @@ async def test_write_failing_before_is_ambiguous_and_did_not_happen(world, maste
     with pytest.raises(AmbiguousOutcome):
         await master.create_api_key(sub_email, "orc-Nope-g1", frozenset(), [])
     assert await master.list_all_api_keys(sub_email) == []
+
+
+async def test_an_email_that_is_not_a_sub_account_is_unsupported(master):
+    with pytest.raises(Unsupported) as caught:
+        await master.create_api_key("nobody@example.com", "orc-Nobody-g1", frozenset(), [])
+    assert caught.value.code == -9000
+    assert "not in parent-child relation" in str(caught.value)
+    assert "belongs to a sub-account of this master" in str(caught.value)

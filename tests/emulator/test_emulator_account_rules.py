@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 from emulator_kit import (
+    IP_LIST,
+    IP_V1,
     IP_V2,
     LIST_SUBS,
     PERMISSION,
@@ -20,9 +22,10 @@ def code(response) -> int:
     return response.json()["code"]
 
 
-def test_at_most_30_keys_per_sub_account(master, sub_email):
+def test_at_most_30_keys_per_sub_account(master, sub_email, clock):
     for i in range(30):
         create_hmac_key(master, sub_email, f"k{i}")
+        clock.advance(1)  # about one new key per sub-account per second
     refused = master.call(
         "POST", SUBACCOUNT_API, {"email": sub_email, "apiName": "k30", "status": 1}
     )
@@ -79,13 +82,14 @@ def test_secret_is_returned_only_once(master, sub_email):
         assert answer.status_code == 200 and secret not in answer.text
 
 
-def test_public_key_in_query_is_refused(master, sub_email):
+def test_v1_create_takes_the_public_key_from_the_query_too(master, sub_email):
+    """Binance's official SDKs send every v1 parameter in the query string, publicKey too."""
     _, pem = new_ed25519()
-    refused = master.call(
+    created = master.ok(
         "POST", SUBACCOUNT_API, {"email": sub_email, "apiName": "ed", "status": 1, "publicKey": pem}
     )
-    assert refused.status_code == 400 and code(refused) == -1100
-    assert master.ok("GET", SUBACCOUNT_API, {"email": sub_email})["total"] == 0
+    assert "secretKey" not in created
+    assert master.ok("GET", SUBACCOUNT_API, {"email": sub_email})["total"] == 1
 
 
 def test_invalid_public_key_is_refused(master, sub_email):
@@ -126,8 +130,29 @@ def test_duplicate_and_invalid_sub_account_strings(master):
     assert code(master.call("POST", VIRTUAL, {"subAccountString": "x" * 21})) == -1100
 
 
-def test_unknown_sub_account_and_key(master, sub_email):
-    assert code(master.call("GET", SUBACCOUNT_API, {"email": "nobody@example.com"})) == -1100
+STRANGER = "nobody@example.com"
+NOT_A_CHILD = "This two users are not in parent-child relation."
+
+
+@pytest.mark.parametrize(
+    "method, path, params",
+    [
+        ("POST", SUBACCOUNT_API, {"apiName": "x", "status": 1}),
+        ("GET", SUBACCOUNT_API, {}),
+        ("DELETE", SUBACCOUNT_API, {"subAccountApiKey": "Z" * 64}),
+        ("POST", PERMISSION, {"subAccountApiKey": "Z" * 64, "canTrade": "true"}),
+        ("POST", IP_V2, {"subAccountApiKey": "Z" * 64, "status": 2, "ipAddress": "203.0.113.1"}),
+        ("GET", IP_V1, {"subAccountApiKey": "Z" * 64}),
+        ("DELETE", IP_LIST, {"subAccountApiKey": "Z" * 64, "ipAddress": "203.0.113.1"}),
+    ],
+)
+def test_an_email_that_is_not_a_sub_account_is_9000(master, sub_email, method, path, params):
+    refused = master.call(method, path, {"email": STRANGER, **params})
+    assert refused.status_code == 400
+    assert refused.json() == {"code": -9000, "msg": NOT_A_CHILD}
+
+
+def test_unknown_key_of_a_sub_account(master, sub_email):
     refused = master.call(
         "DELETE", SUBACCOUNT_API, {"email": sub_email, "subAccountApiKey": "Z" * 64}
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import threading
+from urllib.parse import quote, urlencode
 
 import pytest
 from emulator_kit import (
@@ -32,9 +33,46 @@ def test_binance_documented_hmac_vector_verifies():
         b"&recvWindow=5000&timestamp=1499827319559"
     )
     expected = "c8db56825ae71d6d79447849e617115f4a920fa2acdcab2b053c4b2838bd6b71"
-    variants, signature = payload_and_signature(payload + b"&signature=" + expected.encode(), b"")
-    assert variants[0] == payload and signature == expected
-    assert hmac.new(secret.encode(), variants[0], hashlib.sha256).hexdigest() == expected
+    signed, signature = payload_and_signature(payload + b"&signature=" + expected.encode(), b"")
+    assert signed == payload and signature == expected
+    assert hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest() == expected
+
+
+def _send_raw(master, method: str, path: str, query: str, body: str, signed: str):
+    """Send `query` and `body` as given, with a signature over `signed` appended to the body
+    (or to the query when there is no body)."""
+    signature = "signature=" + master.signer.sign(signed.encode())
+    if body:
+        body += "&" + signature
+    else:
+        query += "&" + signature
+    headers = {"X-MBX-APIKEY": master.signer.api_key}
+    if body:
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    return master.http.request(method, f"{path}?{query}", content=body.encode(), headers=headers)
+
+
+@pytest.mark.parametrize("email", ["bot@example.com", "a bot@example.com", "dé@example.com"])
+def test_signature_over_the_payload_before_encoding_is_1022(master, email):
+    """Binance verifies the exact bytes received; signing before percent-encoding fails as
+    soon as encoding changes a parameter (an '@', a space, a non-ASCII letter)."""
+    plain = f"email={email}&timestamp={master.now_ms()}"
+    encoded = urlencode({"email": email, "timestamp": plain.rsplit("=", 1)[1]}, quote_via=quote)
+    refused = _send_raw(master, "GET", LIST_SUBS, encoded, "", signed=plain)
+    assert refusal(refused) == (400, -1022)
+    accepted = _send_raw(master, "GET", LIST_SUBS, encoded, "", signed=encoded)
+    assert accepted.status_code == 200, accepted.text
+
+
+def test_signature_covers_query_then_body_as_received(master):
+    email = "a bot@example.com"
+    query = f"timestamp={master.now_ms()}"
+    body = urlencode({"email": email, "apiName": "x", "status": 1}, quote_via=quote)
+    plain_body = f"email={email}&apiName=x&status=1"
+    refused = _send_raw(master, "POST", SUBACCOUNT_API, query, body, signed=query + plain_body)
+    assert refusal(refused) == (400, -1022)
+    passed = _send_raw(master, "POST", SUBACCOUNT_API, query, body, signed=query + body)
+    assert refusal(passed)[1] != -1022
 
 
 def test_unsigned_request_to_signed_endpoint(master):

@@ -132,8 +132,9 @@ def test_delete_key_is_immediate(master, sub_email):
     assert sub_client.call("GET", RESTRICTIONS).json()["code"] == -2015
 
 
-def test_modify_permissions(master, sub_email):
+def test_modify_permissions(master, sub_email, clock):
     key = create_hmac_key(master, sub_email, canTrade="true")["apiKey"]
+    clock.advance(7)
     answer = master.ok(
         "POST",
         PERMISSION,
@@ -148,6 +149,7 @@ def test_modify_permissions(master, sub_email):
         },
     )
     assert set(answer) == {"apiName", "apikey", *FLAGS, "timestamp"}
+    assert answer["timestamp"] == int(clock() * 1000)  # the time of this update
     assert answer["canTrade"] is False and answer["canFuturesTrade"] is True
     assert answer["canVanillaOptions"] is True
     row = master.ok("GET", SUBACCOUNT_API, {"email": sub_email})["rows"][0]
@@ -180,7 +182,7 @@ def test_ip_restriction_add_get_delete(master, sub_email, clock):
     assert after["ipRestrict"] == "true" and after["ipList"] == ["203.0.113.2"]
     assert set(after) == {"ipRestrict", "ipList", "updateTime", "apiKey"}
     lifted = master.ok("POST", IP_V2, {**ident, "status": 1})
-    assert lifted["status"] == "1" and lifted["ipList"] == []
+    assert lifted["status"] == "1" and "ipList" not in lifted
     assert master.ok("GET", IP_V1, ident)["ipRestrict"] == "false"
 
 
@@ -207,22 +209,34 @@ def test_api_restrictions_for_master_and_sub_keys(master, sub_email):
     assert seen["enableSpotAndMarginTrading"] is False and seen["enableWithdrawals"] is False
 
 
-def test_ed25519_and_rsa_keys_sign_their_own_calls(master, sub_email):
-    for make in (new_ed25519, new_rsa):
-        private, pem = make()
-        created = master.ok(
-            "POST",
-            SUBACCOUNT_API,
-            body={
-                "email": sub_email,
-                "apiName": make.__name__,
-                "status": 1,
-                "publicKey": pem,
-                "canTrade": "true",
-            },
-        )
-        own = master.with_signer(AsymmetricSigner(created["apiKey"], private))
-        assert own.ok("GET", RESTRICTIONS)["enableSpotAndMarginTrading"] is True
+def test_an_ed25519_key_signs_its_own_calls(master, sub_email):
+    private, pem = new_ed25519()
+    created = master.ok(
+        "POST",
+        SUBACCOUNT_API,
+        body={
+            "email": sub_email,
+            "apiName": "ed",
+            "status": 1,
+            "publicKey": pem,
+            "canTrade": "true",
+        },
+    )
+    own = master.with_signer(AsymmetricSigner(created["apiKey"], private))
+    assert own.ok("GET", RESTRICTIONS)["enableSpotAndMarginTrading"] is True
+
+
+def test_v1_create_refuses_an_rsa_public_key(master, sub_email):
+    """v1 documents `publicKey` as an Ed25519 key; RSA keys are a v2-only feature."""
+    _, pem = new_rsa()
+    refused = master.call(
+        "POST",
+        SUBACCOUNT_API,
+        body={"email": sub_email, "apiName": "rsa", "status": 1, "publicKey": pem},
+    )
+    assert refused.status_code == 400 and refused.json()["code"] == -1100
+    assert "Ed25519" in refused.json()["msg"]
+    assert master.ok("GET", SUBACCOUNT_API, {"email": sub_email})["total"] == 0
 
 
 def test_bare_base64_der_public_key_is_accepted(master, sub_email):

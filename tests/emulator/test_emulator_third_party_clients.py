@@ -1,7 +1,12 @@
-"""Widely used Binance clients (python-binance, binance-connector) against the HTTP server.
+"""Widely used Binance clients against the HTTP server: python-binance, binance-connector and
+Binance's official SDK (`binance-sdk-sub-account`).
 
-python-binance sends GET parameters raw in the query and POST/DELETE parameters form-encoded
-in the body, signed before encoding; binance-connector sends everything in the query string.
+python-binance signs the parameters before encoding them. It sends GET parameters raw in the
+query (so the bytes match), but POST/DELETE parameters form-encoded in the body: Binance (and
+the emulator) refuse those with -1022 as soon as encoding changes them, e.g. the '@' of every
+email. With `force_params` python-binance sends them raw in the query instead, which works as
+long as the values need no encoding. binance-connector and the official SDK send everything
+in the query string, encoded, and sign what they send.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import warnings
 
 import pytest
 from emulator_kit import new_ed25519, new_rsa, private_pem
+from test_emulator_serve_command import Served
 
 from orchestrator.emulator.core import Emulator
 from orchestrator.emulator.server import start_in_thread
@@ -20,6 +26,8 @@ with warnings.catch_warnings():  # python-binance imports the deprecated websock
     from binance.error import ClientError
     from binance.exceptions import BinanceAPIException
     from binance.spot import Spot
+    from binance_common.configuration import ConfigurationRestAPI
+    from binance_sdk_sub_account.sub_account import SubAccount
 
 
 @pytest.fixture
@@ -41,7 +49,14 @@ def python_binance(
 
 
 def sapi(client: Client, method: str, path: str, version: int = 1, **data):
-    return client._request_margin_api(method, path, True, version=version, data=data)
+    """A signed /sapi call with the parameters raw in the query (`force_params`)."""
+    return client._request_margin_api(
+        method, path, True, version=version, data=data, force_params=True
+    )
+
+
+def connector(base_url: str, api_key: str, secret: str) -> Spot:
+    return Spot(api_key=api_key, api_secret=secret, base_url=base_url)
 
 
 def test_python_binance_full_key_lifecycle(served):
@@ -57,21 +72,19 @@ def test_python_binance_full_key_lifecycle(served):
         "post",
         "sub-account/subAccountApi",
         email=email,
-        apiName="py bot",
+        apiName="py-bot",
         status=2,
         ipAddress="127.0.0.1",
         canTrade="true",
     )
     assert len(hmac_key["secretKey"]) == 64
+    emulator.advance(1)  # about one new key per sub-account per second
     private, pem = new_ed25519()
-    ed_key = sapi(
-        client,
-        "post",
-        "sub-account/subAccountApi",
-        email=email,
-        apiName="ed",
-        status=1,
-        publicKey=pem,
+    registrar = connector(base_url, emulator.master.api_key, emulator.master.secret)
+    ed_key = registrar.sign_request(
+        "POST",
+        "/sapi/v1/sub-account/subAccountApi",
+        {"email": email, "apiName": "ed", "status": 1, "publicKey": pem},
     )
     assert "secretKey" not in ed_key
     listed = sapi(client, "get", "sub-account/subAccountApi", email=email)
@@ -87,12 +100,22 @@ def test_python_binance_full_key_lifecycle(served):
         canFuturesTrade="true",
     )
     assert changed["canFuturesTrade"] is True and changed["canTrade"] is False
-    added = client.margin_v2_post_sub_account_sub_account_api_ip_restriction(
-        **ident, status=2, ipAddress="203.0.113.5,203.0.113.6"
+    added = sapi(
+        client,
+        "post",
+        "sub-account/subAccountApi/ipRestriction",
+        version=2,
+        **ident,
+        status=2,
+        ipAddress="203.0.113.5,203.0.113.6",
     )
     assert added["ipList"] == ["127.0.0.1", "203.0.113.5", "203.0.113.6"]
-    left = client.margin_v1_delete_sub_account_sub_account_api_ip_restriction_ip_list(
-        **ident, ipAddress="203.0.113.5"
+    left = sapi(
+        client,
+        "delete",
+        "sub-account/subAccountApi/ipRestriction/ipList",
+        **ident,
+        ipAddress="203.0.113.5",
     )
     assert left["ipList"] == ["127.0.0.1", "203.0.113.6"] and left["ipRestrict"] == "true"
 
@@ -127,6 +150,18 @@ def test_python_binance_gets_binance_error_codes(served):
     with pytest.raises(BinanceAPIException) as refused:
         sapi(good, "post", "sub-account/subAccountApi", email="x@y.com", status=1)
     assert refused.value.code == -1102
+
+
+def test_python_binance_form_body_signed_before_encoding_is_1022(served):
+    """python-binance's own POST helpers sign `email=a@b` and send `email=a%40b`."""
+    emulator, base_url = served
+    client = python_binance(base_url, emulator.master.api_key, emulator.master.secret)
+    email = client.margin_v1_post_sub_account_virtual_sub_account(subAccountString="enc")["email"]
+    with pytest.raises(BinanceAPIException) as refused:
+        client.margin_v2_post_sub_account_sub_account_api_ip_restriction(
+            email=email, subAccountApiKey="A" * 64, status=1
+        )
+    assert refused.value.code == -1022
 
 
 def test_python_binance_meets_429_on_the_61st_call(served):
@@ -173,28 +208,35 @@ def test_binance_connector_full_key_lifecycle(served):
     assert spot.sign_request("DELETE", "/sapi/v1/sub-account/subAccountApi", ident) == {}
 
 
-@pytest.mark.parametrize("make_key", [new_ed25519, new_rsa])
-def test_binance_connector_uses_a_self_generated_key(served, make_key):
-    """The public key is registered in the body (python-binance); the connector then signs
+def test_binance_connector_uses_a_self_generated_key(served):
+    """The connector registers the public key (in the query string), then signs
     apiRestrictions with the private key."""
     emulator, base_url = served
-    registrar = python_binance(base_url, emulator.master.api_key, emulator.master.secret)
-    email = registrar.margin_v1_post_sub_account_virtual_sub_account(subAccountString="selfgen")[
-        "email"
-    ]
-    private, pem = make_key()
-    created = sapi(
-        registrar,
-        "post",
-        "sub-account/subAccountApi",
-        email=email,
-        apiName="self",
-        status=1,
-        publicKey=pem,
-        canFuturesTrade="true",
+    registrar = connector(base_url, emulator.master.api_key, emulator.master.secret)
+    email = registrar.sub_account_create("selfgen")["email"]
+    emulator.advance(1)  # about one new key per sub-account per second
+    private, pem = new_ed25519()
+    created = registrar.sign_request(
+        "POST",
+        "/sapi/v1/sub-account/subAccountApi",
+        {
+            "email": email,
+            "apiName": "self",
+            "status": 1,
+            "publicKey": pem,
+            "canFuturesTrade": "true",
+        },
     )
     own = Spot(api_key=created["apiKey"], private_key=private_pem(private), base_url=base_url)
     assert own.api_key_permissions()["enableFutures"] is True
+    emulator.advance(1)
+    with pytest.raises(ClientError) as refused:
+        registrar.sign_request(
+            "POST",
+            "/sapi/v1/sub-account/subAccountApi",
+            {"email": email, "apiName": "rsa", "status": 1, "publicKey": new_rsa()[1]},
+        )
+    assert refused.value.error_code == -1100
 
 
 def test_binance_connector_gets_binance_error_codes(served):
@@ -217,3 +259,25 @@ def test_binance_connector_gets_binance_error_codes(served):
     with pytest.raises(ClientError) as refused:
         spot.sub_account_list()
     assert refused.value.error_code == -1021
+
+
+def test_official_sdk_creates_an_ed25519_key_against_emulator_serve(tmp_path):
+    """The official SDK sends every v1 parameter in the query string, publicKey included."""
+    served = Served(tmp_path / "sandbox-server.json")
+    try:
+        config = ConfigurationRestAPI(
+            api_key=served.api_key, api_secret=served.secret, base_path=served.base_url
+        )
+        sdk = SubAccount(config).rest_api
+        email = sdk.create_a_virtual_sub_account(sub_account_string="sdk").data().email
+        private, pem = new_ed25519()
+        created = sdk.create_sub_account_api_key(
+            email=email, api_name="sdk bot", status=1, can_trade=True, public_key=pem
+        ).data()
+        assert created.api_key and not getattr(created, "secret_key", None)
+        own = Spot(
+            api_key=created.api_key, private_key=private_pem(private), base_url=served.base_url
+        )
+        assert own.api_key_permissions()["enableSpotAndMarginTrading"] is True
+    finally:
+        assert served.stop() == 0

@@ -210,7 +210,7 @@ async def test_429_waits_for_retry_after_then_retries(mock, make_client, vtime):
             httpx.Response(200, json=CREATED),
         ]
     )
-    client = make_client()
+    client = make_client(key_creation_interval_s=0)  # no per-sub-account pace in the way
     assert (await _create(client)).api_key == SUB_KEY
     assert route.call_count == 2
     assert vtime.sleeps == [pytest.approx(0.4)]

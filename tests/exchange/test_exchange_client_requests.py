@@ -373,3 +373,42 @@ async def test_context_manager_closes(mock, helpers, master):
     async with BinanceClient(helpers.BASE, master) as client:
         assert await client.server_time() == 1
     assert client._http.is_closed
+
+
+async def test_parameters_are_percent_encoded_before_signing(mock, make_client, helpers):
+    """A space is %20 (never '+'), everything but [-_.~A-Za-z0-9] is encoded (UTF-8), and
+    the signature covers exactly the bytes sent."""
+    route = mock.post("/sapi/v1/sub-account/subAccountApi").respond(
+        json={"apiName": "a b~c", "apiKey": SUB_KEY, "secretKey": "s", "status": 1}
+    )
+    await make_client().create_api_key("dé v+1@example.com", "a b~c", frozenset(), [])
+    body = route.calls.last.request.content.decode("ascii")
+    assert body.startswith("email=d%C3%A9%20v%2B1%40example.com&apiName=a%20b~c&status=1&")
+    assert "+" not in body
+    assert helpers.hmac_ok(helpers.CANARY_SECRET, body)
+    assert helpers.params_of(body)["email"] == "dé v+1@example.com"
+
+
+@pytest.mark.parametrize(
+    "answer, restricted, ips",
+    [
+        ({"status": "1", "updateTime": 1, "apiKey": SUB_KEY}, False, ()),
+        ({"status": 2, "updateTime": 1, "apiKey": SUB_KEY}, True, ()),
+        ({"status": "2", "ipList": ["203.0.113.10"], "updateTime": 1}, True, ("203.0.113.10",)),
+    ],
+)
+async def test_v2_ip_answer_without_ip_list_or_with_an_integer_status(
+    mock, make_client, answer, restricted, ips
+):
+    """`ipList` comes only when the call restricts the key and gives IPs; `status` is
+    documented as a string but read as an integer too."""
+    mock.post("/sapi/v2/sub-account/subAccountApi/ipRestriction").respond(json=answer)
+    result = await make_client().remove_ip_restriction(EMAIL, SUB_KEY)
+    assert (result.restricted, result.ips, result.api_key) == (restricted, ips, SUB_KEY)
+
+
+async def test_key_rows_with_api_key_spelled_either_way(mock, make_client):
+    rows = [KEY_ROW, {**{k: v for k, v in KEY_ROW.items() if k != "apikey"}, "apiKey": "K2"}]
+    mock.get("/sapi/v1/sub-account/subAccountApi").respond(json={"total": 2, "list": rows})
+    page = await make_client().list_api_keys(EMAIL)
+    assert [row.api_key for row in page.rows] == [SUB_KEY, "K2"]

@@ -237,3 +237,34 @@ async def test_429_blocks_only_its_own_endpoint(mock, make_client, paused):
     paused.advance(3.0)
     await listing
     assert client.rate_limited_counts() == {"list_api_keys": 1}
+
+
+# -- key creates, one sub-account at a time -------------------------------------------------
+
+
+async def test_creates_in_one_sub_account_go_out_an_interval_apart(mock, make_client, paused):
+    """Each create waits the interval after the previous answer in its sub-account; creates
+    in other sub-accounts go out at once."""
+    sent: list[tuple[str, float]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        email = dict(httpx.QueryParams(request.content.decode()))["email"]
+        sent.append((email, paused.now))
+        return httpx.Response(200, json={"apiName": "n", "apiKey": "K" * 64, "status": 1})
+
+    mock.post(KEYS).mock(side_effect=answer)
+    client = make_client(clock=paused.clock, sleep=paused.sleep)
+    other = "other@example.com"
+    creates = (
+        client.create_api_key(email, "n", frozenset(), []) for email in (EMAIL, EMAIL, other)
+    )
+    await paused.drive(asyncio.gather(*creates))
+    times = {email: [t for e, t in sent if e == email] for email in (EMAIL, other)}
+    start = times[EMAIL][0]
+    assert times[other] == [start]
+    assert times[EMAIL][1] - start == pytest.approx(1.02)
+
+
+async def test_the_creation_interval_follows_the_rate_window(make_client):
+    client = make_client(rate_window_s=6.0)
+    assert client._creates.interval_s == pytest.approx(0.1)
