@@ -110,8 +110,9 @@ def grace_rotation_scenario(applied_scenario, tmp_path_factory) -> tuple[Path, d
 @pytest.fixture(scope="module")
 def restore_scenario(scenario, tmp_path_factory) -> tuple[Path, dict]:
     """The main scenario after Updater was rotated (grace 1h) and `state restore` put back
-    the state from before that rotation: the apply finds Updater's g2 live but not recorded,
-    besides plan v2's changes. How often that apply reaches each crash point.
+    the state from before that rotation, which restore reconciles at once (Updater's g2 is
+    what bots read; g1 in grace from then); the apply then has plan v2's changes. How often
+    that apply reaches each crash point.
 
     A run ends with a save that anchors its audit lines, so the backup a rotate leaves
     already records the rotation; the state from before the rotate is put in the backup's
@@ -125,7 +126,7 @@ def restore_scenario(scenario, tmp_path_factory) -> tuple[Path, dict]:
     backup.unlink()
     backup.write_bytes(before_rotation)
     ok(restored, "state", "restore")
-    assert read_state(restored)["keys"][f"quant/{ROTATED_THEN_RESTORED}"]["generation"] == 1
+    assert read_state(restored)["keys"][f"quant/{ROTATED_THEN_RESTORED}"]["generation"] == 2
     assert sorted(generations(restored, ROTATED_THEN_RESTORED)) == [1, 2]
     counts = crash_trace(copy_project(restored, root / "traced"), root / "trace.txt")
     return restored, counts
