@@ -61,9 +61,9 @@ def verify(key: ApiKey, payload: bytes, signature: str) -> bool:
 
 
 def _verify_hmac(secret: str, payload: bytes, signature: str) -> bool:
-    given = unquote(signature).strip().lower()
-    expected = hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, given)
+    given = unquote(signature).strip().lower().encode()
+    expected = hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest().encode()
+    return hmac.compare_digest(expected, given)  # bytes: a non-ASCII signature is just wrong
 
 
 def _decode_base64_signature(signature: str) -> bytes | None:

@@ -88,6 +88,11 @@ def test_wrong_secret_is_1022(emulator, master):
     assert refusal(forged.call("GET", LIST_SUBS)) == (400, -1022)
 
 
+def test_a_non_ascii_signature_is_1022_not_a_server_error(master):
+    response = master.call("GET", LIST_SUBS, {"limit": 10}, signature="é")
+    assert refusal(response) == (400, -1022)
+
+
 def test_tampered_parameters_are_1022(master):
     good = master.signer.sign(b"limit=5&timestamp=1")
     response = master.call("GET", LIST_SUBS, {"limit": 10}, signature=good)
