@@ -279,5 +279,28 @@ def test_official_sdk_creates_an_ed25519_key_against_emulator_serve(tmp_path):
             api_key=created.api_key, private_key=private_pem(private), base_url=served.base_url
         )
         assert own.api_key_permissions()["enableSpotAndMarginTrading"] is True
+        _drive_every_key_endpoint(sdk, email, created.api_key)
     finally:
         assert served.stop() == 0
+
+
+def _drive_every_key_endpoint(sdk, email: str, api_key: str) -> None:
+    """The official SDK's calls for every other sub-account key endpoint, in one lifecycle."""
+    ident = {"email": email, "sub_account_api_key": api_key}
+    listed = sdk.query_sub_account_list(email=email).data().model_dump(by_alias=True)
+    assert listed["subAccounts"][0]["email"] == email
+    rows = sdk.query_sub_account_api_key(**ident).data().model_dump(by_alias=True)
+    assert [r["apikey"] for r in rows["rows"]] == [api_key]
+    changed = sdk.modify_sub_account_api_key_permission(
+        **ident, can_trade=True, can_futures_trade=True
+    )
+    assert changed.data().model_dump(by_alias=True)["canFuturesTrade"] is True
+    sdk.add_ip_restriction_for_sub_account_api_key(**ident, status=2, ip_address="203.0.113.10")
+    seen = (
+        sdk.get_ip_restriction_for_a_sub_account_api_key(**ident).data().model_dump(by_alias=True)
+    )
+    assert seen["ipRestrict"] == "true" and seen["ipList"] == ["203.0.113.10"]
+    sdk.delete_ip_list_for_a_sub_account_api_key(**ident, ip_address="203.0.113.10")
+    sdk.delete_sub_account_api_key(**ident)
+    left = sdk.query_sub_account_api_key(email=email).data().model_dump(by_alias=True)
+    assert not left.get("rows")
