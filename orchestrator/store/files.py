@@ -1,11 +1,12 @@
-"""The local-files backend: everything under `<project>/state/`.
+"""The local-files backend: everything under the project directory's `state/`, named by the
+plan's project id.
 
-state/<plan>.state.json          the state (0600), replaced atomically
-state/<plan>.state.json.backup   the version before the last save
-state/<plan>.state.log.jsonl     the changes since the last save, replayed on load
-state/<plan>.lock                the plan lock
-state/<plan>.journal.jsonl       the write-ahead journal
-state/audit.jsonl                the audit log, shared by all plans
+state/<project>.state.json          the state (0600), replaced atomically
+state/<project>.state.json.backup   the version before the last save
+state/<project>.state.log.jsonl     the changes since the last save, replayed on load
+state/<project>.lock                the plan lock
+state/<project>.journal.jsonl       the write-ahead journal
+state/audit.jsonl                   the audit log, shared by all plans
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The plan lock `state/<plan>.lock`: one apply at a time, and who holds it when refused.
+"""The plan lock `state/<project>.lock`: one apply at a time, and who holds it when refused.
 
 The lock file is created with O_CREAT|O_EXCL, so exactly one process wins. A holder that is
 gone is taken over without anyone having to act, so a scheduled run after a kill -9 proceeds:

@@ -1,6 +1,6 @@
 """The state file's schema: what the orchestrator knows it made. Never holds a secret.
 
-`state/<plan>.state.json`. Keys are addressed `<sub-account name>/<label>`.
+`state/<project>.state.json`. Keys are addressed `<sub-account name>/<label>`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The state log `state/<plan>.state.log.jsonl`: the changes since the state file was written.
+"""The state log `state/<project>.state.log.jsonl`: the changes since the state file was written.
 
 Saving the whole state after every action costs O(state) per action. Instead a run appends
 one line per change: the records it replaced or removed (by address, or sub-account name),
