@@ -19,7 +19,7 @@ from urllib.parse import unquote
 #: how long one target may take to connect, and then to answer, in seconds.
 SOCKET_TIMEOUT_S = 4.0
 _URL_PARTS = re.compile(r"[/:@?&=#,;!+\s]+")
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://\S")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 REDACTED = "***"
 
 

@@ -156,9 +156,7 @@ def test_plan_targets_and_level_are_used_and_compromise_passes_any_level(project
     tamper(project)
     wiring = whitelisted_master(project)
     with receiver() as inbox:
-        plan.write_text(
-            plan.read_text() + f"notify:\n  - {inbox.url}\nnotify_level: critical\n"
-        )
+        plan.write_text(plan.read_text() + f"notify:\n  - {inbox.url}\nnotify_level: critical\n")
         cli("audit", wiring=wiring)
     [post] = inbox.posts
     assert post["title"].startswith("orchestrator [example]: possible compromise: ")
