@@ -58,15 +58,21 @@ def target(url: object) -> Target:
     scheme = _SCHEME.match(url)
     if scheme is None:
         raise UnusableUrl("not an apprise URL (SCHEME://...), e.g. json://hooks.example.com/ops")
-    plugin = _apprise().Apprise.instantiate(url)
+    unusable = UnusableUrl(
+        f"apprise cannot use this {scheme.group(1)}:// URL: the scheme is unknown or the "
+        "URL is malformed (see https://github.com/caronc/apprise/wiki for each service's form)"
+    )
+    try:
+        plugin = _apprise().Apprise.instantiate(url)
+        shown = plugin.url(privacy=True).split("?", 1)[0] if plugin is not None else ""
+    except Exception:  # noqa: BLE001 - whatever a plugin raises, the URL is unusable
+        raise unusable from None
     if plugin is None:
-        raise UnusableUrl(
-            f"apprise cannot use this {scheme.group(1)}:// URL: the scheme is unknown or the "
-            "URL is malformed (see https://github.com/caronc/apprise/wiki for each service's form)"
-        )
-    plugin.socket_connect_timeout = min(plugin.socket_connect_timeout, SOCKET_TIMEOUT_S)
-    plugin.socket_read_timeout = min(plugin.socket_read_timeout, SOCKET_TIMEOUT_S)
-    shown = plugin.url(privacy=True).split("?", 1)[0]
+        raise unusable
+    for timeout in ("socket_connect_timeout", "socket_read_timeout"):
+        given = getattr(plugin, timeout, None)
+        if isinstance(given, int | float):
+            setattr(plugin, timeout, min(given, SOCKET_TIMEOUT_S))
     return Target(plugin, shown, _hidden_parts(url, shown))
 
 
