@@ -9,6 +9,9 @@ ones the plan names by email, as if they had been made in the web UI.
 
 Tests move the sandbox's clock with ORCHESTRATOR_NOW; a plan on a real exchange (Binance or
 `emulator serve`) always runs on the system clock, whatever the environment holds.
+
+Notifications go to the plan's `notify:` targets and ORCHESTRATOR_NOTIFY's (see
+orchestrator.notify); tests hand in a notifier of their own.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from orchestrator.emulator.master import generate_master
 from orchestrator.emulator.transport import EmulatorTransport
 from orchestrator.engine.workspace import Clock, ExchangeFactory, Workspace, system_clock
 from orchestrator.exchange.client import BinanceClient
+from orchestrator.notify import Notice, NotifierOpener, NotifySettings, open_notifier
 
 SANDBOX_DATA = Path("state") / "sandbox.json"
 SANDBOX_URL = "https://sandbox.invalid"
@@ -120,17 +124,49 @@ def clock_for(settings: ExchangeSettings) -> Clock:
 
 @dataclass(frozen=True)
 class Wiring:
-    """How the commands open a plan's exchange and pick its clock. `orchestrator.cli.main`
-    and the typer context object (`app(obj=Wiring(...))`) take one, so tests can inject a
-    fake or faulty exchange without patching module internals."""
+    """How the commands open a plan's exchange, pick its clock and send notifications.
+    `orchestrator.cli.main` and the typer context object (`app(obj=Wiring(...))`) take one,
+    so tests can inject a fake or faulty exchange, or a recording notifier, without patching
+    module internals."""
 
     open_exchange: ExchangeFactory = field(default=open_exchange)
     clock_for: Callable[[ExchangeSettings], Clock] = field(default=clock_for)
+    open_notifier: NotifierOpener = field(default=open_notifier)
 
     @classmethod
     def with_sandbox(cls, emulator: Emulator) -> Wiring:
         """The default wiring, with `emulator` as the sandbox whatever its data file."""
         return cls(open_exchange=exchange_factory(lambda _data_path: emulator))
 
-    def open_workspace(self, explicit_plan: Path | None, cwd: Path | None = None) -> Workspace:
-        return Workspace.open(explicit_plan, self.open_exchange, cwd=cwd, clock_for=self.clock_for)
+    def open_workspace(
+        self, explicit_plan: Path | None, cwd: Path | None = None, *, failure_of: str = ""
+    ) -> Workspace:
+        """The plan's workspace. When `failure_of` names a command, a workspace that cannot
+        be opened (a plan with errors, no plan, an unusable state file) is notified as that
+        command's failure, to ORCHESTRATOR_NOTIFY's targets (the plan's cannot be read): a
+        scheduled run must not fail in silence."""
+        try:
+            return Workspace.open(
+                explicit_plan,
+                self.open_exchange,
+                cwd=cwd,
+                clock_for=self.clock_for,
+                open_notifier=self.open_notifier,
+            )
+        except Exception as exc:
+            if failure_of:
+                self._notify_unopened(failure_of, exc, Path(cwd or Path.cwd()))
+            raise
+
+    def _notify_unopened(self, command: str, exc: Exception, root: Path) -> None:
+        """The project is named by its folder, since its plan could not be read."""
+        from orchestrator.engine.alerts import stopped
+        from orchestrator.notify import warn_undelivered
+        from orchestrator.store.files import LocalFileBackend
+
+        try:
+            head = LocalFileBackend(root).audit_head()
+            notice = Notice(root.resolve().name or "/", head, stopped(command, exc))
+            self.open_notifier(NotifySettings()).send(notice)
+        except Exception as problem:  # noqa: BLE001 - a notification never decides a run
+            warn_undelivered("every target", f"the notifier raised {type(problem).__name__}")

@@ -75,7 +75,7 @@ class SafetyFigures:
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch) -> Path:
     """A git-initialised project from `orchestrator init`, as the working directory, with no
-    master credentials or moved clock inherited from the environment."""
+    master credentials, moved clock or notification targets inherited from the environment."""
     import subprocess
 
     from orchestrator.config import init_project
@@ -88,6 +88,8 @@ def project(tmp_path: Path, monkeypatch) -> Path:
         "BINANCE_API_SECRET",
         "BINANCE_PRIVATE_KEY_FILE",
         "ORCHESTRATOR_NOW",
+        "ORCHESTRATOR_NOTIFY",
+        "ORCHESTRATOR_NOTIFY_LEVEL",
     ):
         monkeypatch.delenv(name, raising=False)
     return tmp_path

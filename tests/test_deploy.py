@@ -22,7 +22,12 @@ def test_kubernetes_cronjob_runs_rotate_then_audit_with_secret_credentials():
     container = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == [JOB]
     env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
-    assert set(env) == {"BINANCE_API_KEY", "BINANCE_API_SECRET"}
+    assert set(env) == {"BINANCE_API_KEY", "BINANCE_API_SECRET", "ORCHESTRATOR_NOTIFY"}
+    assert env["ORCHESTRATOR_NOTIFY"] == {
+        "name": "orchestrator-notify",
+        "key": "urls",
+        "optional": True,
+    }
 
 
 def test_cron_and_systemd_call_the_scheduled_script():
@@ -35,6 +40,15 @@ def test_cron_and_systemd_call_the_scheduled_script():
     assert "rotate --due --auto-approve" in script and "audit --fail-on high" in script
 
 
+def test_cron_and_systemd_read_notification_targets_from_the_environment_file():
+    cron = (DEPLOY / "cron" / "orchestrator").read_text()
+    assert "set -a; . /etc/orchestrator/env; set +a" in cron  # exported to the script
+    assert "#   ORCHESTRATOR_NOTIFY=" in cron
+    service = (DEPLOY / "systemd" / "orchestrator-rotate.service").read_text()
+    assert "ORCHESTRATOR_NOTIFY" in service and "EnvironmentFile=/etc/orchestrator/env" in service
+    assert "ORCHESTRATOR_NOTIFY " in (DEPLOY / "scheduled.sh").read_text()
+
+
 def whitelist_sandbox_master(project: Path) -> None:
     """Restrict the sandbox's master key to the in-process transport's caller IP, as a real
     master key should be restricted to the machine the orchestrator runs on."""
@@ -44,15 +58,41 @@ def whitelist_sandbox_master(project: Path) -> None:
     persist.save(data_file, data)
 
 
+def scheduled_env(project: Path, **extra: str) -> dict[str, str]:
+    bin_dir = Path(sys.executable).parent
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_NOTIFY")}
+    return {
+        **clean,
+        "ORCHESTRATOR_PROJECT": str(project),
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        **extra,
+    }
+
+
+def test_scheduled_script_passes_notification_targets_through(tmp_path: Path):
+    from tests.notify.notify_kit import receiver
+
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    init_project(tmp_path)
+    orchestrator = [sys.executable, "-m", "orchestrator"]
+    subprocess.run(
+        [*orchestrator, "apply", "--auto-approve"],
+        cwd=tmp_path,
+        env=scheduled_env(tmp_path),
+        check=True,
+        capture_output=True,
+    )
+    with receiver() as inbox:
+        env = scheduled_env(tmp_path, ORCHESTRATOR_NOTIFY=inbox.url)
+        run = subprocess.run([str(DEPLOY / "scheduled.sh")], env=env, capture_output=True)
+    assert run.returncode == 1  # the unwhitelisted master key
+    assert inbox.titles() == ["orchestrator [example]: audit: 1 finding(s) at high or above"]
+
+
 def test_scheduled_script_rotates_and_fails_on_high_findings(tmp_path: Path):
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     init_project(tmp_path)
-    bin_dir = Path(sys.executable).parent
-    env = {
-        **os.environ,
-        "ORCHESTRATOR_PROJECT": str(tmp_path),
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-    }
+    env = scheduled_env(tmp_path)
     orchestrator = [sys.executable, "-m", "orchestrator"]
     subprocess.run(
         [*orchestrator, "apply", "--auto-approve"],

@@ -22,7 +22,8 @@ PACKAGE = "orchestrator"
 #: nothing, so anything may read its version.
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"(root)", "domain"}),  # permissions, desired and live models, apiName naming
-    frozenset({"exchange", "store"}),  # the Binance client; state, journal, lock, audit log
+    frozenset({"exchange", "store", "notify"}),  # the Binance client; state, journal, lock,
+    # audit log; notifications
     frozenset({"sinks", "config"}),  # sinks write material with store.atomic; config loads
     # plans into domain models
     # The engine is handed an exchange and never opens one, so it must not see the emulator

@@ -160,7 +160,7 @@ async def _apply(
     from orchestrator.engine import operations
     from orchestrator.engine.render import summary
 
-    ws = open_workspace(plan_file, wiring)
+    ws = open_workspace(plan_file, wiring, failure_of="apply")
     need_confirmation_channel(auto_approve, "--auto-approve")
     outcome = await operations.apply(
         ws,
@@ -216,7 +216,7 @@ async def _rotate(
 ) -> bool:
     from orchestrator.engine import operations
 
-    ws = open_workspace(plan_file, wiring)
+    ws = open_workspace(plan_file, wiring, failure_of="rotate --due" if due else "rotate")
     need_confirmation_channel(auto_approve, "--auto-approve")
     outcome = await operations.rotate(
         ws,

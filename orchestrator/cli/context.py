@@ -40,8 +40,12 @@ def configure_logging(options: GlobalOptions) -> None:
     configure(verbose=options.verbose)
 
 
-def open_workspace(plan_file: Path | None, wiring: Wiring | None) -> Workspace:
-    """The plan's workspace, opened by `wiring` (GlobalOptions.wiring), else the default."""
+def open_workspace(
+    plan_file: Path | None, wiring: Wiring | None, *, failure_of: str = ""
+) -> Workspace:
+    """The plan's workspace, opened by `wiring` (GlobalOptions.wiring), else the default.
+    A command that notifies its failures names itself in `failure_of`, so that a plan it
+    cannot open is notified too."""
     from orchestrator.wiring import Wiring
 
-    return (wiring or Wiring()).open_workspace(plan_file)
+    return (wiring or Wiring()).open_workspace(plan_file, failure_of=failure_of)

@@ -61,7 +61,7 @@ def _severity(name: str) -> Severity:
 async def _audit(plan_file: Path | None, wiring: Wiring | None):
     from orchestrator.engine import operations
 
-    return await operations.audit(open_workspace(plan_file, wiring))
+    return await operations.audit(open_workspace(plan_file, wiring, failure_of="audit"))
 
 
 def _show_findings(found, calls, json_output: bool) -> None:
@@ -120,7 +120,7 @@ async def _lockdown(
 ) -> bool:
     from orchestrator.engine import operations
 
-    ws = open_workspace(plan_file, wiring)
+    ws = open_workspace(plan_file, wiring, failure_of="lockdown")
     need_confirmation_channel(yes, "--yes")
     deleted = await operations.lockdown(
         ws, TerminalUi(), names=names, yes=yes, break_stale=break_stale

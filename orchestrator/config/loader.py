@@ -26,6 +26,7 @@ from orchestrator.config.siblings import shared_subaccounts
 from orchestrator.config.source import Source, YamlSyntaxError, read_yaml
 from orchestrator.domain.model import Desired, DesiredKey, DesiredSubaccount
 from orchestrator.domain.naming import project_id_from
+from orchestrator.notify import NotifySettings
 
 DEFAULT_GRACE = timedelta(hours=1)
 DEFAULT_SINK = "file:secrets/"
@@ -48,6 +49,7 @@ class LoadedPlan:
     exchange: ExchangeSettings
     warnings: tuple[Problem, ...]
     source_hash: str  # sha256 of the file's bytes
+    notify: NotifySettings = NotifySettings()  # the plan's own targets and level
 
     @property
     def key_count(self) -> int:
@@ -74,6 +76,7 @@ def load_plan(path: Path) -> LoadedPlan:
         exchange=_exchange(model),
         warnings=tuple(problems),
         source_hash=hashlib.sha256(raw).hexdigest(),
+        notify=NotifySettings(tuple(model.notify), model.notify_level),
     )
 
 

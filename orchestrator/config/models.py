@@ -36,6 +36,7 @@ from orchestrator.config.profiles import (
     valid_profiles,
 )
 from orchestrator.domain.naming import LABEL_PATTERN, MAX_LABEL, PROJECT_PATTERN
+from orchestrator.notify import DEFAULT_LEVEL, check_url
 
 DEFAULT_BINANCE_ENDPOINT = "https://api.binance.com"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -169,6 +170,17 @@ def _endpoint(url: str) -> str:
     return url.rstrip("/")
 
 
+def _notify_url(url: str) -> str:
+    problem = check_url(url)
+    if problem:
+        raise fail(
+            problem,
+            "write an apprise URL, e.g. json://hooks.example.com/orchestrator; keep URLs "
+            "that carry a token in ORCHESTRATOR_NOTIFY rather than in the plan",
+        )
+    return url.strip()
+
+
 def _schema(**schema) -> WithJsonSchema:
     return WithJsonSchema(schema)
 
@@ -206,6 +218,12 @@ Label = Annotated[
     AfterValidator(_label),
     _schema(type="string", pattern=LABEL_PATTERN.pattern, maxLength=MAX_LABEL),
 ]
+NotifyUrl = Annotated[
+    StrictStr,
+    AfterValidator(_notify_url),
+    _schema(type="string", description="An apprise URL, e.g. json://hooks.example.com/ops."),
+]
+NotifyLevel = Literal["low", "medium", "high", "critical"]  # notify.LEVELS
 KeyType = Literal["ed25519", "hmac"]
 
 
@@ -314,6 +332,8 @@ class PlanModel(_Strict):
     exchange: ExchangeModel = Field(default_factory=ExchangeModel)
     defaults: DefaultsModel = Field(default_factory=DefaultsModel)
     subaccounts: list[SubaccountModel] = Field(default_factory=list)
+    notify: list[NotifyUrl] = Field(default_factory=list)
+    notify_level: NotifyLevel = DEFAULT_LEVEL
 
     @field_validator("version", mode="before")
     @classmethod

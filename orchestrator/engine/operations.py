@@ -5,9 +5,10 @@ execute. The CLI supplies a `Ui` (how to show, ask and report) and renders the r
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
 from typing import Protocol
 
+from orchestrator.engine import alerts
 from orchestrator.engine.changeset import Changeset, Finding
 from orchestrator.engine.refresh import Progress, refresh
 from orchestrator.engine.workspace import Workspace
@@ -88,7 +89,23 @@ async def apply(
     break_stale: bool,
 ) -> tuple[Changeset, list] | None:
     """Apply a fresh plan or exactly a saved changeset. Returns (changeset, results), or None
-    when the user declined. With --auto-approve and no saved changeset, it streams."""
+    when the user declined. With --auto-approve and no saved changeset, it streams. Signs of
+    compromise and a failure are notified."""
+    async with _failure_notified(ws, "apply"):
+        outcome = await _apply(ws, ui, saved, targets, auto_approve, break_stale)
+    if outcome is not None:
+        await _notify_outcome(ws, "apply", *outcome)
+    return outcome
+
+
+async def _apply(
+    ws: Workspace,
+    ui: Ui,
+    saved: Changeset | None,
+    targets: Collection[str],
+    auto_approve: bool,
+    break_stale: bool,
+) -> tuple[Changeset, list] | None:
     targets = list(saved.targets) if saved else list(targets)
     check_targets(ws, targets)
     with _locked(ws, "apply", break_stale):
@@ -137,6 +154,23 @@ async def rotate(
     auto_approve: bool,
     break_stale: bool,
 ) -> tuple[Changeset, list] | None:
+    """Rotate the due or named keys; a failure is notified."""
+    command = "rotate --due" if due else "rotate"
+    async with _failure_notified(ws, command):
+        outcome = await _rotate(ws, ui, due, labels, auto_approve, break_stale)
+    if outcome is not None:
+        await _notify_outcome(ws, command, *outcome)
+    return outcome
+
+
+async def _rotate(
+    ws: Workspace,
+    ui: Ui,
+    due: bool,
+    labels: Collection[str],
+    auto_approve: bool,
+    break_stale: bool,
+) -> tuple[Changeset, list] | None:
     from orchestrator.engine.rotate import RotationRefused, rotation_changeset
 
     with _locked(ws, "rotate", break_stale):
@@ -165,7 +199,17 @@ async def rotate(
 
 
 async def audit(ws: Workspace) -> tuple[list[Finding], Mapping[str, int]]:
-    """The hygiene findings over every sub-account, and the calls it took."""
+    """The hygiene findings over every sub-account, and the calls it took. Findings at or
+    above the notification level, and signs of compromise, are notified."""
+    async with _failure_notified(ws, "audit"):
+        found, calls = await _audit(ws)
+    event = alerts.audit_findings(found, _managed(ws), ws.notifier.level)
+    if event:
+        await ws.notify(event)
+    return found, calls
+
+
+async def _audit(ws: Workspace) -> tuple[list[Finding], Mapping[str, int]]:
     from orchestrator.engine import hygiene
 
     async with ws.exchange() as exchange:
@@ -205,7 +249,22 @@ async def check(ws: Workspace):
 async def lockdown(
     ws: Workspace, ui: Ui, *, names: Collection[str], yes: bool, break_stale: bool
 ) -> list | None:
-    """Delete every key of the sub-accounts in scope. None when the user declined."""
+    """Delete every key of the sub-accounts in scope. None when the user declined. What was
+    deleted, or why it stopped, is notified."""
+    from orchestrator.notify import LockdownRan
+
+    scope: list[str] = []
+    async with _failure_notified(ws, "lockdown"):
+        deleted = await _lockdown(ws, ui, names, yes, break_stale, scope)
+    if deleted is not None:
+        failed = sum(1 for d in deleted if d.error)
+        await ws.notify(LockdownRan(len(scope), len(deleted) - failed, failed))
+    return deleted
+
+
+async def _lockdown(
+    ws: Workspace, ui: Ui, names: Collection[str], yes: bool, break_stale: bool, scope: list
+) -> list | None:
     from orchestrator.engine.lockdown import ScopeError, lockdown, scope_emails
 
     with _locked(ws, "lockdown", break_stale):
@@ -222,6 +281,7 @@ async def lockdown(
                 ui.note(f"  {email}")
             if not yes and not ui.confirm():
                 return None
+            scope.extend(emails)
             audit_log = ws.backend.audit("lockdown")
             audit_log.append("lockdown", detail={"scope": emails})
             deleted, state = await lockdown(
@@ -293,6 +353,30 @@ async def reconcile_state(ws: Workspace, command: str) -> list[str]:
                 return ["State agrees with the live account and the sinks."]
             results = await ws.execute(exchange, replace(changeset, actions=reconciles), command)
     return [f"{r.action.address}: {r.message}" for r in results]
+
+
+@contextlib.asynccontextmanager
+async def _failure_notified(ws: Workspace, command: str) -> AsyncIterator[None]:
+    """Notify that `command` stopped with an error, then let the error go on."""
+    try:
+        yield
+    except Exception as exc:
+        await ws.notify(alerts.stopped(command, exc))
+        raise
+
+
+async def _notify_outcome(ws: Workspace, command: str, changeset: Changeset, results) -> None:
+    """Notify signs of compromise the run saw, then actions that failed."""
+    for event in (
+        alerts.compromise_in(changeset, _managed(ws), command),
+        alerts.failed_actions(command, results),
+    ):
+        if event:
+            await ws.notify(event)
+
+
+def _managed(ws: Workspace) -> set[str]:
+    return {sub.name for sub in ws.plan.desired.subaccounts}
 
 
 @contextlib.contextmanager

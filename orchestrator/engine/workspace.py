@@ -31,6 +31,14 @@ from orchestrator.engine.refresh import (
     refresh,
 )
 from orchestrator.exchange.interface import Exchange
+from orchestrator.notify import (
+    Event,
+    Notice,
+    Notifier,
+    NotifierOpener,
+    SilentNotifier,
+    warn_undelivered,
+)
 from orchestrator.sinks import Sink, open_sink
 from orchestrator.store.files import LocalFileBackend, new_state, next_serial
 from orchestrator.store.state import State
@@ -56,6 +64,10 @@ def _system_clock_for(settings: ExchangeSettings) -> Clock:
     return system_clock
 
 
+def _silent(settings) -> Notifier:
+    return SilentNotifier(settings.level)
+
+
 @dataclass
 class Workspace:
     root: Path
@@ -63,6 +75,7 @@ class Workspace:
     backend: LocalFileBackend
     open_exchange: ExchangeFactory
     clock: Clock = system_clock
+    notifier: Notifier = field(default_factory=SilentNotifier)
     _sinks: dict[str, Sink] = field(default_factory=dict)
 
     @classmethod
@@ -73,10 +86,12 @@ class Workspace:
         *,
         cwd: Path | None = None,
         clock_for: Callable[[ExchangeSettings], Clock] = _system_clock_for,
+        open_notifier: NotifierOpener = _silent,
     ) -> Workspace:
         """Find and load the plan (PlanError on any problem) and its state store. A state
         file that cannot be used fails here, before anything reaches the exchange.
-        `clock_for` picks the clock for the plan's exchange."""
+        `clock_for` picks the clock for the plan's exchange, `open_notifier` the notifier
+        for its notification settings."""
         root = Path(cwd or Path.cwd())
         plan = load_plan(find_plan(explicit_plan, root))
         workspace = cls(
@@ -85,6 +100,7 @@ class Workspace:
             backend=LocalFileBackend(root),
             open_exchange=open_exchange,
             clock=clock_for(plan.exchange),
+            notifier=open_notifier(plan.notify),
         )
         workspace.load_state()
         return workspace
@@ -120,6 +136,15 @@ class Workspace:
     def state_or_new(self) -> State:
         fresh = new_state(self.name).model_copy(update={"plan_file": self.plan_file})
         return self.load_state() or fresh
+
+    async def notify(self, event: Event) -> None:
+        """Send `event` to the project's notification targets, with the audit log's head as
+        it stands now. Never raises: a notification never decides a run."""
+        try:
+            notice = Notice(self.name, self.backend.audit_head(), event)
+            await asyncio.to_thread(self.notifier.send, notice)
+        except Exception as exc:  # noqa: BLE001
+            warn_undelivered("every target", f"the notifier raised {type(exc).__name__}")
 
     def sink(self, spec: str) -> Sink:
         if spec not in self._sinks:

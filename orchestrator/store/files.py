@@ -201,6 +201,11 @@ class LocalFileBackend:
         ensure_private_dir(self.state_dir)
         return AuditLog(self.audit_path, command)
 
+    def audit_head(self) -> str | None:
+        """The hash of the audit log's last line; None when there is no sound one."""
+        head = read_head(self.audit_path)
+        return head.hash if head else None
+
     def verify_audit(self) -> VerifyResult:
         """Check the audit log's chain and that it still holds every head a state anchored."""
         return verify(self.audit_path, self._audit_anchors())

@@ -342,6 +342,8 @@ def test_json_schema_describes_the_plan():
         "exchange",
         "defaults",
         "subaccounts",
+        "notify",
+        "notify_level",
     }
     key = schema["$defs"]["KeyModel"]
     assert "withdrawals" not in str(key["properties"]["permissions"])
