@@ -12,7 +12,11 @@ import pytest
 
 from tests.cli.cli_kit import add_unmanaged_key, live_keys, live_names, run
 
-PLANNED = ["orc-example.CopyTrade-Bot-g1", "orc-example.Koinly-Tax-g1", "orc-example.QuantBot-BTC-g1"]
+PLANNED = [
+    "orc-example.CopyTrade-Bot-g1",
+    "orc-example.Koinly-Tax-g1",
+    "orc-example.QuantBot-BTC-g1",
+]
 
 
 def test_piped_yes_applies(project: Path):

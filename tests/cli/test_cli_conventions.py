@@ -95,7 +95,9 @@ def test_detailed_exitcode_with_a_bad_option_exits_1_not_2(project):
     assert not (project / "state" / "sandbox.json").exists()  # nothing ran
 
 
-@pytest.mark.parametrize("written", ["--auto-approve=true", "--auto-approve=TRUE", "--auto-approve"])
+@pytest.mark.parametrize(
+    "written", ["--auto-approve=true", "--auto-approve=TRUE", "--auto-approve"]
+)
 def test_auto_approve_written_as_terraform_users_write_it(project, written):
     cli("apply", written)
     assert "No changes" in cli("plan").output
