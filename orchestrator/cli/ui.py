@@ -82,8 +82,10 @@ class TerminalUi:
             return
         if not self.tty:
             in_order = InPlanOrder(actions, print_result)
-            yield in_order
-            in_order.flush()
+            try:
+                yield in_order
+            finally:  # an interrupted run still shows every result it has
+                in_order.flush()
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -98,8 +100,10 @@ class TerminalUi:
                 in_order(result)
                 bar.advance(task)
 
-            yield on_result
-            in_order.flush()
+            try:
+                yield on_result
+            finally:
+                in_order.flush()
 
     def deleted(self, entry) -> None:
         from orchestrator.store.audit import mask_key
