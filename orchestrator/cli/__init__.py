@@ -14,6 +14,7 @@ import typer
 
 from orchestrator.cli import changes, emulator, preflight, project, security, state
 from orchestrator.cli.context import GlobalOptions
+from orchestrator.cli.conventions import Group
 
 if TYPE_CHECKING:
     from orchestrator.wiring import Wiring
@@ -22,9 +23,18 @@ app = typer.Typer(
     name="orchestrator",
     help="Plan and apply Binance sub-account API keys from reviewed plan files.",
     no_args_is_help=True,
-    add_completion=False,
+    cls=Group,
+    rich_markup_mode=None,  # plain help: flags show as flags, not `<bool>`
     pretty_exceptions_enable=False,
 )
+
+
+def _show_version(asked: bool) -> None:
+    if asked:
+        from orchestrator import __version__
+
+        typer.echo(f"orchestrator {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -34,6 +44,9 @@ def _global_options(
         None, "--plan", help="Plan file (default: the only plans/*.yaml here)."
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every exchange call."),
+    _version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_show_version, help="Print the version."
+    ),
 ) -> None:
     ctx.obj = GlobalOptions(plan=plan, verbose=verbose, wiring=ctx.obj)
 

@@ -15,7 +15,7 @@ from orchestrator.cli.context import (
     open_workspace,
 )
 from orchestrator.cli.errors import UserError, usage_error, user_errors
-from orchestrator.cli.ui import TerminalUi, console, need_confirmation_channel, report_results
+from orchestrator.cli.ui import QuietUi, TerminalUi, cancelled, console, report_results
 
 if TYPE_CHECKING:
     from orchestrator.wiring import Wiring
@@ -108,26 +108,59 @@ def apply(
     auto_approve: bool = typer.Option(False, "--auto-approve", help="Do not ask for 'yes'."),
     target: list[str] = typer.Option([], "--target", help="Only this label (repeatable)."),
     break_stale_lock: bool = typer.Option(False, "--break-stale-lock", help=BREAK_STALE_LOCK_HELP),
+    json_output: bool = typer.Option(
+        False, "--json", help="Print the results as JSON (needs --auto-approve or a CHANGESET)."
+    ),
 ) -> None:
-    """Plan (or load a saved changeset), show it, ask for 'yes', and carry it out."""
+    """Plan (or load a saved changeset), show it, ask for 'yes', and carry it out. A saved
+    changeset is applied without asking: it was reviewed when it was planned."""
     import asyncio
 
     options = global_options(ctx)
     configure_logging(options)
+    _refuse_flag_word(source, "--auto-approve")
     with user_errors():
         saved, plan_file = _saved_changeset(source)
-        ok = asyncio.run(
+        if json_output and not (auto_approve or saved is not None):
+            usage_error(
+                "apply --json cannot ask for 'yes': pass --auto-approve, or apply a changeset "
+                "saved with `orchestrator plan --out FILE`."
+            )
+        quiet = QuietUi() if json_output else None
+        ui = quiet or TerminalUi()
+        outcome = asyncio.run(
             _apply(
                 options.plan_file(plan_file),
                 options.wiring,
+                ui,
                 saved,
                 target,
                 auto_approve,
                 break_stale_lock,
             )
         )
+    if outcome is None:
+        cancelled("Apply", ui, "--auto-approve")
+        raise typer.Exit(1)
+    changeset, results = outcome
+    if quiet:
+        ok = _print_results_json(changeset, results, quiet.notes)
+    else:
+        ok = _report_apply(changeset, results, streamed=saved is None and auto_approve)
     if not ok:
         raise typer.Exit(1)
+
+
+def _refuse_flag_word(source: Path | None, flag: str) -> None:
+    """`apply --auto-approve true`: the word would be taken for a plan file."""
+    from orchestrator.cli.conventions import FALSE_WORDS, TRUE_WORDS
+
+    word = str(source or "").lower()
+    if word in TRUE_WORDS + FALSE_WORDS and not Path(str(source)).exists():
+        usage_error(
+            f"{source!s} is not a plan file: {flag} is a flag and takes no separate value; "
+            f"write {flag}, or {flag}=true / {flag}=false."
+        )
 
 
 def _saved_changeset(source: Path | None):
@@ -152,36 +185,49 @@ def _saved_changeset(source: Path | None):
 async def _apply(
     plan_file: Path | None,
     wiring: Wiring | None,
+    ui,
     saved,
     targets: list[str],
     auto_approve: bool,
     break_stale: bool,
-) -> bool:
+):
     from orchestrator.engine import operations
-    from orchestrator.engine.render import summary
 
     ws = open_workspace(plan_file, wiring, failure_of="apply")
-    need_confirmation_channel(auto_approve, "--auto-approve")
-    outcome = await operations.apply(
+    return await operations.apply(
         ws,
-        TerminalUi(),
+        ui,
         saved=saved,
         targets=targets,
         auto_approve=auto_approve,
         break_stale=break_stale,
     )
-    if outcome is None:
-        typer.echo("Apply cancelled.")
-        return False
-    changeset, results = outcome
+
+
+def _report_apply(changeset, results, *, streamed: bool) -> bool:
+    from orchestrator.engine.render import summary
+
     if not changeset.has_changes:
-        if saved is None and auto_approve:
+        if streamed:
             typer.echo(summary(changeset))
         return True
-    if saved is None and auto_approve:  # streamed: the summary comes after the actions
+    if streamed:  # the summary comes after the actions
         typer.echo(f"\n{summary(changeset)}")
         return report_results(results, "Apply", blank_line=False)
     return report_results(results, "Apply")
+
+
+def _print_results_json(changeset, results, notes: list[str]) -> bool:
+    """The changeset's actions, each with its outcome, in plan order; True when none
+    failed."""
+    import json
+
+    from orchestrator.engine.render import results_json
+
+    data = results_json(changeset, results)
+    data["notes"] = notes
+    typer.echo(json.dumps(data, indent=2))
+    return not data["failed"]
 
 
 def rotate(
@@ -190,6 +236,9 @@ def rotate(
     label: list[str] = typer.Option([], "--label", help="Rotate this key now (repeatable)."),
     auto_approve: bool = typer.Option(False, "--auto-approve", help="Do not ask for 'yes'."),
     break_stale_lock: bool = typer.Option(False, "--break-stale-lock", help=BREAK_STALE_LOCK_HELP),
+    json_output: bool = typer.Option(
+        False, "--json", help="Print the results as JSON (needs --auto-approve)."
+    ),
 ) -> None:
     """Rotate keys: create the next generation, store it, promote it, retire the old one."""
     import asyncio
@@ -198,10 +247,25 @@ def rotate(
     configure_logging(options)
     if not due and not label:
         usage_error("say which keys: --due, or --label LABEL.")
+    if json_output and not auto_approve:
+        usage_error("rotate --json cannot ask for 'yes': pass --auto-approve.")
+    quiet = QuietUi() if json_output else None
+    ui = quiet or TerminalUi()
     with user_errors():
-        ok = asyncio.run(
-            _rotate(options.plan, options.wiring, due, label, auto_approve, break_stale_lock)
+        outcome = asyncio.run(
+            _rotate(options.plan, options.wiring, ui, due, label, auto_approve, break_stale_lock)
         )
+    if outcome is None:
+        cancelled("Rotation", ui, "--auto-approve")
+        raise typer.Exit(1)
+    changeset, results = outcome
+    if quiet:
+        ok = _print_results_json(changeset, results, quiet.notes)
+    elif not changeset.has_changes:
+        typer.echo("Nothing to rotate.")
+        ok = True
+    else:
+        ok = report_results(results, "Rotation")
     if not ok:
         raise typer.Exit(1)
 
@@ -209,28 +273,20 @@ def rotate(
 async def _rotate(
     plan_file: Path | None,
     wiring: Wiring | None,
+    ui,
     due: bool,
     labels: list[str],
     auto_approve: bool,
     break_stale: bool,
-) -> bool:
+):
     from orchestrator.engine import operations
 
     ws = open_workspace(plan_file, wiring, failure_of="rotate --due" if due else "rotate")
-    need_confirmation_channel(auto_approve, "--auto-approve")
-    outcome = await operations.rotate(
+    return await operations.rotate(
         ws,
-        TerminalUi(),
+        ui,
         due=due,
         labels=labels,
         auto_approve=auto_approve,
         break_stale=break_stale,
     )
-    if outcome is None:
-        typer.echo("Rotation cancelled.")
-        return False
-    changeset, results = outcome
-    if not changeset.has_changes:
-        typer.echo("Nothing to rotate.")
-        return True
-    return report_results(results, "Rotation")

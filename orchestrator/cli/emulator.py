@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from orchestrator.cli.conventions import Group
 from orchestrator.cli.errors import emulator_errors, reported
 
 
@@ -17,7 +18,7 @@ class IpRestrictionMode(str, Enum):
     REPLACE = "replace"
 
 
-emulator_app = typer.Typer(help="The built-in Binance emulator.", no_args_is_help=True)
+emulator_app = typer.Typer(help="The built-in Binance emulator.", no_args_is_help=True, cls=Group)
 
 
 @emulator_app.command("serve")

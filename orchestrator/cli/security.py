@@ -14,7 +14,7 @@ from orchestrator.cli.context import (
     open_workspace,
 )
 from orchestrator.cli.errors import usage_error, user_errors
-from orchestrator.cli.ui import TerminalUi, need_confirmation_channel
+from orchestrator.cli.ui import QuietUi, TerminalUi, cancelled
 
 if TYPE_CHECKING:
     from orchestrator.engine.changeset import Severity
@@ -98,6 +98,9 @@ def lockdown(
     all_keys: bool = typer.Option(False, "--all", help="Required: every key in scope goes."),
     yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
     break_stale_lock: bool = typer.Option(False, "--break-stale-lock", help=BREAK_STALE_LOCK_HELP),
+    json_output: bool = typer.Option(
+        False, "--json", help="Print what was deleted as JSON (needs --yes)."
+    ),
 ) -> None:
     """Delete every key in scope, managed or not, as fast as the rate limits allow."""
     import asyncio
@@ -109,26 +112,60 @@ def lockdown(
             "lockdown deletes every key in scope, managed or not; pass --all to "
             "confirm (and --subaccount NAME to narrow the scope)."
         )
+    if json_output and not yes:
+        usage_error("lockdown --json cannot ask for 'yes': pass --yes.")
+    quiet = QuietUi() if json_output else None
+    ui = quiet or TerminalUi()
     with user_errors():
-        ok = asyncio.run(_lockdown(options.plan, options.wiring, subaccount, yes, break_stale_lock))
-    if not ok:
+        deleted = asyncio.run(
+            _lockdown(options.plan, options.wiring, ui, subaccount, yes, break_stale_lock)
+        )
+    if deleted is None:
+        cancelled("Lockdown", ui, "--yes")
+        raise typer.Exit(1)
+    failed = [d for d in deleted if d.error]
+    if quiet:
+        _print_deleted_json(deleted, quiet.notes)
+    else:
+        typer.echo(
+            f"\nLockdown: {len(deleted) - len(failed)} key(s) deleted, {len(failed)} failed."
+        )
+        typer.echo("To recreate the planned keys with fresh material: orchestrator apply")
+    if failed:
         raise typer.Exit(1)
 
 
 async def _lockdown(
-    plan_file: Path | None, wiring: Wiring | None, names: list[str], yes: bool, break_stale: bool
-) -> bool:
+    plan_file: Path | None,
+    wiring: Wiring | None,
+    ui,
+    names: list[str],
+    yes: bool,
+    break_stale: bool,
+):
     from orchestrator.engine import operations
 
     ws = open_workspace(plan_file, wiring, failure_of="lockdown")
-    need_confirmation_channel(yes, "--yes")
-    deleted = await operations.lockdown(
-        ws, TerminalUi(), names=names, yes=yes, break_stale=break_stale
-    )
-    if deleted is None:
-        typer.echo("Lockdown cancelled.")
-        return False
-    failed = [d for d in deleted if d.error]
-    typer.echo(f"\nLockdown: {len(deleted) - len(failed)} key(s) deleted, {len(failed)} failed.")
-    typer.echo("To recreate the planned keys with fresh material: orchestrator apply")
-    return not failed
+    return await operations.lockdown(ws, ui, names=names, yes=yes, break_stale=break_stale)
+
+
+def _print_deleted_json(deleted, notes: list[str]) -> None:
+    import json
+
+    from orchestrator.store.audit import mask_key
+
+    failed = sum(bool(d.error) for d in deleted)
+    keys = [
+        {
+            "email": d.email,
+            "api_name": d.api_name,
+            "api_key": mask_key(d.api_key),
+            "managed_as": d.managed_as,
+            "ok": not d.error,
+            "error": d.error,
+            "warning": d.warning,
+        }
+        for d in sorted(deleted, key=lambda d: (d.email, d.api_name))
+    ]
+    data = {"deleted": keys, "done": len(deleted) - failed, "failed": failed, "notes": notes}
+    typer.echo(json.dumps(data, indent=2))

@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING
 import typer
 
 from orchestrator.cli.context import configure_logging, global_options, open_workspace
+from orchestrator.cli.conventions import Group
 from orchestrator.cli.errors import Failure, UserError, usage_error, user_errors
 
 state_app = typer.Typer(
-    help="Inspect state, or rebuild it from live apiNames.", no_args_is_help=True
+    help="Inspect state, or rebuild it from live apiNames.", no_args_is_help=True, cls=Group
 )
-log_app = typer.Typer(help="The audit log.", no_args_is_help=True)
+log_app = typer.Typer(help="The audit log.", no_args_is_help=True, cls=Group)
 
 if TYPE_CHECKING:
     from orchestrator.wiring import Wiring
@@ -27,9 +28,11 @@ def import_(
     all_keys: bool = typer.Option(
         False, "--all", help="Adopt every key whose apiName names a label."
     ),
+    json_output: bool = typer.Option(False, "--json", help="Print what was adopted as JSON."),
 ) -> None:
     """Adopt existing live keys into state."""
     import asyncio
+    import json
 
     options = global_options(ctx)
     configure_logging(options)
@@ -41,8 +44,17 @@ def import_(
         messages = asyncio.run(
             _adopt(options.plan, options.wiring, "import", subaccount, apikey, label)
         )
+    if json_output:
+        typer.echo(json.dumps({"adopted": [_adopted_json(m) for m in messages]}, indent=2))
+        return
     for message in messages:
         typer.echo(message)
+
+
+def _adopted_json(message: str) -> dict[str, str]:
+    """`quant/Bot: recorded orc-p.Bot-g1` as {"address": ..., "message": ...}."""
+    address, _, what = message.partition(": ")
+    return {"address": address, "message": what}
 
 
 @state_app.command("rebuild")

@@ -4,11 +4,10 @@ a terminal, plain lines when piped), the line of each finished action, and the r
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import typer
-
-from orchestrator.cli.errors import UserError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -18,6 +17,9 @@ def console(stderr: bool = False) -> Console:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+CONFIRM_PROMPT = "\nDo you want to perform these actions? Only 'yes' will be accepted"
 
 
 class TerminalUi:
@@ -30,6 +32,7 @@ class TerminalUi:
         self.tty = sys.stdout.isatty()
         self.show_progress = progress and sys.stderr.isatty()
         self.console = console()
+        self.answered = False  # whether confirm() read an answer (False: stdin closed)
 
     def note(self, text: str) -> None:
         typer.echo(text)
@@ -42,12 +45,19 @@ class TerminalUi:
             self.console.print(line) if self.tty else typer.echo(line)
 
     def confirm(self) -> bool:
-        answer = typer.prompt(
-            "\nDo you want to perform these actions? Only 'yes' will be accepted",
-            default="",
-            show_default=False,
-        )
-        return answer.strip() == "yes"
+        """Read the answer from stdin, a terminal or not (`echo yes | orchestrator apply`).
+        Only exactly `yes` goes ahead; anything else, end of input or Ctrl-C declines."""
+        import sys
+
+        try:
+            answer = typer.prompt(CONFIRM_PROMPT, default="", show_default=False)
+        except typer.Abort:  # end of input, or Ctrl-C at the prompt
+            typer.echo("")
+            return False
+        if not sys.stdin.isatty():  # a piped answer is not echoed: end the prompt's line
+            typer.echo("")
+        self.answered = True
+        return answer.rstrip("\r") == "yes"
 
     @contextlib.contextmanager
     def progress(self, label: str):
@@ -63,23 +73,37 @@ class TerminalUi:
             yield lambda done, total: bar.update(task, completed=done, total=total)
 
     @contextlib.contextmanager
-    def executing(self, total: int | None):
-        """A line per finished action and, on a terminal with a known total, a progress bar
-        below the lines."""
-        if not self.tty or not total:
+    def executing(self, actions):
+        """A line per finished action, in the order the plan showed the actions (each as
+        soon as every earlier one has finished), and on a terminal a progress bar below the
+        lines. With `actions` None (a streamed apply), lines come as actions finish."""
+        if not actions:
             yield print_result
+            return
+        if not self.tty:
+            in_order = InPlanOrder(actions, print_result)
+            try:
+                yield in_order
+            finally:  # an interrupted run still shows every result it has
+                in_order.flush()
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         columns = TextColumn("Applying"), BarColumn(), MofNCompleteColumn()
         with Progress(*columns, console=self.console, transient=True) as bar:
-            task = bar.add_task("apply", total=total)
+            task = bar.add_task("apply", total=len(actions))
+            in_order = InPlanOrder(
+                actions, lambda result: bar.console.print(result_markup(result), highlight=False)
+            )
 
             def on_result(result) -> None:
-                bar.console.print(result_markup(result), highlight=False)
+                in_order(result)
                 bar.advance(task)
 
-            yield on_result
+            try:
+                yield on_result
+            finally:
+                in_order.flush()
 
     def deleted(self, entry) -> None:
         from orchestrator.store.audit import mask_key
@@ -92,6 +116,35 @@ class TerminalUi:
         typer.echo(
             f"{mark:>8}  {entry.email} {entry.api_name} {mask_key(entry.api_key)}{managed}{error}"
         )
+
+
+class QuietUi:
+    """The Ui of a `--json` run: stdout carries only the JSON, so it shows nothing, keeps
+    the notes for the JSON, and never asks (`--json` needs the flag that waives asking)."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+        self.answered = False
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def show(self, changeset, *, with_summary: bool = True, width: int = 0) -> None:
+        pass
+
+    def confirm(self) -> bool:
+        return False
+
+    @contextlib.contextmanager
+    def progress(self, label: str):
+        yield None
+
+    @contextlib.contextmanager
+    def executing(self, actions):
+        yield lambda result: None
+
+    def deleted(self, entry) -> None:
+        pass
 
 
 def print_result(result) -> None:
@@ -121,9 +174,47 @@ def report_results(results, what: str, *, blank_line: bool = True) -> bool:
     return not failed
 
 
-def need_confirmation_channel(skip: bool, flag: str) -> None:
-    """Refuse to ask for 'yes' where no one can answer (stdin is not a terminal)."""
-    import sys
+class InPlanOrder:
+    """Passes each action's result on in the order of the actions in the plan: a result
+    waits until the results of every earlier action have been passed on."""
 
-    if not skip and not sys.stdin.isatty():
-        raise UserError(f"this needs confirmation but stdin is not a terminal; pass {flag}")
+    def __init__(self, actions, emit: Callable[[Any], None]) -> None:
+        self._position = {id(action): n for n, action in enumerate(actions)}
+        self._waiting: dict[int, Any] = {}
+        self._next = 0
+        self._emit = emit
+
+    def __call__(self, result) -> None:
+        position = self._position.get(id(result.action))
+        if position is None:
+            self._emit(result)
+            return
+        self._waiting[position] = result
+        while self._next in self._waiting:
+            self._emit(self._waiting.pop(self._next))
+            self._next += 1
+
+    def flush(self) -> None:
+        """Pass on what still waits (an earlier action never finished), in plan order."""
+        for position in sorted(self._waiting):
+            self._emit(self._waiting.pop(position))
+
+
+def in_plan_order(actions, results) -> list:
+    """`results` sorted by the position of their action in `actions`."""
+    ordered: list = []
+    collect = InPlanOrder(actions, ordered.append)
+    for result in results:
+        collect(result)
+    collect.flush()
+    return ordered
+
+
+def cancelled(what: str, ui: TerminalUi | QuietUi, flag: str) -> None:
+    """Say that the user declined, and how to go ahead."""
+    why = "the answer was not 'yes'" if ui.answered else "no answer came (end of input)"
+    typer.secho(
+        f"{what} cancelled: {why}. Only 'yes' confirms; pipe it (echo yes | ...) or pass {flag}.",
+        fg="yellow",
+        err=True,
+    )

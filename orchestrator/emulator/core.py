@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl
 
-from orchestrator.emulator import errors, faults, persist
+from orchestrator.emulator import admin, errors, faults, persist
 from orchestrator.emulator.accounts import Accounts, ApiKey
 from orchestrator.emulator.errors import BinanceError
 from orchestrator.emulator.faults import FaultPlan
@@ -332,13 +332,18 @@ class Emulator:
             msg = f"Admin routes need the {ADMIN_TOKEN_HEADER} header printed at start."
             return self._answer(401, {"code": -2015, "msg": msg})
         try:
-            data = _admin_payload(request.body)
-            with self._lock:
-                return self._admin_action(request, data)
-        except KeyError as exc:
-            return self._answer(400, {"code": -1102, "msg": f"bad admin request: missing {exc}"})
-        except (ValueError, TypeError) as exc:
-            return self._answer(400, {"code": -1100, "msg": f"bad admin request: {exc}"})
+            route, data = admin.admin_request(
+                request.method, request.path, request.raw_query, request.body
+            )
+            try:
+                with self._lock:
+                    return self._admin_action(route, request.method, data)
+            except KeyError as exc:
+                raise admin.bad_request(route, f"missing {exc}", -1102) from None
+            except (ValueError, TypeError) as exc:
+                raise admin.bad_request(route, str(exc)) from None
+        except admin.AdminRequestError as exc:
+            return self._answer(exc.status, {"code": exc.code, "msg": exc.message})
 
     def _admin_authorized(self, request: EmuRequest) -> bool:
         given = _header(request, ADMIN_TOKEN_HEADER.lower()) or ""
@@ -347,21 +352,19 @@ class Emulator:
             given.encode("utf-8", "surrogateescape"), expected.encode()
         )
 
-    def _admin_action(self, request: EmuRequest, data: dict) -> EmuResponse:
-        if request.path == "/_emulator/stats":
+    def _admin_action(self, route: admin.AdminRoute, method: str, data: dict) -> EmuResponse:
+        if route.path == "/_emulator/stats":
             stats = self.stats.to_json()
-            if request.method.upper() == "POST":  # read and reset in one step
+            if method.upper() == "POST":  # read and reset in one step
                 self.stats = _Stats()
             return self._answer(200, stats)
-        if request.path == "/_emulator/inject":
+        if route.path == "/_emulator/inject":
             count = _whole_number("count", data.get("count", 1), 1, MAX_INJECTED)
             self.inject(data["kind"], data.get("endpoint"), count)
-        elif request.path == "/_emulator/subaccount":
-            self.add_subaccounts([data["email"]] if "email" in data else data["emails"])
-        elif request.path == "/_emulator/advance":
+        elif route.path == "/_emulator/subaccount":
+            self.add_subaccounts(admin.subaccount_emails(route, data))
+        elif route.path == "/_emulator/advance":
             self.advance(data["seconds"])
-        else:
-            return self._error(errors.not_found(request.path))
         return self._answer(200, {})
 
     # ---- persistence
@@ -438,16 +441,6 @@ class _Stats:
             "rate_limited": dict(sorted(self.rate_limited.items())),
             "rate_limited_total": sum(self.rate_limited.values()),
         }
-
-
-def _admin_payload(body: bytes) -> dict:
-    try:
-        data = json.loads(body or b"{}")
-    except RecursionError:
-        raise ValueError("the body nests too deeply") from None
-    if not isinstance(data, dict):
-        raise TypeError("the body must be a JSON object")
-    return data
 
 
 def _forward_step(seconds: object) -> float:

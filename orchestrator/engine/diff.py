@@ -38,6 +38,7 @@ from orchestrator.engine.changeset import (
     UpdateIps,
     UpdatePermissions,
 )
+from orchestrator.engine.elapsed import age_over, short_duration
 from orchestrator.exchange.models import Permission, Permissions
 from orchestrator.store.state import KeyRecord, State
 
@@ -611,7 +612,7 @@ def _rotation(
     created = _created_at(current, recorded)
     if created is None or now - created <= key.rotate_after:
         return None
-    reason = f"age {_ago(now - created)} > rotate_after {_ago(key.rotate_after)}"
+    reason = age_over(now - created, key.rotate_after)
     return _rotate_action(key, email, current, generation, reason)
 
 
@@ -783,12 +784,8 @@ def _signed(added: Permissions, removed: Permissions) -> str:
 
 
 def _ago(delta: timedelta) -> str:
-    """A duration as the plan file writes it: 34d, 5h, 12m, 40s."""
-    seconds = int(delta.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+    """A duration in at most two units: 34d, 5h, 1h02m, 40s."""
+    return short_duration(delta)
 
 
 def current_keys(desired: Desired, live: Live, prior: State | None) -> dict[str, LiveKey]:

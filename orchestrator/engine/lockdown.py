@@ -55,6 +55,18 @@ async def scope_emails(
     return sorted(set(wanted))
 
 
+async def keys_in_scope(exchange: Exchange, emails: Collection[str]) -> dict[str, list[ApiKey]]:
+    """Every live key of each sub-account in scope, by email (listed concurrently)."""
+    listed = await asyncio.gather(*(exchange.list_all_api_keys(e) for e in emails))
+    return dict(zip(emails, listed, strict=True))
+
+
+def managed_addresses(state: State) -> dict[str, str]:
+    """The plan address state files each key under, current or kept in grace, by api key."""
+    addresses = {p.api_key: a for a, r in state.keys.items() for p in r.previous}
+    return addresses | {r.api_key: a for a, r in state.keys.items()}
+
+
 async def lockdown(
     exchange: Exchange,
     emails: Collection[str],
@@ -68,15 +80,14 @@ async def lockdown(
     """Delete every key of `emails`. Returns what was deleted (or failed) and the state
     without the deleted keys (unsaved)."""
     forgotten = [state]
-    managed = {r.api_key: (address, r) for address, r in state.keys.items()}
-    retired = {p.api_key: address for address, r in state.keys.items() for p in r.previous}
+    addresses = managed_addresses(state)
 
     async def wipe(email: str) -> list[Deleted]:
         keys = await exchange.list_all_api_keys(email)
         return list(await asyncio.gather(*(delete(k) for k in keys)))
 
     async def delete(key: ApiKey) -> Deleted:
-        address = managed.get(key.api_key, (retired.get(key.api_key), None))[0]
+        address = addresses.get(key.api_key)
         op = uuid.uuid4().hex
         journal.intent(
             op,

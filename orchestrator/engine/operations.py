@@ -5,11 +5,11 @@ execute. The CLI supplies a `Ui` (how to show, ask and report) and renders the r
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from typing import Protocol
 
 from orchestrator.engine import alerts
-from orchestrator.engine.changeset import Changeset, Finding
+from orchestrator.engine.changeset import Action, Changeset, Finding
 from orchestrator.engine.refresh import Progress, refresh
 from orchestrator.engine.workspace import Workspace
 from orchestrator.store.files import next_serial
@@ -31,8 +31,11 @@ class Ui(Protocol):
 
     def progress(self, label: str) -> contextlib.AbstractContextManager[Progress | None]: ...
 
-    def executing(self, total: int | None) -> contextlib.AbstractContextManager[Callable]:
-        """A callback for each finished action (ActionResult), while `total` (if known) run."""
+    def executing(
+        self, actions: Sequence[Action] | None
+    ) -> contextlib.AbstractContextManager[Callable]:
+        """A callback for each finished action (ActionResult), while `actions` (None: not
+        known up front) run."""
 
     def deleted(self, entry) -> None:
         """One key a lockdown deleted (or failed to)."""
@@ -89,7 +92,8 @@ async def apply(
     break_stale: bool,
 ) -> tuple[Changeset, list] | None:
     """Apply a fresh plan or exactly a saved changeset. Returns (changeset, results), or None
-    when the user declined. With --auto-approve and no saved changeset, it streams. Signs of
+    when the user declined. A saved changeset was reviewed when it was planned: it is applied
+    without asking. With --auto-approve and no saved changeset, it streams. Signs of
     compromise and a failure are notified."""
     async with _failure_notified(ws, "apply"):
         outcome = await _apply(ws, ui, saved, targets, auto_approve, break_stale)
@@ -122,7 +126,7 @@ async def _apply(
             _refuse_blocking(changeset)
             if not changeset.has_changes:
                 return changeset, []
-            if not auto_approve and not ui.confirm():
+            if not (auto_approve or saved is not None) and not ui.confirm():
                 return None
             return changeset, await _execute(ws, ui, exchange, changeset, "apply")
 
@@ -131,7 +135,7 @@ async def _stream(ws: Workspace, ui: Ui, exchange, targets) -> tuple[Changeset, 
     from orchestrator.engine.render import address_width
 
     width = address_width(ws.plan.desired)
-    with ui.executing(None) as on_result:  # the total is not known up front
+    with ui.executing(None) as on_result:  # the actions are not known up front
         changeset, results = await ws.stream_apply(
             exchange,
             "apply",
@@ -249,8 +253,9 @@ async def check(ws: Workspace):
 async def lockdown(
     ws: Workspace, ui: Ui, *, names: Collection[str], yes: bool, break_stale: bool
 ) -> list | None:
-    """Delete every key of the sub-accounts in scope. None when the user declined. What was
-    deleted, or why it stopped, is notified."""
+    """Delete every key of the sub-accounts in scope. None when the user declined. Asking
+    first, it lists every key the user is asked about; keys made while the user reads are
+    deleted too: every key in scope goes. What was deleted, or why it stopped, is notified."""
     from orchestrator.notify import LockdownRan
 
     scope: list[str] = []
@@ -276,11 +281,15 @@ async def _lockdown(
                 emails = await scope_emails(exchange, names, plan_emails)
             except ScopeError as exc:
                 raise Refused(str(exc)) from None
-            ui.note(f"Lockdown: every API key of {len(emails)} sub-account(s) will be deleted:")
-            for email in emails:
-                ui.note(f"  {email}")
-            if not yes and not ui.confirm():
-                return None
+            if yes:
+                ui.note(f"Lockdown: every API key of {len(emails)} sub-account(s) goes:")
+                for email in emails:
+                    ui.note(f"  {email}")
+            else:
+                for line in await _lockdown_scope_lines(exchange, emails, state):
+                    ui.note(line)
+                if not ui.confirm():
+                    return None
             scope.extend(emails)
             audit_log = ws.backend.audit("lockdown")
             audit_log.append("lockdown", detail={"scope": emails})
@@ -296,6 +305,29 @@ async def _lockdown(
             ws.backend.save_state(next_serial(state))
             ws.backend.journal(ws.name).clear()
     return deleted
+
+
+async def _lockdown_scope_lines(exchange, emails: list[str], state) -> list[str]:
+    """Every key a lockdown would delete, by sub-account, with the count: what the user is
+    asked to confirm. API keys are shown by a short prefix only."""
+    from orchestrator.engine.lockdown import keys_in_scope, managed_addresses
+    from orchestrator.store.audit import mask_key
+
+    listed = await keys_in_scope(exchange, emails)
+    managed = managed_addresses(state)
+    total = sum(len(keys) for keys in listed.values())
+    lines = [
+        f"Lockdown: {total} API key(s) in {len(emails)} sub-account(s) will be deleted, "
+        "managed or not:"
+    ]
+    for email, keys in listed.items():
+        lines.append(f"  {email}" + ("" if keys else " (no keys)"))
+        width = max((len(k.api_name) for k in keys), default=0)
+        for key in sorted(keys, key=lambda k: k.api_name):
+            address = managed.get(key.api_key)
+            owner = f"managed as {address}" if address else "not managed by this plan"
+            lines.append(f"    {key.api_name:<{width}}  {mask_key(key.api_key)}  {owner}")
+    return lines
 
 
 async def adopt(
@@ -396,5 +428,5 @@ def _refuse_blocking(changeset: Changeset) -> None:
 
 
 async def _execute(ws: Workspace, ui: Ui, exchange, changeset: Changeset, command: str) -> list:
-    with ui.executing(len(changeset.actions)) as on_result:
+    with ui.executing(changeset.actions) as on_result:
         return await ws.execute(exchange, changeset, command, on_result)

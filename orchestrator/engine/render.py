@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+from orchestrator.domain.naming import parse_key_name
 from orchestrator.domain.permissions import Permission
 from orchestrator.engine.changeset import (
     Action,
@@ -18,6 +19,7 @@ from orchestrator.engine.changeset import (
     UpdateIps,
     UpdatePermissions,
 )
+from orchestrator.sinks import material_location
 
 
 def _symbol(action: Action) -> tuple[str, str, str]:
@@ -38,16 +40,36 @@ def _symbol(action: Action) -> tuple[str, str, str]:
 
 
 def describe(action: Action) -> str:
-    """What an action does, in the words of the plan output's last column."""
+    """What an action does, in the words of the plan output's last column: for a new key,
+    where its material will be written; for a deleted generation of a planned key, which."""
     match action:
         case CreateSubaccount(virtual=virtual):
             return f"virtual sub-account {virtual}"
         case CreateKey():
             perms = ", ".join(["read"] + [p.value for p in Permission if p in action.permissions])
             ips = f"ips {', '.join(action.ips)}" if action.ips else "no IP whitelist"
-            return f"{perms}; {ips}; {action.key_type} as {action.api_name}"
+            return (
+                f"{perms}; {ips}; {action.key_type} as {action.api_name}; "
+                f"material to {_location(action)}"
+            )
+        case Rotate():
+            return (
+                f"{action.reason}; g{action.generation} as {action.api_name}, "
+                f"material to {_location(action)}"
+            )
+        case DeleteKey(label=str()) if (generation := _generation(action.api_name)) is not None:
+            return f"g{generation} ({action.api_name}): {action.reason}"
         case _:
             return action.reason
+
+
+def _location(action: CreateKey | Rotate) -> str:
+    return material_location(action.sink, action.address)
+
+
+def _generation(name: str) -> int | None:
+    parsed = parse_key_name(name)
+    return parsed.generation if parsed else None
 
 
 def plan_lines(
@@ -92,6 +114,34 @@ def plan_json(changeset: Changeset, calls: Mapping[str, int]) -> dict:
         "calls_total": sum(calls.values()),
         "live_fingerprint": changeset.live_fingerprint,
         "state_serial": changeset.state_serial,
+    }
+
+
+def results_json(changeset: Changeset, results: Sequence) -> dict:
+    """What apply or rotate did, for machines: each action of the changeset in plan order
+    with its outcome (`ok` and `message`; both None for an action that did not run), the
+    findings, the counts planned, and how many were done and failed."""
+    outcome = {id(r.action): r for r in results}
+    actions = []
+    for action in changeset.actions:
+        result = outcome.get(id(action))
+        actions.append(
+            {
+                **action.to_dict(),
+                "description": describe(action),
+                "ok": result.ok if result else None,
+                "message": result.message if result else None,
+            }
+        )
+    failed = sum(not r.ok for r in results)
+    return {
+        "plan": changeset.plan_name,
+        "changes": changeset.has_changes,
+        "summary": changeset.counts(),
+        "actions": actions,
+        "findings": [f.to_dict() for f in changeset.findings],
+        "done": len(results) - failed,
+        "failed": failed,
     }
 
 

@@ -21,7 +21,7 @@ from typing import Protocol
 from orchestrator.config import ExchangeSettings, LoadedPlan, find_plan, load_plan
 from orchestrator.domain.model import DesiredSubaccount, Live
 from orchestrator.engine.changeset import Changeset
-from orchestrator.engine.diff import diff, resolve_email, with_takeovers
+from orchestrator.engine.diff import diff, phase, resolve_email, with_takeovers
 from orchestrator.engine.recovery import reconcile_journal
 from orchestrator.engine.refresh import (
     Progress,
@@ -286,8 +286,9 @@ class Workspace:
 
         Each sub-account's actions start as soon as its keys are read, so the creates of one
         overlap the listing of the next: different endpoints, separate rate-limit budgets.
-        Nothing starts if any sub-account of the plan is missing. Returns the whole changeset
-        and the results (caller holds the lock and has reconciled the journal).
+        Nothing starts if any sub-account of the plan is missing. Returns the whole changeset,
+        its actions in the order `plan` shows them, and the results (caller holds the lock
+        and has reconciled the journal).
         """
         state = self.load_state()
         now = self.clock()
@@ -326,7 +327,7 @@ class Workspace:
         await self._close_journal()
         whole = replace(
             upfront,
-            actions=tuple(a for part in parts for a in part.actions),
+            actions=tuple(sorted((a for part in parts for a in part.actions), key=phase)),
             findings=tuple(f for part in parts for f in part.findings),
         )
         return whole, applier.results

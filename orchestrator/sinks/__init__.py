@@ -38,6 +38,7 @@ __all__ = [
     "UnsafeSinkPath",
     "VaultError",
     "VaultSink",
+    "material_location",
     "open_sink",
     "split_address",
 ]
@@ -64,3 +65,16 @@ def open_sink(spec: str, project_dir: Path, env: Mapping[str, str] = os.environ)
     raise SinkConfigError(
         f"{spec!r}: unknown sink kind {kind!r}; use file:DIR, dotenv:PATH or vault:MOUNT/PATH"
     )
+
+
+def material_location(spec: str, address: str) -> str:
+    """Where the sink `spec` keeps the material bots read for the key at `address`, written
+    as the plan writes paths (no secret, nothing opened): `file:DIR/<sub>/<label>.json`,
+    the `dotenv:` file itself, or `vault:MOUNT/PATH/<sub>/<label>`."""
+    kind, _, target = spec.partition(":")
+    sub, label = split_address(address)
+    if kind == "file":
+        return f"file:{target.rstrip('/')}/{sub}/{label}.json"
+    if kind == "vault":
+        return "vault:" + "/".join(part for part in (target.strip("/"), sub, label) if part)
+    return spec

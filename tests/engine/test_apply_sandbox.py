@@ -71,7 +71,7 @@ def test_saved_changeset_is_applied_exactly_or_refused_when_stale(project: Path)
     assert "changed since" in refused.output
 
 
-def test_apply_without_terminal_or_auto_approve_refuses(project: Path):
+def test_apply_with_no_answer_on_stdin_cancels(project: Path):
     refused = cli("apply", code=1)
     assert "--auto-approve" in refused.output
     assert not (project / "state" / "example.state.json").exists()
