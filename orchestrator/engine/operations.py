@@ -136,8 +136,15 @@ async def rotate(
     labels: Collection[str],
     auto_approve: bool,
     break_stale: bool,
+    reload_only: bool = False,
 ) -> tuple[Changeset, list] | None:
-    from orchestrator.engine.rotate import RotationRefused, rotation_changeset
+    """`rotate`: due or named rotations, or with `reload_only` the named keys' reload/check
+    steps alone."""
+    from orchestrator.engine.rotate import (
+        RotationRefused,
+        reload_changeset,
+        rotation_changeset,
+    )
 
     with _locked(ws, "rotate", break_stale):
         async with ws.exchange() as exchange:
@@ -145,15 +152,25 @@ async def rotate(
             state = ws.load_state()
             live = await refresh(exchange, ws.plan.desired, state, open_sink=ws.sink)
             try:
-                changeset = rotation_changeset(
-                    ws.plan.desired,
-                    live,
-                    state,
-                    ws.clock(),
-                    due=due,
-                    labels=labels,
-                    plan_hash=ws.plan.source_hash,
-                )
+                if reload_only:
+                    changeset = reload_changeset(
+                        ws.plan.desired,
+                        live,
+                        state,
+                        ws.clock(),
+                        labels=labels,
+                        plan_hash=ws.plan.source_hash,
+                    )
+                else:
+                    changeset = rotation_changeset(
+                        ws.plan.desired,
+                        live,
+                        state,
+                        ws.clock(),
+                        due=due,
+                        labels=labels,
+                        plan_hash=ws.plan.source_hash,
+                    )
             except RotationRefused as exc:
                 raise Refused(str(exc)) from None
             if not changeset.has_changes:

@@ -38,6 +38,7 @@ __all__ = [
     "UnsafeSinkPath",
     "VaultError",
     "VaultSink",
+    "bot_facing_location",
     "open_sink",
     "split_address",
 ]
@@ -64,3 +65,15 @@ def open_sink(spec: str, project_dir: Path, env: Mapping[str, str] = os.environ)
     raise SinkConfigError(
         f"{spec!r}: unknown sink kind {kind!r}; use file:DIR, dotenv:PATH or vault:MOUNT/PATH"
     )
+
+
+def bot_facing_location(sink: Sink, address: str) -> str:
+    """Where a bot reads the key at `address`: the dotenv file, the current JSON file, or
+    the Vault path (`MOUNT/PATH`). Told to reload commands; never holds a secret."""
+    if isinstance(sink, DotenvSink):
+        return str(sink.env_path)
+    if isinstance(sink, FileSink):
+        return str(sink.path(address, "current"))
+    if isinstance(sink, VaultSink):
+        return f"{sink.mount}/{sink.key_path(address)}"
+    return sink.spec
