@@ -44,7 +44,7 @@ EXCERPT_CHARS = 1000
 DRAIN_S = 1.0
 REDACTED = "[redacted]"
 #: key-like runs: API keys, HMAC secrets, base64 lines of a PEM.
-_KEY_LIKE = re.compile(r"[A-Za-z0-9+/=_-]{32,}")
+_KEY_LIKE = re.compile(r"[A-Za-z0-9+/]{32,}={0,2}")
 _PEM = re.compile(r"-----BEGIN [A-Z0-9 ]+-----.*?(-----END [A-Z0-9 ]+-----|\Z)", re.DOTALL)
 #: the shortest piece of a secret scrubbed on its own (PEM lines, a secret cut at the end).
 _SHORTEST_PIECE = 8

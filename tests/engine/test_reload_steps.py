@@ -57,8 +57,11 @@ def write_plan(project: Path, *, grace: str = "0s", extra: str = "") -> None:
     script.parent.mkdir(exist_ok=True)
     script.write_text(RELOAD_SCRIPT)
     text = PLAN.format(
-        grace=grace, python=json.dumps(sys.executable), script=json.dumps(str(script)),
-        extra=extra, sink=SINK,
+        grace=grace,
+        python=json.dumps(sys.executable),
+        script=json.dumps(str(script)),
+        extra=extra,
+        sink=SINK,
     )
     (project / "plans" / "example.yaml").write_text(text)
     with open(project / ".gitignore", "a", encoding="utf-8") as out:
@@ -80,9 +83,7 @@ def step_runs(project: Path) -> list[dict]:
 
 def live_names(project: Path) -> list[str]:
     emulator = sandbox(project)
-    return sorted(
-        k.api_name for s in emulator.accounts.subs.values() for k in s.keys.values()
-    )
+    return sorted(k.api_name for s in emulator.accounts.subs.values() for k in s.keys.values())
 
 
 def bot_names(project: Path) -> list[str]:
