@@ -5,6 +5,7 @@ carries a secret. Liveness is read from the emulator, not from the tool's state.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -90,6 +91,11 @@ def bot_names(project: Path) -> list[str]:
     return [n for n in live_names(project) if ".Bot-" in n]
 
 
+def live_api_keys(project: Path) -> set[str]:
+    emulator = sandbox(project)
+    return {k.api_key for s in emulator.accounts.subs.values() for k in s.keys.values()}
+
+
 def bot_file_key(project: Path) -> str:
     return open_sink(SINK, project).read_current(ADDRESS).api_key
 
@@ -156,7 +162,7 @@ def test_a_failing_reload_keeps_the_old_key_until_a_later_run_succeeds(applied):
     result = cli("rotate", "--label", "Bot", "--auto-approve", code=1)
     assert "reload: exit status 3" in result.output
     assert bot_names(applied) == [g1, "orc-desk.Bot-g2"]  # the old key is still live
-    assert bot_file_key(applied) != ""  # the bot's file holds g2 already
+    assert bot_file_key(applied) in live_api_keys(applied)  # the bot's file holds g2
 
     plan = cli("plan", "--detailed-exitcode", code=2).output
     assert "reload   quant/Bot" in plan and f"{g1} waiting for bots to switch" in plan
@@ -256,3 +262,23 @@ def test_a_lost_state_runs_the_steps_again_before_any_delete(applied):
     assert len(step_runs(applied)) == runs + 1
     assert bot_names(applied) == ["orc-desk.Bot-g3"]
     assert g1 not in live_names(applied)
+
+
+@pytest.mark.parametrize("point", ["after_reload", "after_reload_state"])
+def test_a_kill_around_reload_never_deletes_the_old_key_before_a_recorded_success(applied, point):
+    """kill -9 after reload succeeded: before state recorded it, the next run runs the steps
+    again before deleting g1; after, it deletes g1 on the recorded success."""
+    from tests.safety.safety_kit import run
+
+    (g1,) = bot_names(applied)
+    killed = run(applied, "rotate", "--label", "Bot", "--auto-approve", ORCHESTRATOR_CRASH_AT=point)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    assert bot_names(applied) == [g1, "orc-desk.Bot-g2"]
+    assert bot_file_key(applied) in live_api_keys(applied)
+    runs = len(step_runs(applied))
+    done = run(applied, "apply", "--auto-approve")
+    assert done.returncode == 0, done.stdout + done.stderr
+    rerun = 1 if point == "after_reload" else 0
+    assert len(step_runs(applied)) == runs + rerun
+    assert bot_names(applied) == ["orc-desk.Bot-g2"]
+    cli("plan", "--detailed-exitcode")
