@@ -17,7 +17,10 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import select
 import signal
+import subprocess
+import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,31 +150,11 @@ async def run_step(
     env = {k: v for k, v in environ.items() if k in PASSED_ENV or k.startswith("LC_")}
     env.update(target.env(step))
     try:
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=cwd,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-        )
+        status, captured = await asyncio.to_thread(_run, argv, cwd, env, timeout_s)
     except OSError as exc:
         reason = f"cannot run {program}: {exc.strerror or type(exc).__name__}"
         return StepResult(step, program, False, None, reason, "")
-    captured = bytearray()
-    reader = asyncio.create_task(_read_bounded(process, captured))
-    try:
-        status: int | None = await asyncio.wait_for(process.wait(), timeout_s)
-    except TimeoutError:
-        _kill_group(process.pid)
-        await process.wait()
-        status = None
-    try:
-        await asyncio.wait_for(reader, DRAIN_S)
-    except TimeoutError:
-        pass  # a child it left running holds the pipe open; keep what was read
-    output = excerpt(bytes(captured), secrets)
+    output = excerpt(captured, secrets)
     if status is None:
         reason = f"timed out after {timeout_s:g}s (killed)"
     elif status != 0:
@@ -181,12 +164,47 @@ async def run_step(
     return StepResult(step, program, status == 0, status, reason, output)
 
 
-async def _read_bounded(process: asyncio.subprocess.Process, captured: bytearray) -> None:
+def _run(
+    argv: tuple[str, ...], cwd: Path, env: dict[str, str], timeout_s: float
+) -> tuple[int | None, bytes]:
+    """(exit status, or None when killed at the timeout; the first CAPTURE_BYTES of its
+    output). One loop reads the output and watches the clock: a child the command leaves
+    running with the pipe open is not waited for beyond DRAIN_S."""
+    process = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     assert process.stdout is not None
-    while chunk := await process.stdout.read(65536):
-        room = CAPTURE_BYTES - len(captured)
-        if room > 0:
-            captured += chunk[:room]
+    captured = bytearray()
+    deadline = time.monotonic() + timeout_s
+    drain_until: float | None = None  # set once the command has ended
+    status: int | None = None
+    eof = False
+    with process.stdout as pipe:
+        while True:
+            now = time.monotonic()
+            if drain_until is None and process.poll() is not None:
+                status, drain_until = process.returncode, now + DRAIN_S
+            elif drain_until is None and now >= deadline:
+                _kill_group(process.pid)
+                process.wait()
+                status, drain_until = None, now + DRAIN_S
+            if drain_until is not None and (eof or now >= drain_until):
+                break
+            if eof:
+                time.sleep(0.05)
+                continue
+            ready, _, _ = select.select([pipe], [], [], 0.05)
+            if ready:
+                chunk = os.read(pipe.fileno(), 65536)
+                eof = not chunk
+                captured += chunk[: max(0, CAPTURE_BYTES - len(captured))]
+    return status, bytes(captured)
 
 
 def _kill_group(pid: int) -> None:
