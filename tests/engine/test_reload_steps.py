@@ -282,3 +282,27 @@ def test_a_kill_around_reload_never_deletes_the_old_key_before_a_recorded_succes
     assert len(step_runs(applied)) == runs + rerun
     assert bot_names(applied) == ["orc-desk.Bot-g2"]
     cli("plan", "--detailed-exitcode")
+
+
+def test_a_failed_step_is_an_event_for_whoever_listens(applied):
+    """Workspace.on_switch_failed is where a notification hooks on: one secret-free event per
+    failed reload/check, naming the key and the generations kept."""
+    import asyncio
+
+    from orchestrator.cli.ui import TerminalUi
+    from orchestrator.engine import operations
+    from orchestrator.wiring import Wiring
+
+    fail_steps(applied)
+    events: list = []
+    ws = Wiring().open_workspace(None, cwd=applied)
+    ws.on_switch_failed = events.append
+    outcome = asyncio.run(
+        operations.rotate(
+            ws, TerminalUi(), due=False, labels=["Bot"], auto_approve=True, break_stale=False
+        )
+    )
+    assert outcome is not None and not outcome[1][0].ok
+    (event,) = events
+    assert (event.address, event.api_name, event.generation) == (ADDRESS, "orc-desk.Bot-g2", 2)
+    assert event.reason == "reload: exit status 3" and event.kept == ("orc-desk.Bot-g1",)
