@@ -115,3 +115,41 @@ def test_scheduled_script_rotates_and_fails_on_high_findings(tmp_path: Path):
     risky = subprocess.run([str(DEPLOY / "scheduled.sh")], env=env, capture_output=True, text=True)
     assert risky.returncode == 1
     assert "missing_secret" in risky.stdout
+
+
+def test_the_bots_example_reloads_by_systemd_and_by_signal_and_validates():
+    from orchestrator.config import load_plan
+
+    keys = {k.label: k for k in load_plan(DEPLOY / "examples" / "bots.yaml").desired.keys()}
+    assert keys["QuantBot-BTC"].reload[:2] == ("systemctl", "reload-or-restart")
+    assert keys["QuantBot-BTC"].check
+    assert keys["CopyBot"].reload[:2] == ("pkill", "-HUP")
+    rules = (DEPLOY / "systemd" / "orchestrator-reload-bots.rules").read_text()
+    assert 'subject.user == "orchestrator"' in rules and '"bot.service"' in rules
+
+
+def test_write_paths_gives_the_systemd_unit_every_directory_the_plan_writes(tmp_path: Path):
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    init_project(tmp_path)
+    outside = tmp_path.parent / f"{tmp_path.name}-elsewhere" / "bot.env"
+    plan = tmp_path / "plans" / "example.yaml"
+    text = plan.read_text().replace(
+        "        ips: [198.51.100.7]\n",
+        f"        ips: [198.51.100.7]\n        secrets: dotenv:{outside}\n",
+    )
+    assert str(outside) in text
+    plan.write_text(text)
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "write-paths", "--systemd"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    line = done.stdout.strip()
+    assert line.startswith("ReadWritePaths=")
+    written = set(line.removeprefix("ReadWritePaths=").split())
+    root = tmp_path.resolve()
+    assert written == {str(root / "state"), str(root / "secrets"), str(outside.parent)}
+    service = (DEPLOY / "systemd" / "orchestrator-rotate.service").read_text()
+    assert "orchestrator write-paths --systemd" in service

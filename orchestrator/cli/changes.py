@@ -234,17 +234,25 @@ def rotate(
     ctx: typer.Context,
     due: bool = typer.Option(False, "--due", help="Rotate every key past its rotate_after."),
     label: list[str] = typer.Option([], "--label", help="Rotate this key now (repeatable)."),
+    reload_only: bool = typer.Option(
+        False,
+        "--reload-only",
+        help="Only run the --label keys' reload/check steps for their current key.",
+    ),
     auto_approve: bool = typer.Option(False, "--auto-approve", help="Do not ask for 'yes'."),
     break_stale_lock: bool = typer.Option(False, "--break-stale-lock", help=BREAK_STALE_LOCK_HELP),
     json_output: bool = typer.Option(
         False, "--json", help="Print the results as JSON (needs --auto-approve)."
     ),
 ) -> None:
-    """Rotate keys: create the next generation, store it, promote it, retire the old one."""
+    """Rotate keys: create the next generation, store it, promote it, run its reload/check
+    steps, retire the old one."""
     import asyncio
 
     options = global_options(ctx)
     configure_logging(options)
+    if reload_only and (due or not label):
+        usage_error("--reload-only takes the keys by --label LABEL, not --due.")
     if not due and not label:
         usage_error("say which keys: --due, or --label LABEL.")
     if json_output and not auto_approve:
@@ -253,7 +261,16 @@ def rotate(
     ui = quiet or TerminalUi()
     with user_errors():
         outcome = asyncio.run(
-            _rotate(options.plan, options.wiring, ui, due, label, auto_approve, break_stale_lock)
+            _rotate(
+                options.plan,
+                options.wiring,
+                ui,
+                due,
+                label,
+                auto_approve,
+                break_stale_lock,
+                reload_only,
+            )
         )
     if outcome is None:
         cancelled("Rotation", ui, "--auto-approve")
@@ -278,6 +295,7 @@ async def _rotate(
     labels: list[str],
     auto_approve: bool,
     break_stale: bool,
+    reload_only: bool,
 ):
     from orchestrator.engine import operations
 
@@ -289,4 +307,5 @@ async def _rotate(
         labels=labels,
         auto_approve=auto_approve,
         break_stale=break_stale,
+        reload_only=reload_only,
     )

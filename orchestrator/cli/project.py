@@ -101,3 +101,30 @@ def init(
         typer.echo(f"{outcome:>8}  {path}{suffix}")
     enter = "" if directory == Path(".") else f"cd {directory} && "
     typer.echo(f"Next: {enter}orchestrator validate, then orchestrator plan.")
+
+
+def write_paths(
+    ctx: typer.Context,
+    plan: Path | None = typer.Argument(
+        None, help="Plan file (default: --plan, or the only plans/*.yaml)."
+    ),
+    systemd: bool = typer.Option(
+        False, "--systemd", help="Print them as one systemd ReadWritePaths= line."
+    ),
+) -> None:
+    """Print the directories the plan's commands write: state and every file or dotenv sink
+    (for a sandboxed service's ReadWritePaths=). Never contacts the exchange."""
+    from orchestrator.cli.errors import user_errors
+    from orchestrator.config import find_plan, load_plan
+    from orchestrator.sinks.paths import written_dirs
+
+    with user_errors():
+        root = Path.cwd()
+        loaded = load_plan(find_plan(global_options(ctx).plan_file(plan), root))
+        sinks = [k.sink for k in loaded.desired.keys()]
+        dirs = [root.resolve() / "state", *written_dirs(sinks, root.resolve())]
+    if systemd:
+        typer.echo("ReadWritePaths=" + " ".join(str(d) for d in dirs))
+        return
+    for directory in dirs:
+        typer.echo(str(directory))

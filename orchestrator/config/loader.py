@@ -30,6 +30,7 @@ from orchestrator.notify import NotifySettings
 
 DEFAULT_GRACE = timedelta(hours=1)
 DEFAULT_SINK = "file:secrets/"
+DEFAULT_RELOAD_TIMEOUT = timedelta(seconds=30)
 PLAN_SUFFIXES = (".yaml", ".yml")
 
 
@@ -321,6 +322,9 @@ def _desired_key(
         grace=DEFAULT_GRACE if grace is None else grace,
         sink=pick("secrets") or DEFAULT_SINK,
         verify=bool(pick("verify")),
+        reload=tuple(pick("reload") or ()),
+        check=tuple(pick("check") or ()),
+        reload_timeout=pick("reload_timeout") or DEFAULT_RELOAD_TIMEOUT,
         owner=project,
     )
 

@@ -227,6 +227,29 @@ NotifyLevel = Literal["low", "medium", "high", "critical"]  # notify.LEVELS
 KeyType = Literal["ed25519", "hmac"]
 
 
+def _argv(argv: list[str]) -> list[str]:
+    if argv and not argv[0].strip():
+        raise fail(
+            "the command's program (its first word) is empty",
+            'write the command as a list, program first, e.g. ["systemctl", "reload", "bot"]',
+        )
+    if any("\0" in word for word in argv):
+        raise fail("a command word contains a NUL character", "remove it")
+    return argv
+
+
+Command = Annotated[
+    list[StrictStr],
+    AfterValidator(_argv),
+    _schema(
+        type="array",
+        items={"type": "string"},
+        description="A command as an argv list, program first, run without a shell; "
+        "[] runs nothing.",
+    ),
+]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -258,6 +281,19 @@ class KeySettings(_Strict):
     permissions: list[PermissionName] | None = None
     profile: ProfileName | None = None
     verify: StrictBool | None = None
+    reload: Command | None = None
+    check: Command | None = None
+    reload_timeout: Duration | None = None
+
+    @field_validator("reload_timeout")
+    @classmethod
+    def _timeout(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise fail(
+                "reload_timeout must be longer than 0s",
+                "e.g. reload_timeout: 30s (how long each of reload and check may run)",
+            )
+        return value
 
     @field_validator("rotate_after")
     @classmethod

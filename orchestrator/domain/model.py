@@ -28,6 +28,9 @@ class DesiredKey:
     grace: timedelta = timedelta(hours=1)
     sink: str = "file:secrets/"
     verify: bool = False
+    reload: tuple[str, ...] = ()  # argv run once a new generation is in the sink
+    check: tuple[str, ...] = ()  # argv that must succeed before older generations go
+    reload_timeout: timedelta = timedelta(seconds=30)  # for each of reload and check
     owner: str | None = None  # the project id its apiName carries; None: a legacy name
     former_label: str | None = None  # the label it was renamed from (a `moved:` entry)
     takes_over: bool = False  # former_label's key is replaced, not kept (see diff.takeovers)
@@ -35,6 +38,11 @@ class DesiredKey:
     @property
     def address(self) -> str:
         return f"{self.subaccount}/{self.label}"
+
+    @property
+    def switches(self) -> bool:
+        """Whether bots must be seen to switch (reload, check) before older generations go."""
+        return bool(self.reload or self.check)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from orchestrator.engine import crashpoints, transitions
 from orchestrator.engine.changeset import (
@@ -20,6 +21,7 @@ from orchestrator.engine.changeset import (
     CreateSubaccount,
     DeleteKey,
     Reconcile,
+    Reload,
     Rename,
     Rotate,
     UpdateIps,
@@ -31,6 +33,7 @@ from orchestrator.engine.keymaking import KeyMaker
 from orchestrator.engine.ledger import ActionFailed, ActionResult, Ledger, safe
 from orchestrator.engine.material import SinkIO, SinkOpener
 from orchestrator.engine.reconcile import Reconciliation
+from orchestrator.engine.switching import Switcher, SwitchListener
 from orchestrator.engine.updates import Updater
 from orchestrator.exchange.errors import AmbiguousOutcome, ExchangeError
 from orchestrator.exchange.interface import Exchange
@@ -52,13 +55,20 @@ class Applier:
         open_sink: SinkOpener,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_result: Callable[[ActionResult], None] | None = None,
+        project_dir: Path | None = None,
+        on_switch_failed: SwitchListener | None = None,
     ) -> None:
         self.exchange = exchange
         self.ledger = Ledger(
             backend=backend, state=state, journal=journal, audit=audit, clock=clock
         )
         self.deleter = Deleter(exchange, self.ledger, open_sink)
-        self.keys = KeyMaker(exchange, self.ledger, SinkIO(open_sink), self.deleter, clock)
+        self.switcher = Switcher(
+            self.ledger, open_sink, self.deleter, clock, project_dir or Path.cwd(), on_switch_failed
+        )
+        self.keys = KeyMaker(
+            exchange, self.ledger, SinkIO(open_sink), self.deleter, clock, self.switcher
+        )
         self.updater = Updater(exchange, self.ledger, clock)
         self.reconciliation = Reconciliation(self.ledger, open_sink, clock)
         self.on_result = on_result
@@ -115,6 +125,8 @@ class Applier:
                 return await self.reconciliation.reconcile(action)
             case Rename():
                 return await self.reconciliation.rename(action)
+            case Reload():
+                return await self.switcher.reload(action)
 
     async def _create_subaccount(self, action: CreateSubaccount) -> str:
         op = await self.ledger.intent("create_subaccount", action)

@@ -28,6 +28,7 @@ class ActionKind(str, Enum):
     DELETE_KEY = "delete"
     RECONCILE = "reconcile"
     RENAME = "rename"
+    RELOAD = "reload"
 
 
 class Severity(str, Enum):
@@ -100,6 +101,9 @@ class CreateKey(_Change):
     verify: bool = False
     retire: tuple[tuple[str, str], ...] = ()  # live generations (api key, apiName) to keep
     grace_s: float = 0.0  # for `grace_s` from now, then delete
+    reload: tuple[str, ...] = ()  # the key's reload and check steps (see Reload)
+    check: tuple[str, ...] = ()
+    reload_timeout_s: float = 30.0
     reason: str = ""
     security: bool = False
 
@@ -162,6 +166,34 @@ class Rotate(_Change):
     sink: str
     grace_s: float
     verify: bool = False
+    reload: tuple[str, ...] = ()  # the key's reload and check steps (see Reload)
+    check: tuple[str, ...] = ()
+    reload_timeout_s: float = 30.0
+    reason: str = ""
+    security: bool = False
+
+
+@dataclass(frozen=True)
+class Reload(_Change):
+    """Run the label's reload and check steps for its current key `api_key`, so that bots
+    are seen to use it before any older generation goes. Once both succeed, the older
+    generations' grace starts; those in `release` (api key, apiName: live, their material
+    kept, their grace over) are deleted at once when `grace_s` is 0, by a later run
+    otherwise. While the steps fail, every older generation stays live."""
+
+    kind: ClassVar[ActionKind] = ActionKind.RELOAD
+    subaccount: str
+    label: str
+    email: str
+    api_key: str
+    api_name: str
+    generation: int
+    sink: str
+    reload: tuple[str, ...]
+    check: tuple[str, ...]
+    reload_timeout_s: float
+    grace_s: float
+    release: tuple[tuple[str, str], ...] = ()
     reason: str = ""
     security: bool = False
 
@@ -237,6 +269,7 @@ Action = (
     | DeleteKey
     | Reconcile
     | Rename
+    | Reload
 )
 _BY_KIND: dict[str, type[Action]] = {
     cls.kind.value: cls
@@ -249,6 +282,7 @@ _BY_KIND: dict[str, type[Action]] = {
         DeleteKey,
         Reconcile,
         Rename,
+        Reload,
     )
 }
 
@@ -267,13 +301,14 @@ def action_from_dict(data: dict[str, Any]) -> Action:
     for name in ("permissions", "previous_permissions", "adopt_permissions"):
         if name in values:
             values[name] = frozenset(Permission(p) for p in values[name])
-    for name in ("ips", "ips_add", "ips_remove", "forget", "destroy"):
+    for name in ("ips", "ips_add", "ips_remove", "forget", "destroy", "reload", "check"):
         if name in values:
             values[name] = tuple(values[name])
     if values.get("adopt_ips") is not None:
         values["adopt_ips"] = tuple(values["adopt_ips"])
-    if "retire" in values:
-        values["retire"] = tuple((str(key), str(name)) for key, name in values["retire"])
+    for name in ("retire", "release"):
+        if name in values:
+            values[name] = tuple((str(key), str(api_name)) for key, api_name in values[name])
     return cls(**values)
 
 
@@ -385,4 +420,5 @@ _COUNT_BUCKET = {
     ActionKind.DELETE_KEY: "delete",
     ActionKind.RECONCILE: "update",
     ActionKind.RENAME: "update",
+    ActionKind.RELOAD: "update",
 }

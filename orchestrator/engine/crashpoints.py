@@ -26,6 +26,8 @@ POINTS = (
     "after_material",  # the key's material (with its api key) in the sink, not promoted
     "after_state",  # the new key recorded in state; a rotation not promoted yet
     "after_promote",
+    "after_reload",  # reload/check ran for a new key, their result not recorded in state
+    "after_reload_state",  # their result recorded; older generations not deleted yet
     "after_rollback_state",  # a failed rotation: state rolled back, new key not deleted yet
     "before_delete",
     "after_delete",

@@ -32,6 +32,7 @@ from orchestrator.engine.changeset import (
     DeleteKey,
     Finding,
     Reconcile,
+    Reload,
     Rename,
     Rotate,
     Severity,
@@ -294,9 +295,14 @@ def _without_evidence(
     for stale in gens.stale:
         reason = f"superseded generation g{_generation_of(stale)} of {key.label}"
         actions.append(_delete(key.subaccount, email, stale, reason, key.label))
-    for retired, delete_after in gens.retired:
-        if delete_after <= now:
-            actions.append(_grace_ended(key, email, retired, delete_after, now))
+    ended = [
+        (retired, delete_after) for retired, delete_after in gens.retired if delete_after <= now
+    ]
+    if gens.current is not None and _waits_for_switch(key, record, gens.current, gens.retired):
+        actions = [a for a in actions if not isinstance(a, DeleteKey)]
+        actions += _reload(key, email, gens.current, record, [k for k, _ in ended], actions)
+    else:
+        actions += [_grace_ended(key, email, k, after, now) for k, after in ended]
     claimed = {k.api_key for k in gens.stale} | {k.api_key for k, _ in gens.retired}
     if gens.current is not None:
         claimed.add(gens.current.api_key)
@@ -370,21 +376,30 @@ def _decide(
     findings: list[Finding] = []
     retire: list[tuple[str, str]] = []
     deadlines = {p.api_key: p.delete_after for p in record.previous} if record else {}
+    older: list[LiveKey] = []  # generations whose material is kept: each goes in time
+    ended: list[LiveKey] = []  # ... and of those, the ones whose grace is over
     for other in mine:
         if other is current:
             continue
         if not holding.holds(other.api_key):
             findings.append(_unbacked(key, other))
-        elif other.api_key not in deadlines:
+            continue
+        older.append(other)
+        if other.api_key not in deadlines:
             retire.append((other.api_key, other.api_name))
-        elif deadlines[other.api_key] <= now and current is not None:
-            actions.append(_grace_ended(key, email, other, deadlines[other.api_key], now))
+        elif deadlines[other.api_key] <= now:
+            ended.append(other)
     if current is None:  # the new generation's record keeps these in grace
         made = _create(key, email, highest + 1, tuple(retire))
         retire = []
         actions.insert(0, made)
     else:
         actions[:0] = _current_changes(key, email, current, record, highest, now)
+        if _waits_for_switch(key, record, current, older):
+            actions += _reload(key, email, current, record, ended, actions)
+            findings += _switch_failed(key, record, current, older)
+        else:
+            actions += [_grace_ended(key, email, k, deadlines[k.api_key], now) for k in ended]
     reconcile = _reconcile(key, email, record, current, holding, alive, retire)
     return ([reconcile] if reconcile else []) + actions, findings, {k.api_key for k in mine}
 
@@ -453,6 +468,93 @@ def _reconcile(
     )
 
 
+def _steps(key: DesiredKey) -> dict:
+    """The key's reload and check steps, as the actions that make a key carry them."""
+    return {
+        "reload": key.reload,
+        "check": key.check,
+        "reload_timeout_s": key.reload_timeout.total_seconds(),
+    }
+
+
+def _waits_for_switch(
+    key: DesiredKey, record: KeyRecord | None, current: LiveKey, older: Collection
+) -> bool:
+    """Whether older generations must wait for the label's reload/check steps to succeed
+    for `current`: the key has steps, an older generation is live, and state records no
+    success for `current` (state lost or restored: the steps run again)."""
+    if not key.switches or not older:
+        return False
+    return record is None or not record.switched_to(current.api_key)
+
+
+def _reload(
+    key: DesiredKey,
+    email: str,
+    current: LiveKey,
+    record: KeyRecord | None,
+    ended: list[LiveKey],
+    actions: list[Action],
+) -> list[Reload]:
+    """The steps for `current`, older generations waiting on them; none while the label is
+    rotated in this changeset (the rotation runs the steps for its new key)."""
+    if any(isinstance(a, Rotate) for a in actions):
+        return []
+    waiting = ", ".join(k.api_name for k in ended) or "older generations"
+    switched = record.switched if record else None
+    if switched is not None and switched.api_key == current.api_key and not switched.ok:
+        why = f"reload/check failed at {switched.at:%Y-%m-%d %H:%M} UTC: {switched.reason}"
+    else:
+        why = f"no successful reload/check recorded for {current.api_name}"
+    return [
+        Reload(
+            subaccount=key.subaccount,
+            label=key.label,
+            email=email,
+            api_key=current.api_key,
+            api_name=current.api_name,
+            generation=_current_generation(current, record),
+            sink=key.sink,
+            reload=key.reload,
+            check=key.check,
+            reload_timeout_s=key.reload_timeout.total_seconds(),
+            grace_s=key.grace.total_seconds(),
+            release=tuple((k.api_key, k.api_name) for k in ended),
+            reason=f"{waiting} waiting for bots to switch ({why}); runs reload/check, then "
+            f"grace {_ago(key.grace)}",
+        )
+    ]
+
+
+def _switch_failed(
+    key: DesiredKey, record: KeyRecord | None, current: LiveKey, older: list[LiveKey]
+) -> list[Finding]:
+    """The label's last reload/check for its current key failed: bots may not use it yet."""
+    switched = record.switched if record else None
+    if switched is None or switched.ok or switched.api_key != current.api_key:
+        return []
+    kept = ", ".join(k.api_name for k in older)
+    return [
+        Finding(
+            kind="reload_failed",
+            address=key.address,
+            message=f"reload/check for {current.api_name} failed at "
+            f"{switched.at:%Y-%m-%d %H:%M} UTC ({switched.reason}); {kept} kept live until "
+            "they succeed",
+            severity=Severity.HIGH,
+            api_key=current.api_key,
+            fix=f"make the bot take its new key, then `orchestrator rotate --reload-only "
+            f"--label {key.label}` (or let the next `rotate --due` retry)",
+        )
+    ]
+
+
+def _current_generation(current: LiveKey, record: KeyRecord | None) -> int:
+    if record is not None and record.api_key == current.api_key:
+        return record.generation
+    return _generation_of(current) or 1
+
+
 def _unbacked(key: DesiredKey, live_key: LiveKey) -> Finding:
     return Finding(
         kind="unbacked",
@@ -494,6 +596,7 @@ def _create(
         verify=key.verify,
         retire=retire,
         grace_s=key.grace.total_seconds() if retire else 0.0,
+        **_steps(key),
         reason=reason,
     )
 
@@ -595,6 +698,7 @@ def _rotate_action(
         sink=key.sink,
         grace_s=key.grace.total_seconds(),
         verify=key.verify,
+        **_steps(key),
         reason=reason,
     )
 
@@ -713,8 +817,9 @@ def _only_targets(actions: list[Action], targets: set[str]) -> list[Action]:
 def phase(action: Action) -> int:
     """Sub-accounts first; then state and sinks brought in line with the evidence; changes to
     existing keys; deletes of keys nobody made with this tool (freeing slots); creates;
-    rotations; and last the deletes of our own keys, so that a key is replaced (made, its
-    material stored) before the key it replaces goes."""
+    rotations; the reload/check steps of keys whose older generations wait on them; and last
+    the deletes of our own keys, so that a key is replaced (made, its material stored, bots
+    switched) before the key it replaces goes."""
     match action:
         case CreateSubaccount():
             return 0
@@ -730,8 +835,10 @@ def phase(action: Action) -> int:
             return 5
         case Rotate():
             return 6
-        case DeleteKey():
+        case Reload():
             return 7
+        case DeleteKey():
+            return 8
 
 
 @lru_cache(maxsize=65_536)
@@ -840,4 +947,24 @@ def forced_rotation(
             if current is None:
                 return None
             return _rotate_action(key, email, current, highest + 1, "rotation requested")
+    return None
+
+
+def forced_reload(desired: Desired, live: Live, prior: State | None, address: str) -> Reload | None:
+    """The reload/check steps of the planned key at `address` for its current key now,
+    whatever state records (`rotate --reload-only`); None when it has no live key."""
+    for sub in desired.subaccounts:
+        for key in sub.keys:
+            if key.address != address:
+                continue
+            email = resolve_email(sub, live, prior)
+            if email is None:
+                return None
+            records = _records_of(prior, sub.name)
+            holding = live.material.get(key.address)
+            current, _ = _current_of(key, live.keys.get(email, ()), records, holding)
+            if current is None:
+                return None
+            (reload,) = _reload(key, email, current, _record_of(records, key), [], [])
+            return replace(reload, reason="reload requested")
     return None

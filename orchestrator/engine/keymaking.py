@@ -30,6 +30,7 @@ from orchestrator.engine.ledger import (
     safe,
 )
 from orchestrator.engine.material import SinkIO
+from orchestrator.engine.switching import StepsFailed, Switcher, has_steps
 from orchestrator.exchange.errors import AmbiguousOutcome, ExchangeError
 from orchestrator.exchange.interface import Exchange
 from orchestrator.exchange.models import ApiKey, CreatedKey
@@ -47,12 +48,14 @@ class KeyMaker:
         sinks: SinkIO,
         deleter: Deleter,
         clock: Callable[[], datetime],
+        switcher: Switcher,
     ) -> None:
         self.exchange = exchange
         self.ledger = ledger
         self.sinks = sinks
         self.deleter = deleter
         self.clock = clock
+        self.switcher = switcher
 
     async def create_key(self, action: CreateKey) -> str:
         action = replace(action, email=self.ledger.email_of(action))
@@ -66,7 +69,12 @@ class KeyMaker:
             op, result={"api_key": created.api_key, "api_name": created.api_name}
         )
         await self.ledger.audit("create_key", action, api_key=created.api_key)
-        return f"created {action.api_name} ({mask(created.api_key)})"
+        message = f"created {action.api_name} ({mask(created.api_key)})"
+        record = self.ledger.state.keys.get(action.address)
+        if has_steps(action) and record is not None and record.previous:
+            await self._switch(action, created.api_key, message)  # bots held another key
+            message += "; reload/check succeeded"
+        return message
 
     async def rotate(self, action: Rotate) -> str:
         """The rotation steps: create next generation (material pending), record, verify,
@@ -97,10 +105,21 @@ class KeyMaker:
             "rotate", action, api_key=created.api_key, detail={"from": mask(action.api_key)}
         )
         message = f"rotated to {action.api_name} ({mask(created.api_key)})"
+        if has_steps(action):
+            await self._switch(action, created.api_key, message)
+            message += "; reload/check succeeded"
         if action.grace_s <= 0:
             warnings = await self.deleter.delete(_replaced(action, "grace 0s"))
             message = "; ".join([message + "; previous key deleted", *warnings])
         return message
+
+    async def _switch(self, action: KeyChange, api_key: str, done: str) -> None:
+        """The key's reload/check steps for its new generation; a failure says what was
+        done before it."""
+        try:
+            await self.switcher.switch(action, api_key, action.generation, action.api_name)
+        except StepsFailed as exc:
+            raise ActionFailed(f"{action.address}: {done}, but {exc.detail}") from None
 
     async def _roll_back(
         self,

@@ -157,11 +157,13 @@ async def rotate(
     labels: Collection[str],
     auto_approve: bool,
     break_stale: bool,
+    reload_only: bool = False,
 ) -> tuple[Changeset, list] | None:
-    """Rotate the due or named keys; a failure is notified."""
+    """`rotate`: due or named rotations, or with `reload_only` the named keys' reload/check
+    steps alone. A failure is notified."""
     command = "rotate --due" if due else "rotate"
     async with _failure_notified(ws, command):
-        outcome = await _rotate(ws, ui, due, labels, auto_approve, break_stale)
+        outcome = await _rotate(ws, ui, due, labels, auto_approve, break_stale, reload_only)
     if outcome is not None:
         await _notify_outcome(ws, command, *outcome)
     return outcome
@@ -174,8 +176,13 @@ async def _rotate(
     labels: Collection[str],
     auto_approve: bool,
     break_stale: bool,
+    reload_only: bool,
 ) -> tuple[Changeset, list] | None:
-    from orchestrator.engine.rotate import RotationRefused, rotation_changeset
+    from orchestrator.engine.rotate import (
+        RotationRefused,
+        reload_changeset,
+        rotation_changeset,
+    )
 
     with _locked(ws, "rotate", break_stale):
         async with ws.exchange() as exchange:
@@ -183,15 +190,25 @@ async def _rotate(
             state = ws.load_state()
             live = await refresh(exchange, ws.plan.desired, state, open_sink=ws.sink)
             try:
-                changeset = rotation_changeset(
-                    ws.plan.desired,
-                    live,
-                    state,
-                    ws.clock(),
-                    due=due,
-                    labels=labels,
-                    plan_hash=ws.plan.source_hash,
-                )
+                if reload_only:
+                    changeset = reload_changeset(
+                        ws.plan.desired,
+                        live,
+                        state,
+                        ws.clock(),
+                        labels=labels,
+                        plan_hash=ws.plan.source_hash,
+                    )
+                else:
+                    changeset = rotation_changeset(
+                        ws.plan.desired,
+                        live,
+                        state,
+                        ws.clock(),
+                        due=due,
+                        labels=labels,
+                        plan_hash=ws.plan.source_hash,
+                    )
             except RotationRefused as exc:
                 raise Refused(str(exc)) from None
             if not changeset.has_changes:

@@ -14,6 +14,7 @@ from orchestrator.engine.changeset import (
     DeleteKey,
     Finding,
     Reconcile,
+    Reload,
     Rename,
     Rotate,
     UpdateIps,
@@ -37,6 +38,8 @@ def _symbol(action: Action) -> tuple[str, str, str]:
             return "  ~", "reconcile", "yellow"
         case Rename():
             return "  ~", "rename", "yellow"
+        case Reload():
+            return "  ~", "reload", "yellow"
 
 
 def describe(action: Action) -> str:

@@ -14,7 +14,13 @@ from datetime import datetime, timedelta
 from orchestrator.domain.model import LiveKey
 from orchestrator.domain.naming import parse_api_name
 from orchestrator.engine.changeset import CreateKey, Rotate
-from orchestrator.store.state import KeyRecord, RetiredKey, State, SubaccountRecord
+from orchestrator.store.state import (
+    KeyRecord,
+    RetiredKey,
+    State,
+    SubaccountRecord,
+    SwitchRecord,
+)
 
 #: (sink spec, address) of a slot that may hold a forgotten key's material.
 SinkSlot = tuple[str, str]
@@ -152,6 +158,30 @@ def generations_retired(
         return state
     return with_record(
         state, address, record.model_copy(update={"previous": [*record.previous, *added]})
+    )
+
+
+def switch_recorded(
+    state: State,
+    address: str,
+    switched: SwitchRecord,
+    grace_s: float,
+) -> State:
+    """The reload/check steps ran for the label's current key. On success the grace of its
+    older generations starts now: a deadline that is later already stays, an earlier one
+    moves to now + grace. A result for a key that is no longer current changes nothing."""
+    record = state.keys.get(address)
+    if record is None or record.api_key != switched.api_key:
+        return state
+    previous = record.previous
+    if switched.ok:
+        start = switched.at + timedelta(seconds=grace_s)
+        previous = [
+            p if p.delete_after >= start else p.model_copy(update={"delete_after": start})
+            for p in previous
+        ]
+    return with_record(
+        state, address, record.model_copy(update={"switched": switched, "previous": previous})
     )
 
 

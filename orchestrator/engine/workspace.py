@@ -30,6 +30,7 @@ from orchestrator.engine.refresh import (
     read_holdings,
     refresh,
 )
+from orchestrator.engine.switching import SwitchFailed
 from orchestrator.exchange.interface import Exchange
 from orchestrator.notify import (
     Event,
@@ -76,6 +77,9 @@ class Workspace:
     open_exchange: ExchangeFactory
     clock: Clock = system_clock
     notifier: Notifier = field(default_factory=SilentNotifier)
+    #: called with each SwitchFailed event (a key's reload/check failed): where a
+    #: notification hooks on. The failure is in the audit log and the run's results anyway.
+    on_switch_failed: Callable[[SwitchFailed], None] | None = None
     _sinks: dict[str, Sink] = field(default_factory=dict)
 
     @classmethod
@@ -344,6 +348,8 @@ class Workspace:
             open_sink=self.sink,
             clock=self.clock,
             on_result=on_result,
+            project_dir=self.root,
+            on_switch_failed=self.on_switch_failed,
         )
 
     async def _close_journal(self) -> None:

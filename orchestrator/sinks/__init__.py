@@ -38,6 +38,7 @@ __all__ = [
     "UnsafeSinkPath",
     "VaultError",
     "VaultSink",
+    "bot_facing_location",
     "material_location",
     "open_sink",
     "split_address",
@@ -78,3 +79,15 @@ def material_location(spec: str, address: str) -> str:
     if kind == "vault":
         return "vault:" + "/".join(part for part in (target.strip("/"), sub, label) if part)
     return spec
+
+
+def bot_facing_location(sink: Sink, address: str) -> str:
+    """Where a bot reads the key at `address`: the dotenv file, the current JSON file, or
+    the Vault path (`MOUNT/PATH`). Told to reload commands; never holds a secret."""
+    if isinstance(sink, DotenvSink):
+        return str(sink.env_path)
+    if isinstance(sink, FileSink):
+        return str(sink.path(address, "current"))
+    if isinstance(sink, VaultSink):
+        return f"{sink.mount}/{sink.key_path(address)}"
+    return sink.spec

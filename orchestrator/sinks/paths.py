@@ -107,3 +107,18 @@ def _git(args: list[str], cwd: Path) -> int:
     except (OSError, subprocess.TimeoutExpired):
         return -1
     return done.returncode
+
+
+def written_dirs(specs: list[str], project_dir: Path) -> list[Path]:
+    """The directories `file:` and `dotenv:` sinks write (a dotenv file's siblings hold its
+    pending and held generations), absolute, each once. Vault sinks write no file."""
+    found: list[Path] = []
+    for spec in specs:
+        kind, _, target = spec.partition(":")
+        if kind not in ("file", "dotenv") or not target:
+            continue
+        path = resolve_sink_path(target, project_dir)
+        directory = path if kind == "file" else path.parent
+        if directory not in found:
+            found.append(directory)
+    return found

@@ -37,6 +37,20 @@ class RetiredKey(_Model):
     delete_after: datetime
 
 
+class SwitchRecord(_Model):
+    """The last run of a key's reload/check steps, for generation `api_key`.
+
+    Only `ok` for the label's current key lets older generations be deleted: a failure, a
+    record for another generation, or none at all (a lost state) means the steps run again
+    first. So state can only hold a delete back, never bring one forward."""
+
+    api_key: str
+    generation: int
+    ok: bool
+    at: datetime
+    reason: str = ""  # why it failed, secret-free
+
+
 class KeyRecord(_Model):
     subaccount: str
     email: str
@@ -50,6 +64,15 @@ class KeyRecord(_Model):
     ips: list[str]
     sink: str
     previous: list[RetiredKey] = Field(default_factory=list)
+    switched: SwitchRecord | None = None  # the reload/check steps' last result
+
+    def switched_to(self, api_key: str) -> bool:
+        """Whether the reload/check steps succeeded for `api_key` as the current key."""
+        return (
+            self.switched is not None
+            and self.switched.ok
+            and self.switched.api_key == api_key == self.api_key
+        )
 
 
 class SubaccountRecord(_Model):
@@ -111,6 +134,9 @@ def _key_problems(where: str, record: KeyRecord) -> Iterator[str]:
     yield from _api_key_problems(f"{where}.api_key", record.api_key)
     yield from _generation_problems(f"{where}.generation", record.generation)
     yield from _timestamp_problems(f"{where}.created_at", record.created_at)
+    if record.switched is not None:
+        yield from _api_key_problems(f"{where}.switched.api_key", record.switched.api_key)
+        yield from _timestamp_problems(f"{where}.switched.at", record.switched.at)
     for index, old in enumerate(record.previous):
         at = f"{where}.previous[{index}]"
         yield from _api_key_problems(f"{at}.api_key", old.api_key)

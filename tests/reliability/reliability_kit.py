@@ -3,7 +3,8 @@ invariants every apply must leave behind whatever crashed or failed.
 
 The scenario: plan v1 is applied with the clock 31 days back, keys are made out of band,
 then plan v2 (the one under test) creates, updates permissions and IPs, rotates (grace 0s
-and 1h, ed25519 and HMAC, file and dotenv sinks, one with `verify: true`), prunes, and
+and 1h, ed25519 and HMAC, file and dotenv sinks, one with `verify: true`, one with a
+`reload:` step), prunes, and
 creates a virtual sub-account with its key, across a regular sub-account (by email) and two
 virtual ones.
 """
@@ -63,6 +64,7 @@ subaccounts:
         grace: 0s
         ips: [198.51.100.7]
         secrets: dotenv:bots/copytrade.env
+        reload: ["true"]
       - label: Tracker
         profile: read-only
         ips: []
