@@ -232,3 +232,22 @@ def _with_faults(project: Path, wiring: Wiring) -> Wiring:
     from dataclasses import replace
 
     return replace(wiring, open_exchange=failing_creates(project).open_exchange)
+
+
+def test_a_bot_that_did_not_switch_is_notified_and_its_old_key_kept(project: Path, inbox):
+    plan = project / PLAN
+    failing = '        reload: ["python3", "-c", "raise SystemExit(3)"]\n'
+    text = plan.read_text()
+    anchor = "      - label: QuantBot-BTC\n        profile: quant               # read + spot + futures\n"
+    assert anchor in text
+    plan.write_text(text.replace(anchor, anchor + failing))
+    cli("apply", "--auto-approve")  # a first key replaces none: no step runs
+    assert inbox.posts == []
+    cli("rotate", "--label", "QuantBot-BTC", "--auto-approve", code=1)
+    [post] = inbox.posts
+    assert post["title"] == "orchestrator [example]: rotate failed"
+    assert "quant/QuantBot-BTC" in post["message"] and "reload" in post["message"]
+    assert post["message"].endswith(audit_head(project))
+    cli("audit", code=None)
+    audit_post = inbox.posts[-1]
+    assert "HIGH quant/QuantBot-BTC" in audit_post["message"], audit_post["message"]
