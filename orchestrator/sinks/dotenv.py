@@ -49,7 +49,7 @@ LIVE_SLOTS = ("current", "pending", "previous")
 
 
 def _quote(value: str) -> str:
-    if _PLAIN_VALUE.match(value):
+    if _PLAIN_VALUE.fullmatch(value):
         return value
     if "'" in value or "\n" in value:
         raise SinkConflict("a value with a quote or newline cannot be written to a dotenv file")
