@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from orchestrator.config.models import (
     SubaccountModel,
 )
 from orchestrator.config.policy import PolicyCheck
-from orchestrator.config.problems import PlanError, Problem, sort_problems
+from orchestrator.config.problems import PlanError, Problem, Severity, sort_problems
 from orchestrator.config.profiles import PROFILES, permissions_of
 from orchestrator.config.schema_errors import schema_problems
 from orchestrator.config.secrets_scan import SECRET_HINT, SecretScan, scan_secrets, scrub
@@ -56,10 +56,21 @@ class LoadedPlan:
     exchange: ExchangeSettings
     warnings: tuple[Problem, ...]
     source_hash: str  # sha256 of the file's bytes
+    source: Source | None = field(default=None, compare=False, repr=False)
 
     @property
     def key_count(self) -> int:
         return len(self.desired.keys())
+
+    def problem(self, path: str, message: str, hint: str, severity: Severity = "error") -> Problem:
+        """A problem at `path` of this plan (`subaccounts[0].keys[1].secrets`), located where
+        the file writes it (or its nearest parent)."""
+        line, column = self.source.locate(path) if self.source else (None, None)
+        return Problem(display_path(self.path), line, column, path, message, hint, severity)
+
+    def written(self, path: str) -> bool:
+        """Whether the file itself writes a value at `path` (rather than inheriting it)."""
+        return self.source is not None and path in self.source.values
 
 
 def load_plan(path: Path) -> LoadedPlan:
@@ -82,6 +93,7 @@ def load_plan(path: Path) -> LoadedPlan:
         exchange=_exchange(model),
         warnings=tuple(problems),
         source_hash=hashlib.sha256(raw).hexdigest(),
+        source=source,
     )
 
 

@@ -54,6 +54,7 @@ async def plan(
     """(changeset, calls per endpoint, notes on an interrupted run); no exchange call without
     refresh. plan only reads: an interrupted run's journal is left for apply to reconcile."""
     check_targets(ws, targets)
+    ws.refuse_unwritable_sinks()
     notes = interrupted_run(ws)
     if not refresh_live:
         changeset, _ = await ws.make_changeset(None, targets=targets)
@@ -91,6 +92,7 @@ async def apply(
     when the user declined. With --auto-approve and no saved changeset, it streams."""
     targets = list(saved.targets) if saved else list(targets)
     check_targets(ws, targets)
+    ws.refuse_unwritable_sinks()
     with _locked(ws, "apply", break_stale):
         async with ws.exchange() as exchange:
             await _recover(ws, ui, exchange, "apply")
@@ -139,6 +141,7 @@ async def rotate(
 ) -> tuple[Changeset, list] | None:
     from orchestrator.engine.rotate import RotationRefused, rotation_changeset
 
+    ws.refuse_unwritable_sinks()
     with _locked(ws, "rotate", break_stale):
         async with ws.exchange() as exchange:
             await _recover(ws, ui, exchange, "rotate")

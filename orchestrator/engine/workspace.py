@@ -30,8 +30,10 @@ from orchestrator.engine.refresh import (
     read_holdings,
     refresh,
 )
+from orchestrator.engine.sinkcheck import refuse_unwritable_sinks
 from orchestrator.exchange.interface import Exchange
 from orchestrator.sinks import Sink, open_sink
+from orchestrator.sinks.paths import GitCheck
 from orchestrator.store.files import LocalFileBackend, new_state, next_serial
 from orchestrator.store.state import State
 
@@ -64,6 +66,7 @@ class Workspace:
     open_exchange: ExchangeFactory
     clock: Clock = system_clock
     _sinks: dict[str, Sink] = field(default_factory=dict)
+    _git: GitCheck = field(default_factory=GitCheck)
 
     @classmethod
     def open(
@@ -123,8 +126,13 @@ class Workspace:
 
     def sink(self, spec: str) -> Sink:
         if spec not in self._sinks:
-            self._sinks[spec] = open_sink(spec, self.root)
+            self._sinks[spec] = open_sink(spec, self.root, git=self._git)
         return self._sinks[spec]
+
+    def refuse_unwritable_sinks(self) -> None:
+        """PlanError naming each key whose material apply would refuse to write (a shared or
+        unsafe path, a sink that cannot be opened), before anything is changed."""
+        refuse_unwritable_sinks(self.plan, self.root, self._git)
 
     @contextlib.asynccontextmanager
     async def exchange(self) -> AsyncIterator[Exchange]:
