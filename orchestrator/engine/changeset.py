@@ -287,6 +287,7 @@ class Finding:
     severity: Severity
     api_key: str | None = None
     fix: str = ""
+    risky: bool = False  # an unmanaged key that can trade or move funds
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -313,6 +314,12 @@ class Changeset:
     @property
     def has_changes(self) -> bool:
         return bool(self.actions)
+
+    @property
+    def risky_unmanaged(self) -> tuple[Finding, ...]:
+        """Live keys no plan manages that can trade or move funds: `plan --detailed-exitcode`
+        says so (exit 3) even when nothing is to change."""
+        return tuple(f for f in self.findings if f.kind == "unmanaged" and f.risky)
 
     @property
     def blocking(self) -> tuple[Finding, ...]:

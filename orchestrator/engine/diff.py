@@ -635,19 +635,28 @@ def _leftovers(
         if sub.prune:
             actions.append(_delete(sub.name, email, key, "not in plan (prune)", None))
             continue
-        was = _label_of(key)
-        note = f" (was managed as {was}; removed from the plan)" if was in records else ""
-        findings.append(
-            Finding(
-                kind="unmanaged",
-                address=f"{sub.name}/{key.api_name}",
-                message=f"not in plan, not deleted (set prune: true){note}",
-                severity=Severity.HIGH,
-                api_key=key.api_key,
-                fix=f"add it to the plan and `orchestrator import`, or set prune: true on {sub.name}",
-            )
-        )
+        findings.append(_unmanaged(sub, key, records))
     return actions, findings
+
+
+def _unmanaged(sub: DesiredSubaccount, key: LiveKey, records: dict[str, KeyRecord]) -> Finding:
+    """A live key the plan does not name, kept. It is risky when it can trade or move funds:
+    nobody reviewed what it may do, so a leak of it is a loss the plan cannot prevent."""
+    was = _label_of(key)
+    note = f" (was managed as {was}; removed from the plan)" if was in records else ""
+    message = f"not in plan, not deleted (set prune: true){note}"
+    if key.permissions:
+        whitelist = f"only from {', '.join(key.ips)}" if key.restricted else "from any IP"
+        message += f"; risky: it can trade or move funds ({_names(key.permissions)}) {whitelist}"
+    return Finding(
+        kind="unmanaged",
+        address=f"{sub.name}/{key.api_name}",
+        message=message,
+        severity=Severity.HIGH,
+        api_key=key.api_key,
+        fix=f"add it to the plan and `orchestrator import`, or set prune: true on {sub.name}",
+        risky=bool(key.permissions),
+    )
 
 
 def _other_owners(
