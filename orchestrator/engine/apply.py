@@ -19,6 +19,7 @@ from orchestrator.engine.changeset import (
     CreateKey,
     CreateSubaccount,
     DeleteKey,
+    MoveMaterial,
     Reconcile,
     Rename,
     Rotate,
@@ -115,6 +116,8 @@ class Applier:
                 return await self.reconciliation.reconcile(action)
             case Rename():
                 return await self.reconciliation.rename(action)
+            case MoveMaterial():
+                return await self.reconciliation.move(action)
 
     async def _create_subaccount(self, action: CreateSubaccount) -> str:
         op = await self.ledger.intent("create_subaccount", action)

@@ -28,6 +28,7 @@ class ActionKind(str, Enum):
     DELETE_KEY = "delete"
     RECONCILE = "reconcile"
     RENAME = "rename"
+    MOVE_MATERIAL = "move_material"
 
 
 class Severity(str, Enum):
@@ -228,6 +229,27 @@ class Rename(_Change):
         return f"{self.subaccount}/{self.from_label}"
 
 
+@dataclass(frozen=True)
+class MoveMaterial(_Change):
+    """The key's `secrets:` changed: its material goes from `from_sink` to `sink`, no new key.
+
+    `keep` (api keys, ascending by generation, the bot-facing one `current` last) is what is
+    copied: every live generation `from_sink` holds. Each copy is written to `sink` and read
+    back before anything of `from_sink` goes; then every generation's material there is
+    destroyed, and state records the new sink last, so an interrupted move is planned again
+    from what the two sinks hold."""
+
+    kind: ClassVar[ActionKind] = ActionKind.MOVE_MATERIAL
+    subaccount: str
+    label: str
+    from_sink: str
+    sink: str
+    current: str
+    keep: tuple[str, ...] = ()
+    reason: str = ""
+    security: bool = False
+
+
 Action = (
     CreateSubaccount
     | CreateKey
@@ -237,6 +259,7 @@ Action = (
     | DeleteKey
     | Reconcile
     | Rename
+    | MoveMaterial
 )
 _BY_KIND: dict[str, type[Action]] = {
     cls.kind.value: cls
@@ -249,6 +272,7 @@ _BY_KIND: dict[str, type[Action]] = {
         DeleteKey,
         Reconcile,
         Rename,
+        MoveMaterial,
     )
 }
 
@@ -267,7 +291,7 @@ def action_from_dict(data: dict[str, Any]) -> Action:
     for name in ("permissions", "previous_permissions", "adopt_permissions"):
         if name in values:
             values[name] = frozenset(Permission(p) for p in values[name])
-    for name in ("ips", "ips_add", "ips_remove", "forget", "destroy"):
+    for name in ("ips", "ips_add", "ips_remove", "forget", "destroy", "keep"):
         if name in values:
             values[name] = tuple(values[name])
     if values.get("adopt_ips") is not None:
@@ -392,4 +416,5 @@ _COUNT_BUCKET = {
     ActionKind.DELETE_KEY: "delete",
     ActionKind.RECONCILE: "update",
     ActionKind.RENAME: "update",
+    ActionKind.MOVE_MATERIAL: "update",
 }

@@ -12,6 +12,7 @@ from orchestrator.engine.changeset import (
     CreateSubaccount,
     DeleteKey,
     Finding,
+    MoveMaterial,
     Reconcile,
     Rename,
     Rotate,
@@ -35,6 +36,8 @@ def _symbol(action: Action) -> tuple[str, str, str]:
             return "  ~", "reconcile", "yellow"
         case Rename():
             return "  ~", "rename", "yellow"
+        case MoveMaterial():
+            return "  ~", "move", "yellow"
 
 
 def describe(action: Action) -> str:

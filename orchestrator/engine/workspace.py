@@ -284,7 +284,9 @@ class Workspace:
             email = resolve_email(sub, bare, state)
             desired = replace(self.plan.desired, subaccounts=(sub,))
             listing = keys_of(exchange, email) if email else _no_keys()
-            reading = asyncio.to_thread(read_holdings, with_takeovers(desired, state), self.sink)
+            reading = asyncio.to_thread(
+                read_holdings, with_takeovers(desired, state), self.sink, state
+            )
             listed, material = await asyncio.gather(listing, reading)
             keys = {email: listed} if email else {}
             part = diff(
