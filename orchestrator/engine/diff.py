@@ -929,7 +929,9 @@ def _current_of(
     if holding is None:
         gens = _generations(key, others, record)
         return gens.current, gens.highest
-    current = _bot_facing({k.api_key: k for k in others}, holding, record)
+    alive = {k.api_key: k for k in others}
+    _, holding, _ = _sink_change(key, record, holding, set(alive))
+    current = _bot_facing(alive, holding, record)
     mine = _mine(key, others, record)
     return current, _highest(mine, record, *holding.generations.values())
 

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from orchestrator.config.policy import MAX_KEYS_PER_ACCOUNT
 from orchestrator.domain.model import Desired, Live
-from orchestrator.engine.changeset import Action, Changeset, DeleteKey, Rotate
+from orchestrator.engine.changeset import Action, Changeset, DeleteKey, MoveMaterial, Rotate
 from orchestrator.engine.diff import diff, forced_rotation, resolve_email
 from orchestrator.store.state import State
 
@@ -36,7 +36,8 @@ def rotation_changeset(
     plan_hash: str = "",
 ) -> Changeset:
     """Rotations asked for (due ones with `due`, plus every key named in `labels`) and the
-    deletes of retired keys whose grace has passed. Raises RotationRefused before any change
+    deletes of retired keys whose grace has passed. A rotated key whose `secrets:` changed
+    has its material moved first, so the new generation joins the old ones in the new sink. Raises RotationRefused before any change
     if a rotation would take a sub-account past 30 keys."""
     planned = {k.label: k for k in desired.keys()} | {k.address: k for k in desired.keys()}
     unknown = [label for label in labels if label not in planned]
@@ -56,7 +57,9 @@ def rotation_changeset(
             raise RotationRefused(f"{address} has no live key to rotate; run `orchestrator apply`")
         actions.append(forced)
     _check_cap(desired, live, state, [a for a in actions if isinstance(a, Rotate)])
-    return replace(full, actions=tuple(actions))
+    rotated = {a.address for a in actions if isinstance(a, Rotate)}
+    moves = [a for a in full.actions if isinstance(a, MoveMaterial) and a.address in rotated]
+    return replace(full, actions=tuple(moves + actions))
 
 
 def _retired_delete(action: Action, state: State | None) -> bool:

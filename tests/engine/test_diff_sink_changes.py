@@ -137,3 +137,21 @@ def test_the_live_fingerprint_sees_the_old_sinks_material():
     after = live(g1, material=moved(SinkHolding(), SinkHolding()))
     assert before.fingerprint() != after.fingerprint()
     assert ADDRESS in before.material
+
+
+def test_rotating_a_key_whose_sink_changed_moves_its_material_first():
+    from orchestrator.engine.rotate import rotation_changeset
+
+    g1 = live_key(1)
+    evidence = moved(SinkHolding(), holding(g1))
+    cs = rotation_changeset(
+        plan(key(sink=NEW)),
+        live(g1, material=evidence),
+        state(record(g1)),
+        NOW,
+        due=False,
+        labels=["bot"],
+    )
+    move, rotate = cs.actions
+    assert isinstance(move, MoveMaterial) and isinstance(rotate, Rotate)
+    assert rotate.sink == NEW
