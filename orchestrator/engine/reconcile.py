@@ -66,7 +66,8 @@ class Reconciliation:
             await self.ledger.outcome(op, error=f"move failed: {safe(exc)}")
             raise ActionFailed(
                 f"{action.address}: could not move its material to {action.sink} "
-                f"({safe(exc)}); {action.from_sink} still holds it"
+                f"({safe(exc)}); {action.from_sink} is emptied only once every copy reads "
+                "back, and the next apply goes on from what the two sinks hold"
             ) from None
         await self.ledger.commit(
             transitions.sink_moved(self.ledger.state, action.address, action.sink)
@@ -85,6 +86,7 @@ class Reconciliation:
         copies = [found[api] for api in action.keep if api in found]
         for material in copies:
             _store(new, material, current=material.api_key == action.current)
+        _hand_out(new, action)
         crashpoints.reached("after_material_copied")
         _check_copies(new, action, copies)
         for api_key in found:
@@ -161,6 +163,17 @@ def _store(sink: Sink, material: KeyMaterial, *, current: bool) -> None:
         return
     sink.write_pending(material)
     sink.promote(material.address, material.generation)
+
+
+def _hand_out(sink: Sink, action: MoveMaterial) -> None:
+    """Make the key bots should read the new sink's bot-facing one (copying an older held
+    generation puts that one there for a moment)."""
+    bot_facing = sink.read_current(action.address)
+    if bot_facing is not None and bot_facing.api_key == action.current:
+        return
+    held = {m.api_key: m.generation for m in sink.read_held(action.address)}
+    if action.current in held:
+        sink.make_current(action.address, held[action.current])
 
 
 def _check_copies(sink: Sink, action: MoveMaterial, copies: list[KeyMaterial]) -> None:
