@@ -32,6 +32,8 @@ FIGURES = (
     "grace_rotation_crash_points_converged",
     "restore_crash_points",
     "restore_crash_points_converged",
+    "sink_change_crash_points",
+    "sink_change_crash_points_converged",
     "fault_applies_run",
     "fault_applies_converged",
     "bad_inputs_tried",

@@ -20,13 +20,19 @@ from orchestrator.cli.ui import QuietUi, TerminalUi, cancelled, console, report_
 if TYPE_CHECKING:
     from orchestrator.wiring import Wiring
 
+#: `plan --detailed-exitcode`: nothing to change, but live keys no plan manages can trade.
+RISKY_UNMANAGED_EXIT_CODE = 3
+
 
 def plan(
     ctx: typer.Context,
     plan_file: Path | None = typer.Argument(None, metavar="[PLAN]", help="Plan file."),
     out: Path | None = typer.Option(None, "--out", help="Save the changeset for apply."),
     detailed_exitcode: bool = typer.Option(
-        False, "--detailed-exitcode", help="Exit 0 with no changes, 2 with changes, 1 on error."
+        False,
+        "--detailed-exitcode",
+        help="Exit 0 with no changes, 2 with changes, 3 with no changes but unmanaged keys "
+        "that can trade, 1 on error.",
     ),
     target: list[str] = typer.Option([], "--target", help="Only this label (repeatable)."),
     refresh: bool = typer.Option(True, "--refresh/--no-refresh", help="Read live state first."),
@@ -50,6 +56,8 @@ def plan(
         raise typer.Exit(1)
     if detailed_exitcode and changeset.has_changes:
         raise typer.Exit(2)
+    if detailed_exitcode and changeset.risky_unmanaged:
+        raise typer.Exit(RISKY_UNMANAGED_EXIT_CODE)
 
 
 async def _plan(

@@ -23,11 +23,18 @@ def validate(
     import yaml
 
     from orchestrator.config import PlanError, Problem, display_path, find_plan, load_plan
+    from orchestrator.config.problems import sort_problems
+    from orchestrator.engine.sinkcheck import sink_problems
 
     plan = global_options(ctx).plan_file(plan)
     try:
         path = find_plan(plan, Path.cwd())
         loaded = load_plan(path)
+        problems = sort_problems(
+            [*loaded.warnings, *sink_problems(loaded, Path.cwd(), environment_errors=False)]
+        )
+        if any(p.is_error for p in problems):
+            raise PlanError(problems)
     except PlanError as exc:
         _report_problems(exc.problems, json_output, None)
         raise typer.Exit(1) from None
@@ -49,13 +56,13 @@ def validate(
                     "valid": True,
                     "subaccounts": subs,
                     "keys": keys,
-                    "problems": [w.to_dict() for w in loaded.warnings],
+                    "problems": [w.to_dict() for w in problems],
                 },
                 indent=2,
             )
         )
         return
-    _report_problems(loaded.warnings, False, summary)
+    _report_problems(problems, False, summary)
 
 
 def _report_problems(problems, json_output: bool, summary: str | None) -> None:

@@ -22,7 +22,7 @@ def parse_duration(value: object) -> timedelta:
     if not isinstance(value, str):
         raise DurationError(f"expected a duration, got {type(value).__name__} {value!r}")
     text = value.strip()
-    match = _DURATION.match(text)
+    match = _DURATION.fullmatch(text)
     if not text or match is None:
         raise DurationError(f"{value!r} is not a duration")
     parts = {unit: int(amount) for unit, amount in match.groupdict().items() if amount}

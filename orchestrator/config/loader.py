@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+import os
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from orchestrator.config.limits import (
+    MAX_KEYS,
+    MAX_PLAN_BYTES,
+    MAX_SUBACCOUNTS,
+    SPLIT_HINT,
+    size_in_words,
+)
 from orchestrator.config.models import (
     DEFAULT_BINANCE_ENDPOINT,
     DefaultsModel,
@@ -18,7 +26,7 @@ from orchestrator.config.models import (
     SubaccountModel,
 )
 from orchestrator.config.policy import PolicyCheck
-from orchestrator.config.problems import PlanError, Problem, sort_problems
+from orchestrator.config.problems import PlanError, Problem, Severity, sort_problems
 from orchestrator.config.profiles import PROFILES, permissions_of
 from orchestrator.config.schema_errors import schema_problems
 from orchestrator.config.secrets_scan import SECRET_HINT, SecretScan, scan_secrets, scrub
@@ -51,10 +59,21 @@ class LoadedPlan:
     warnings: tuple[Problem, ...]
     source_hash: str  # sha256 of the file's bytes
     notify: NotifySettings = NotifySettings()  # the plan's own targets and level
+    source: Source | None = field(default=None, compare=False, repr=False)
 
     @property
     def key_count(self) -> int:
         return len(self.desired.keys())
+
+    def problem(self, path: str, message: str, hint: str, severity: Severity = "error") -> Problem:
+        """A problem at `path` of this plan (`subaccounts[0].keys[1].secrets`), located where
+        the file writes it (or its nearest parent)."""
+        line, column = self.source.locate(path) if self.source else (None, None)
+        return Problem(display_path(self.path), line, column, path, message, hint, severity)
+
+    def written(self, path: str) -> bool:
+        """Whether the file itself writes a value at `path` (rather than inheriting it)."""
+        return self.source is not None and path in self.source.values
 
 
 def load_plan(path: Path) -> LoadedPlan:
@@ -78,6 +97,7 @@ def load_plan(path: Path) -> LoadedPlan:
         warnings=tuple(problems),
         source_hash=hashlib.sha256(raw).hexdigest(),
         notify=NotifySettings(tuple(model.notify), model.notify_level),
+        source=source,
     )
 
 
@@ -130,8 +150,14 @@ def display_path(path: Path) -> str:
 
 
 def _read_bytes(path: Path, shown: str) -> bytes:
+    """The file's bytes; a file over MAX_PLAN_BYTES is refused before it is read (its size is
+    asked first, and at most one byte more than the limit is ever read)."""
     try:
-        return path.read_bytes()
+        with path.open("rb") as file:
+            _refuse_size(os.fstat(file.fileno()).st_size, shown)
+            raw = file.read(MAX_PLAN_BYTES + 1)
+        _refuse_size(len(raw), shown)
+        return raw
     except FileNotFoundError:
         raise _whole_file(
             shown, "file not found", "check the path, or run `orchestrator init`"
@@ -144,6 +170,16 @@ def _read_bytes(path: Path, shown: str) -> bytes:
         raise _whole_file(
             shown, f"cannot read: {exc.strerror or exc}", "check the file's permissions"
         ) from None
+
+
+def _refuse_size(size: int, shown: str) -> None:
+    if size > MAX_PLAN_BYTES:
+        raise _whole_file(
+            shown,
+            f"the plan is {size_in_words(size)}; a plan file may be at most "
+            f"{size_in_words(MAX_PLAN_BYTES)}",
+            SPLIT_HINT,
+        )
 
 
 def _parse(raw: bytes, shown: str) -> Source:
@@ -197,6 +233,9 @@ def _check(source: Source, shown: str) -> tuple[PlanModel | None, list[Problem]]
             )
         )
         return None, problems
+    too_many = _count_problems(data, source, shown)
+    if too_many:
+        return None, problems + too_many
     secrets = scan_secrets(data)
     problems += _secret_problems(secrets, source, shown)
     if not isinstance(data, dict):
@@ -214,6 +253,35 @@ def _check(source: Source, shown: str) -> tuple[PlanModel | None, list[Problem]]
     problems += [p for p in schema if not _under(p.path, secrets.paths())]
     problems += _policy_problems(data, source, shown)
     return model, _finish(problems, secrets)
+
+
+def _count_problems(data: Any, source: Source, shown: str) -> list[Problem]:
+    """More sub-accounts or keys than one plan may hold: reported alone, before the checks
+    whose cost grows with them."""
+    subaccounts = data.get("subaccounts") if isinstance(data, dict) else None
+    if not isinstance(subaccounts, list):
+        return []
+    keys = sum(
+        len(sub["keys"])
+        for sub in subaccounts
+        if isinstance(sub, dict) and isinstance(sub.get("keys"), list)
+    )
+    found = []
+    for what, count, limit in (
+        ("sub-accounts", len(subaccounts), MAX_SUBACCOUNTS),
+        ("keys", keys, MAX_KEYS),
+    ):
+        if count > limit:
+            found.append(
+                Problem(
+                    shown,
+                    *source.locate("subaccounts", key=True),
+                    "subaccounts",
+                    f"the plan has {count} {what}; one plan may have at most {limit}",
+                    SPLIT_HINT,
+                )
+            )
+    return found
 
 
 def _validate(data: dict, source: Source, shown: str) -> tuple[PlanModel | None, list[Problem]]:

@@ -86,7 +86,7 @@ def _label(label: str) -> str:
             f"shorten it to at most {MAX_LABEL} characters so that "
             "`orc-<project>.<label>-g<generation>` fits Binance's 64-character apiName",
         )
-    if not LABEL_PATTERN.match(label):
+    if not LABEL_PATTERN.fullmatch(label):
         raise fail(
             f"label {label!r} has characters Binance's apiName would not keep",
             "use letters, digits, '-' and '_' only, starting with a letter or digit",
@@ -95,7 +95,7 @@ def _label(label: str) -> str:
 
 
 def _project(project: str) -> str:
-    if not PROJECT_PATTERN.match(project):
+    if not PROJECT_PATTERN.fullmatch(project):
         raise fail(
             f"project id {project!r} is not 1 to 12 lowercase letters and digits",
             "e.g. project: quant1 (it is written into every key's apiName, so keep it short)",
@@ -104,7 +104,7 @@ def _project(project: str) -> str:
 
 
 def _name(name: str) -> str:
-    if not LABEL_PATTERN.match(name):
+    if not LABEL_PATTERN.fullmatch(name):
         raise fail(
             f"sub-account name {name!r} is not a simple name",
             "use letters, digits, '-' and '_' only (it appears in `name/label` addresses)",
@@ -113,7 +113,7 @@ def _name(name: str) -> str:
 
 
 def _email(email: str) -> str:
-    if not _EMAIL.match(email):
+    if not _EMAIL.fullmatch(email):
         raise fail(
             f"{email!r} is not an email address",
             "give the sub-account's email as Binance shows it, e.g. quant@example.com",
@@ -142,7 +142,7 @@ def _sink(spec: str) -> str:
             f"{spec!r} names no {'path' if kind != 'vault' else 'mount and path'}",
             f"write {kind}:{'MOUNT/PATH' if kind == 'vault' else 'PATH'}",
         )
-    if kind == "vault" and not _VAULT_PATH.match(target):
+    if kind == "vault" and not _VAULT_PATH.fullmatch(target):
         raise fail(
             f"{spec!r} is not vault:MOUNT/PATH",
             "name the KV v2 mount and a path under it, e.g. vault:secret/orchestrator",
@@ -260,7 +260,7 @@ class ExchangeModel(_Strict):
         Annotated[StrictStr, AfterValidator(_endpoint), _schema(type="string", format="uri")] | None
     ) = None
     recv_window_ms: int | None = Field(default=None, ge=1, le=MAX_RECV_WINDOW_MS, strict=True)
-    rate_window_s: float | None = Field(default=None, gt=0)
+    rate_window_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
     @field_validator("rate_window_s", mode="before")
     @classmethod

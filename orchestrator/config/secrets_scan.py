@@ -78,7 +78,7 @@ def _check_text(text: str, path: str, scan: SecretScan) -> None:
     if _PEM_PRIVATE.search(text):
         scan.findings.append(Finding(path, "a PEM private key is written in the plan", False))
         scan.literals.add(text)
-    elif _BINANCE_KEY.match(text.strip()):
+    elif _BINANCE_KEY.fullmatch(text.strip()):
         scan.findings.append(
             Finding(
                 path,

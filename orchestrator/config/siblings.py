@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from orchestrator.config.limits import MAX_PLAN_BYTES
 from orchestrator.config.models import PlanModel
 from orchestrator.config.problems import Problem
 from orchestrator.config.source import Source
@@ -65,10 +66,13 @@ def _sibling_claims(path: Path) -> list[tuple[Path, set[tuple[str, str]]]]:
 
 
 def _read(path: Path) -> Any:
-    """A sibling's data, or None if it cannot be read: its own validate reports why."""
+    """A sibling's data, or None if it cannot be read or is too large to be a plan: its own
+    validate reports why."""
     try:
+        if path.stat().st_size > MAX_PLAN_BYTES:
+            return None
         return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError, ValueError):
         return None
 
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from orchestrator.config.limits import MAX_DEPTH, MAX_VALUE_CHARS, SPLIT_HINT
+
 Position = tuple[int, int]  # 1-based line, column
 
 #: a guard against alias bombs ("billion laughs"); a real plan has a few thousand nodes.
@@ -104,7 +106,7 @@ class _Builder:
         self.count = 0
         self.active: set[int] = set()
 
-    def build(self, node: yaml.Node, path: str) -> Any:
+    def build(self, node: yaml.Node, path: str, depth: int = 0) -> Any:
         self.count += 1
         if self.count > MAX_NODES:
             raise YamlSyntaxError(
@@ -112,7 +114,17 @@ class _Builder:
                     path,
                     _position(node),
                     f"the plan expands to more than {MAX_NODES} values",
-                    "remove the aliases (*name) that repeat large parts of the file",
+                    "remove the aliases (*name) that repeat large parts of the file, or "
+                    + SPLIT_HINT,
+                )
+            )
+        if depth > MAX_DEPTH:
+            raise YamlSyntaxError(
+                SyntaxProblem(
+                    path,
+                    _position(node),
+                    f"the plan nests more than {MAX_DEPTH} levels deep here",
+                    "a plan needs a few levels (subaccounts, keys, ips): flatten this part",
                 )
             )
         self.source.values.setdefault(path, _position(node))
@@ -130,14 +142,17 @@ class _Builder:
         self.active.add(id(node))
         try:
             if isinstance(node, yaml.SequenceNode):
-                return [self.build(item, join_path(path, i)) for i, item in enumerate(node.value)]
+                return [
+                    self.build(item, join_path(path, i), depth + 1)
+                    for i, item in enumerate(node.value)
+                ]
             if isinstance(node, yaml.MappingNode):
-                return self._mapping(node, path)
+                return self._mapping(node, path, depth)
             raise TypeError(f"a YAML node that is no scalar, sequence or mapping: {node!r}")
         finally:
             self.active.discard(id(node))
 
-    def _mapping(self, node: yaml.MappingNode, path: str) -> dict:
+    def _mapping(self, node: yaml.MappingNode, path: str, depth: int) -> dict:
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
             key = self._key(key_node, path)
@@ -154,7 +169,7 @@ class _Builder:
                 )
                 continue
             self.source.keys[child] = _position(key_node)
-            result[key] = self.build(value_node, child)
+            result[key] = self.build(value_node, child, depth + 1)
         return result
 
     def _key(self, node: yaml.Node, path: str) -> str | None:
@@ -176,9 +191,29 @@ class _Builder:
 
     def _construct(self, node: yaml.ScalarNode, path: str) -> Any:
         """A scalar's value; a YAML tag a plan cannot hold (`!!python/...`, `=`) is a problem
-        at its position, not a crash."""
+        at its position, not a crash; so is a value too long for any plan (checked before it
+        is converted: Python refuses to turn more than 4300 digits into a number)."""
+        if len(node.value) > MAX_VALUE_CHARS:
+            raise YamlSyntaxError(
+                SyntaxProblem(
+                    path,
+                    _position(node),
+                    f"this value is {len(node.value)} characters long; a plan value may have "
+                    f"at most {MAX_VALUE_CHARS}",
+                    "shorten it: no setting of a plan needs a value this long",
+                )
+            )
         try:
             return self.loader.construct_object(node, deep=True)
+        except ValueError as exc:
+            raise YamlSyntaxError(
+                SyntaxProblem(
+                    path,
+                    _position(node),
+                    f"this value cannot be read: {str(exc).splitlines()[0]}",
+                    "write a plain string, number or boolean",
+                )
+            ) from None
         except yaml.YAMLError as exc:
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             raise YamlSyntaxError(

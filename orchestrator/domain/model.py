@@ -99,6 +99,9 @@ class SinkHolding:
     generations: dict[str, int] = field(default_factory=dict)
     under_former_label: bool = False  # some of it is still filed under the label's old name
     unreadable: str = ""  # why the sink could not be read; then it is no evidence at all
+    #: what the sink state last recorded for the key holds, when the plan now names another
+    #: (`secrets:` changed): the material a move copies from.
+    moved_from: SinkHolding | None = None
 
     def holds(self, api_key: str) -> bool:
         return api_key in self.generations
@@ -131,8 +134,14 @@ class Live:
                 for email, keys in sorted(self.keys.items())
             },
             "material": {
-                address: [holding.current, sorted(holding.generations.items())]
-                for address, holding in sorted(self.material.items())
+                address: _canonical(holding) for address, holding in sorted(self.material.items())
             },
         }
         return hashlib.sha256(json.dumps(canon, sort_keys=True).encode()).hexdigest()
+
+
+def _canonical(holding: SinkHolding) -> list:
+    found: list = [holding.current, sorted(holding.generations.items())]
+    if holding.moved_from is not None:
+        found.append(_canonical(holding.moved_from))
+    return found

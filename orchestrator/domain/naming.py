@@ -39,7 +39,7 @@ def api_name(label: str, generation: int, owner: str | None = None) -> str:
 def parse_key_name(name: str) -> KeyName | None:
     """Label, generation and owning project of one of our keys; None for a key we did not
     name."""
-    match = _API_NAME.match(name)
+    match = _API_NAME.fullmatch(name)
     if match is None:
         return None
     return KeyName(match["label"], int(match["generation"]), match["owner"])

@@ -167,7 +167,7 @@ class Accounts:
     # ---- changes
 
     def create_virtual(self, sub_account_string: str, now_ms: int) -> SubAccount:
-        if not SUB_ACCOUNT_STRING.match(sub_account_string):
+        if not SUB_ACCOUNT_STRING.fullmatch(sub_account_string):
             raise errors.illegal("subAccountString", "^[A-Za-z0-9]{1,20}$")
         email = f"{sub_account_string}_virtual@{self.email_token}noemail.com"
         if email in self.subs:
@@ -176,7 +176,7 @@ class Accounts:
 
     def add_existing(self, email: str, now_ms: int) -> SubAccount:
         """A sub-account made outside the API (Binance's web UI), e.g. `quant@example.com`."""
-        if not EMAIL.match(email):
+        if not EMAIL.fullmatch(email):
             raise ValueError(f"not an e-mail address: {email!r}")
         if email in self.subs:
             return self.subs[email]

@@ -260,7 +260,7 @@ class Emulator:
 
     def _caller(self, request: EmuRequest, ip: str) -> ApiKey:
         api_key = _header(request, API_KEY_HEADER)
-        if api_key is None or not API_KEY_FORMAT.match(api_key):
+        if api_key is None or not API_KEY_FORMAT.fullmatch(api_key):
             raise errors.bad_key_format()
         key = self.accounts.find_key(api_key)
         if key is None or not key.allows_ip(ip):

@@ -162,7 +162,7 @@ def _new_key(call: Call, key_types: tuple[str, ...] = (ED25519,)) -> ApiKey:
     """A key with its material: from `publicKey` (query string or body) when one is sent, of
     one of `key_types` (v1: Ed25519 only), else HMAC."""
     api_name = call.required("apiName")
-    if not API_NAME.match(api_name):
+    if not API_NAME.fullmatch(api_name):
         raise errors.illegal("apiName", "^[A-Za-z0-9 _.-]{1,64}$")
     call.required("status")
     public_key = call.optional("publicKey")

@@ -20,6 +20,7 @@ from orchestrator.engine.changeset import (
     CreateKey,
     CreateSubaccount,
     DeleteKey,
+    MoveMaterial,
     Reconcile,
     Reload,
     Rename,
@@ -127,6 +128,8 @@ class Applier:
                 return await self.reconciliation.rename(action)
             case Reload():
                 return await self.switcher.reload(action)
+            case MoveMaterial():
+                return await self.reconciliation.move(action)
 
     async def _create_subaccount(self, action: CreateSubaccount) -> str:
         op = await self.ledger.intent("create_subaccount", action)

@@ -29,6 +29,7 @@ class ActionKind(str, Enum):
     RECONCILE = "reconcile"
     RENAME = "rename"
     RELOAD = "reload"
+    MOVE_MATERIAL = "move_material"
 
 
 class Severity(str, Enum):
@@ -260,6 +261,27 @@ class Rename(_Change):
         return f"{self.subaccount}/{self.from_label}"
 
 
+@dataclass(frozen=True)
+class MoveMaterial(_Change):
+    """The key's `secrets:` changed: its material goes from `from_sink` to `sink`, no new key.
+
+    `keep` (api keys, ascending by generation, the bot-facing one `current` last) is what is
+    copied: every live generation `from_sink` holds. Each copy is written to `sink` and read
+    back before anything of `from_sink` goes; then every generation's material there is
+    destroyed, and state records the new sink last, so an interrupted move is planned again
+    from what the two sinks hold."""
+
+    kind: ClassVar[ActionKind] = ActionKind.MOVE_MATERIAL
+    subaccount: str
+    label: str
+    from_sink: str
+    sink: str
+    current: str
+    keep: tuple[str, ...] = ()
+    reason: str = ""
+    security: bool = False
+
+
 Action = (
     CreateSubaccount
     | CreateKey
@@ -270,6 +292,7 @@ Action = (
     | Reconcile
     | Rename
     | Reload
+    | MoveMaterial
 )
 _BY_KIND: dict[str, type[Action]] = {
     cls.kind.value: cls
@@ -283,6 +306,7 @@ _BY_KIND: dict[str, type[Action]] = {
         Reconcile,
         Rename,
         Reload,
+        MoveMaterial,
     )
 }
 
@@ -301,7 +325,7 @@ def action_from_dict(data: dict[str, Any]) -> Action:
     for name in ("permissions", "previous_permissions", "adopt_permissions"):
         if name in values:
             values[name] = frozenset(Permission(p) for p in values[name])
-    for name in ("ips", "ips_add", "ips_remove", "forget", "destroy", "reload", "check"):
+    for name in ("ips", "ips_add", "ips_remove", "forget", "destroy", "reload", "check", "keep"):
         if name in values:
             values[name] = tuple(values[name])
     if values.get("adopt_ips") is not None:
@@ -322,6 +346,7 @@ class Finding:
     severity: Severity
     api_key: str | None = None
     fix: str = ""
+    risky: bool = False  # an unmanaged key that can trade or move funds
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -348,6 +373,12 @@ class Changeset:
     @property
     def has_changes(self) -> bool:
         return bool(self.actions)
+
+    @property
+    def risky_unmanaged(self) -> tuple[Finding, ...]:
+        """Live keys no plan manages that can trade or move funds: `plan --detailed-exitcode`
+        says so (exit 3) even when nothing is to change."""
+        return tuple(f for f in self.findings if f.kind == "unmanaged" and f.risky)
 
     @property
     def blocking(self) -> tuple[Finding, ...]:
@@ -421,4 +452,5 @@ _COUNT_BUCKET = {
     ActionKind.RECONCILE: "update",
     ActionKind.RENAME: "update",
     ActionKind.RELOAD: "update",
+    ActionKind.MOVE_MATERIAL: "update",
 }

@@ -31,6 +31,8 @@ POINTS = (
     "after_rollback_state",  # a failed rotation: state rolled back, new key not deleted yet
     "before_delete",
     "after_delete",
+    "after_material_copied",  # a sink move: every copy written to the new sink, not read back
+    "after_old_material_destroyed",  # a sink move: the old sink emptied, state not saved
 )
 _reached: Counter[str] = Counter()
 

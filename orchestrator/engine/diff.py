@@ -31,6 +31,7 @@ from orchestrator.engine.changeset import (
     CreateSubaccount,
     DeleteKey,
     Finding,
+    MoveMaterial,
     Reconcile,
     Reload,
     Rename,
@@ -171,6 +172,16 @@ def _records_of(prior: State | None, subaccount: str) -> dict[str, KeyRecord]:
     return {r.label: r for r in prior.keys.values() if r.subaccount == subaccount}
 
 
+def former_sink(key: DesiredKey, prior: State | None) -> str | None:
+    """The sink state recorded for the key when the plan now names another (its `secrets:`
+    changed); None otherwise. A key imported with its material kept elsewhere has none here
+    to move."""
+    record = prior.keys.get(key.address) if prior else None
+    if record is None or record.sink in (key.sink, EXTERNAL_SINK, ""):
+        return None
+    return record.sink
+
+
 def _recorded_keys(records: dict[str, KeyRecord], key: DesiredKey) -> set[str]:
     """Api keys that state assigns to other labels: never claimed by name for this one."""
     return {
@@ -273,10 +284,13 @@ def _diff_key(
     holding: SinkHolding | None = None,
 ) -> tuple[list[Action], list[Finding], set[str]]:
     if holding is not None and not holding.unreadable:
-        return _decide(key, email, live_keys, record, holding, now)
+        alive = {k.api_key for k in live_keys}
+        move, holding, renew = _sink_change(key, record, holding, alive)
+        actions, findings, claimed = _decide(key, email, live_keys, record, holding, now, renew)
+        return [*move, *actions], findings, claimed
     actions, claimed = _without_evidence(key, email, live_keys, record, now)
     if holding is None:
-        return actions, [], claimed
+        return _recorded_move(key, record) + actions, [], claimed
     kept: list[Action] = [a for a in actions if not isinstance(a, DeleteKey)]
     return kept, [_unreadable(key, holding.unreadable)], claimed
 
@@ -309,6 +323,74 @@ def _without_evidence(
     return actions, claimed
 
 
+def _sink_change(
+    key: DesiredKey, record: KeyRecord | None, holding: SinkHolding, alive: set[str]
+) -> tuple[list[Action], SinkHolding, str | None]:
+    """For a key whose `secrets:` changed: (the move, the evidence as it stands once the move
+    is done, why a rotation is needed instead). The material is moved when the old sink
+    holds a live generation of the label (or the new one already took them over, after an
+    interrupted move); otherwise a new key is made in the new sink, and the recorded key,
+    whose material this checkout cannot read, is kept for a person to delete."""
+    former = holding.moved_from
+    if former is None or record is None:
+        return [], holding, None
+    settled = replace(holding, moved_from=None)
+    in_new = holding.current if holding.current in alive else None
+    if not former.unreadable:
+        kept = {api: gen for api, gen in former.generations.items() if api in alive}
+        in_old = former.current if former.current in kept else None
+        if in_old or in_new:
+            current = in_old or in_new or ""
+            held = sorted((gen, api) for api, gen in kept.items() if api != current)
+            keep = tuple(api for _, api in held) + ((current,) if in_old else ())
+            move = _move(key, record, keep, current, [kept[api] for api in keep])
+            evidence = replace(settled, current=current, generations=holding.generations | kept)
+            return [move], evidence, None
+        why = f"{record.sink} holds no live key of {key.label}"
+    else:
+        why = f"{record.sink} cannot be read ({former.unreadable})"
+    if record.api_key not in alive or in_new:
+        return [], settled, None
+    evidence = replace(
+        settled,
+        current=record.api_key,
+        generations=holding.generations | {record.api_key: record.generation},
+    )
+    renew = (
+        f"secrets: {record.sink} -> {key.sink}, but {why}: a new key is stored in {key.sink}; "
+        f"{record.api_name} is kept (its material may still be in use) until you delete it"
+    )
+    return [], evidence, renew
+
+
+def _move(
+    key: DesiredKey, record: KeyRecord, keep: tuple[str, ...], current: str, gens: list[int]
+) -> MoveMaterial:
+    if keep:
+        copied = ", ".join(f"g{gen}" for gen in gens)
+        what = f"{copied} copied and read back, then destroyed in {record.sink}"
+    else:
+        what = f"material already in {key.sink}; {record.sink} emptied"
+    return MoveMaterial(
+        subaccount=key.subaccount,
+        label=key.label,
+        from_sink=record.sink,
+        sink=key.sink,
+        current=current,
+        keep=keep,
+        reason=f"secrets: {record.sink} -> {key.sink}: {what}",
+    )
+
+
+def _recorded_move(key: DesiredKey, record: KeyRecord | None) -> list[Action]:
+    """A changed `secrets:` as state alone tells it (plan --no-refresh reads no sink)."""
+    if record is None or record.sink in (key.sink, EXTERNAL_SINK, ""):
+        return []
+    keep = tuple(p.api_key for p in record.previous) + (record.api_key,)
+    gens = [p.generation for p in record.previous] + [record.generation]
+    return [_move(key, record, keep, record.api_key, gens)]
+
+
 def _unreadable(key: DesiredKey, why: str) -> Finding:
     return Finding(
         kind="sink_unreadable",
@@ -327,8 +409,10 @@ def _current_changes(
     record: KeyRecord | None,
     highest: int,
     now: datetime,
+    renew: str | None = None,
 ) -> list[Action]:
-    """Make the label's current key (none live: create one), or bring it to the plan."""
+    """Make the label's current key (none live: create one), or bring it to the plan. A
+    key of another `key_type` than planned, or `renew` (why), is rotated."""
     if current is None:
         return [_create(key, email, highest + 1)]
     if key.takes_over:
@@ -342,9 +426,24 @@ def _current_changes(
     actions += _permission_update(key, email, current, recorded)
     actions += _ip_update(key, email, current, recorded)
     rotation = _rotation(key, email, current, recorded, highest + 1, now)
+    reason = renew or _key_type_change(key, current, recorded)
+    if rotation is None and reason:
+        rotation = _rotate_action(key, email, current, highest + 1, reason)
     if rotation:
         actions.append(rotation)
     return actions
+
+
+def _key_type_change(key: DesiredKey, current: LiveKey, recorded: KeyRecord | None) -> str:
+    """Why the current key is replaced when the plan asks for another key type (Binance
+    cannot change a key's type): a new key of the planned type, the old one in grace."""
+    if recorded is None or recorded.key_type == key.key_type:
+        return ""
+    grace = f"kept for grace {_ago(key.grace)}" if key.grace else "deleted once it is stored"
+    return (
+        f"key_type {recorded.key_type} -> {key.key_type}: a new {key.key_type} key; "
+        f"{current.api_name} {grace}"
+    )
 
 
 def _decide(
@@ -354,6 +453,7 @@ def _decide(
     record: KeyRecord | None,
     holding: SinkHolding,
     now: datetime,
+    renew: str | None = None,
 ) -> tuple[list[Action], list[Finding], set[str]]:
     """The label's generations decided from evidence: the live account, what its sink holds,
     and state, which may only make a delete later, never earlier.
@@ -394,7 +494,7 @@ def _decide(
         retire = []
         actions.insert(0, made)
     else:
-        actions[:0] = _current_changes(key, email, current, record, highest, now)
+        actions[:0] = _current_changes(key, email, current, record, highest, now, renew)
         if _waits_for_switch(key, record, current, older):
             actions += _reload(key, email, current, record, ended, actions)
             findings += _switch_failed(key, record, current, older)
@@ -740,19 +840,28 @@ def _leftovers(
         if sub.prune:
             actions.append(_delete(sub.name, email, key, "not in plan (prune)", None))
             continue
-        was = _label_of(key)
-        note = f" (was managed as {was}; removed from the plan)" if was in records else ""
-        findings.append(
-            Finding(
-                kind="unmanaged",
-                address=f"{sub.name}/{key.api_name}",
-                message=f"not in plan, not deleted (set prune: true){note}",
-                severity=Severity.HIGH,
-                api_key=key.api_key,
-                fix=f"add it to the plan and `orchestrator import`, or set prune: true on {sub.name}",
-            )
-        )
+        findings.append(_unmanaged(sub, key, records))
     return actions, findings
+
+
+def _unmanaged(sub: DesiredSubaccount, key: LiveKey, records: dict[str, KeyRecord]) -> Finding:
+    """A live key the plan does not name, kept. It is risky when it can trade or move funds:
+    nobody reviewed what it may do, so a leak of it is a loss the plan cannot prevent."""
+    was = _label_of(key)
+    note = f" (was managed as {was}; removed from the plan)" if was in records else ""
+    message = f"not in plan, not deleted (set prune: true){note}"
+    if key.permissions:
+        whitelist = f"only from {', '.join(key.ips)}" if key.restricted else "from any IP"
+        message += f"; risky: it can trade or move funds ({_names(key.permissions)}) {whitelist}"
+    return Finding(
+        kind="unmanaged",
+        address=f"{sub.name}/{key.api_name}",
+        message=message,
+        severity=Severity.HIGH,
+        api_key=key.api_key,
+        fix=f"add it to the plan and `orchestrator import`, or set prune: true on {sub.name}",
+        risky=bool(key.permissions),
+    )
 
 
 def _other_owners(
@@ -823,7 +932,7 @@ def phase(action: Action) -> int:
     match action:
         case CreateSubaccount():
             return 0
-        case Rename():
+        case Rename() | MoveMaterial():
             return 1
         case Reconcile():
             return 2
@@ -924,7 +1033,9 @@ def _current_of(
     if holding is None:
         gens = _generations(key, others, record)
         return gens.current, gens.highest
-    current = _bot_facing({k.api_key: k for k in others}, holding, record)
+    alive = {k.api_key: k for k in others}
+    _, holding, _ = _sink_change(key, record, holding, set(alive))
+    current = _bot_facing(alive, holding, record)
     mine = _mine(key, others, record)
     return current, _highest(mine, record, *holding.generations.values())
 

@@ -58,6 +58,7 @@ async def plan(
     """(changeset, calls per endpoint, notes on an interrupted run); no exchange call without
     refresh. plan only reads: an interrupted run's journal is left for apply to reconcile."""
     check_targets(ws, targets)
+    ws.refuse_unwritable_sinks()
     notes = interrupted_run(ws)
     if not refresh_live:
         changeset, _ = await ws.make_changeset(None, targets=targets)
@@ -112,6 +113,7 @@ async def _apply(
 ) -> tuple[Changeset, list] | None:
     targets = list(saved.targets) if saved else list(targets)
     check_targets(ws, targets)
+    ws.refuse_unwritable_sinks()
     with _locked(ws, "apply", break_stale):
         async with ws.exchange() as exchange:
             await _recover(ws, ui, exchange, "apply")
@@ -184,6 +186,7 @@ async def _rotate(
         rotation_changeset,
     )
 
+    ws.refuse_unwritable_sinks()
     with _locked(ws, "rotate", break_stale):
         async with ws.exchange() as exchange:
             await _recover(ws, ui, exchange, "rotate")

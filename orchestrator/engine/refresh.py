@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import UTC
 
 from orchestrator.domain.model import Desired, Live, LiveKey, SinkHolding
-from orchestrator.engine.diff import resolve_email, with_takeovers
+from orchestrator.engine.diff import former_sink, resolve_email, with_takeovers
 from orchestrator.exchange.interface import Exchange
 from orchestrator.exchange.models import ApiKey, Permission
 from orchestrator.sinks import Sink
@@ -66,25 +67,34 @@ async def refresh(
     counter.expect(len(emails))
     listing = asyncio.gather(*(_keys_of(exchange, email, counter) for email in emails))
     evidence_of = with_takeovers(desired, prior)
-    results, material = await asyncio.gather(listing, _holdings(evidence_of, open_sink))
+    results, material = await asyncio.gather(listing, _holdings(evidence_of, prior, open_sink))
     return Live(
         subaccounts=subaccounts, keys=dict(zip(emails, results, strict=True)), material=material
     )
 
 
-async def _holdings(desired: Desired, open_sink: SinkOpener | None) -> dict[str, SinkHolding]:
+async def _holdings(
+    desired: Desired, prior: State | None, open_sink: SinkOpener | None
+) -> dict[str, SinkHolding]:
     if open_sink is None:
         return {}
-    return await asyncio.to_thread(read_holdings, desired, open_sink)
+    return await asyncio.to_thread(read_holdings, desired, open_sink, prior)
 
 
-def read_holdings(desired: Desired, open_sink: SinkOpener) -> dict[str, SinkHolding]:
-    """What each planned key's sink holds (for a renamed label, under its old name too). A
-    sink that cannot be read says why: the diff then deletes nothing of that label."""
+def read_holdings(
+    desired: Desired, open_sink: SinkOpener, prior: State | None = None
+) -> dict[str, SinkHolding]:
+    """What each planned key's sink holds (for a renamed label, under its old name too; for
+    a key whose `secrets:` changed, in the sink state recorded too). A sink that cannot be
+    read says why: the diff then deletes nothing of that label."""
     holdings: dict[str, SinkHolding] = {}
     for key in desired.keys():
         former = f"{key.subaccount}/{key.former_label}" if key.former_label else None
-        holdings[key.address] = _holding(open_sink, key.sink, key.address, former)
+        holding = _holding(open_sink, key.sink, key.address, former)
+        moved = former_sink(key, prior)
+        if moved is not None:
+            holding = replace(holding, moved_from=_holding(open_sink, moved, key.address, None))
+        holdings[key.address] = holding
     return holdings
 
 

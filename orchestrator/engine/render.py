@@ -13,6 +13,7 @@ from orchestrator.engine.changeset import (
     CreateSubaccount,
     DeleteKey,
     Finding,
+    MoveMaterial,
     Reconcile,
     Reload,
     Rename,
@@ -40,6 +41,8 @@ def _symbol(action: Action) -> tuple[str, str, str]:
             return "  ~", "rename", "yellow"
         case Reload():
             return "  ~", "reload", "yellow"
+        case MoveMaterial():
+            return "  ~", "move", "yellow"
 
 
 def describe(action: Action) -> str:
@@ -97,12 +100,34 @@ def plan_lines(
 
 def summary(changeset: Changeset) -> str:
     if not changeset.has_changes:
-        return "No changes. Live keys match the plan."
+        return _no_changes(changeset)
     c = changeset.counts()
     return (
         f"Plan: {c['create']} to create, {c['update']} to update, "
         f"{c['rotate']} to rotate, {c['delete']} to delete."
     )
+
+
+def _no_changes(changeset: Changeset) -> str:
+    """Nothing to change; but live keys nobody planned are named, the risky ones loudest."""
+    risky = len(changeset.risky_unmanaged)
+    unmanaged = sum(f.kind == "unmanaged" for f in changeset.findings)
+    if risky:
+        keys = (
+            "key that can trade or move funds is"
+            if risky == 1
+            else "keys that can trade or move funds are"
+        )
+        return (
+            f"No changes to the planned keys, but {risky} unmanaged {keys} live (above): "
+            "delete them, or add them to the plan and `orchestrator import` them."
+        )
+    if unmanaged:
+        return (
+            f"No changes. The planned keys match; {unmanaged} live key(s) not in the plan "
+            "(above) can only read."
+        )
+    return "No changes. Live keys match the plan."
 
 
 def plan_json(changeset: Changeset, calls: Mapping[str, int]) -> dict:
@@ -111,6 +136,7 @@ def plan_json(changeset: Changeset, calls: Mapping[str, int]) -> dict:
         "plan": changeset.plan_name,
         "changes": changeset.has_changes,
         "summary": changeset.counts(),
+        "risky_unmanaged": len(changeset.risky_unmanaged),
         "actions": [{**a.to_dict(), "description": describe(a)} for a in changeset.actions],
         "findings": [f.to_dict() for f in changeset.findings],
         "calls": dict(sorted(calls.items())),

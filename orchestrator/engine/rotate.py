@@ -15,7 +15,14 @@ from datetime import datetime
 
 from orchestrator.config.policy import MAX_KEYS_PER_ACCOUNT
 from orchestrator.domain.model import Desired, Live
-from orchestrator.engine.changeset import Action, Changeset, DeleteKey, Reload, Rotate
+from orchestrator.engine.changeset import (
+    Action,
+    Changeset,
+    DeleteKey,
+    MoveMaterial,
+    Reload,
+    Rotate,
+)
 from orchestrator.engine.diff import diff, forced_reload, forced_rotation, resolve_email
 from orchestrator.store.state import State
 
@@ -37,7 +44,8 @@ def rotation_changeset(
     plan_hash: str = "",
 ) -> Changeset:
     """Rotations asked for (due ones with `due`, plus every key named in `labels`) and the
-    deletes of retired keys whose grace has passed. Raises RotationRefused before any change
+    deletes of retired keys whose grace has passed. A rotated key whose `secrets:` changed
+    has its material moved first, so the new generation joins the old ones in the new sink. Raises RotationRefused before any change
     if a rotation would take a sub-account past 30 keys."""
     planned = _planned(desired, labels)
     full = diff(desired, live, state, now, plan_hash=plan_hash)
@@ -52,7 +60,9 @@ def rotation_changeset(
             raise RotationRefused(f"{address} has no live key to rotate; run `orchestrator apply`")
         actions.append(forced)
     _check_cap(desired, live, state, [a for a in actions if isinstance(a, Rotate)])
-    return replace(full, actions=tuple(actions))
+    rotated = {a.address for a in actions if isinstance(a, Rotate)}
+    moves = [a for a in full.actions if isinstance(a, MoveMaterial) and a.address in rotated]
+    return replace(full, actions=tuple(moves + actions))
 
 
 def reload_changeset(

@@ -143,6 +143,14 @@ def label_moved(state: State, from_address: str, to_address: str, label: str) ->
     return state.model_copy(update={"keys": keys})
 
 
+def sink_moved(state: State, address: str, sink: str) -> State:
+    """The label's material now lives in `sink` (its `secrets:` changed)."""
+    record = state.keys.get(address)
+    if record is None or record.sink == sink:
+        return state
+    return with_record(state, address, record.model_copy(update={"sink": sink}))
+
+
 def with_record(state: State, address: str, record: KeyRecord) -> State:
     return state.model_copy(update={"keys": {**state.keys, address: record}})
 

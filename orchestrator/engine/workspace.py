@@ -30,6 +30,7 @@ from orchestrator.engine.refresh import (
     read_holdings,
     refresh,
 )
+from orchestrator.engine.sinkcheck import refuse_unwritable_sinks
 from orchestrator.engine.switching import SwitchFailed
 from orchestrator.exchange.interface import Exchange
 from orchestrator.notify import (
@@ -41,6 +42,7 @@ from orchestrator.notify import (
     warn_undelivered,
 )
 from orchestrator.sinks import Sink, open_sink
+from orchestrator.sinks.paths import GitCheck
 from orchestrator.store.files import LocalFileBackend, new_state, next_serial
 from orchestrator.store.state import State
 
@@ -81,6 +83,7 @@ class Workspace:
     #: notification hooks on. The failure is in the audit log and the run's results anyway.
     on_switch_failed: Callable[[SwitchFailed], None] | None = None
     _sinks: dict[str, Sink] = field(default_factory=dict)
+    _git: GitCheck = field(default_factory=GitCheck)
 
     @classmethod
     def open(
@@ -152,8 +155,13 @@ class Workspace:
 
     def sink(self, spec: str) -> Sink:
         if spec not in self._sinks:
-            self._sinks[spec] = open_sink(spec, self.root)
+            self._sinks[spec] = open_sink(spec, self.root, git=self._git)
         return self._sinks[spec]
+
+    def refuse_unwritable_sinks(self) -> None:
+        """PlanError naming each key whose material apply would refuse to write (a shared or
+        unsafe path, a sink that cannot be opened), before anything is changed."""
+        refuse_unwritable_sinks(self.plan, self.root, self._git)
 
     @contextlib.asynccontextmanager
     async def exchange(self) -> AsyncIterator[Exchange]:
@@ -306,7 +314,9 @@ class Workspace:
             email = resolve_email(sub, bare, state)
             desired = replace(self.plan.desired, subaccounts=(sub,))
             listing = keys_of(exchange, email) if email else _no_keys()
-            reading = asyncio.to_thread(read_holdings, with_takeovers(desired, state), self.sink)
+            reading = asyncio.to_thread(
+                read_holdings, with_takeovers(desired, state), self.sink, state
+            )
             listed, material = await asyncio.gather(listing, reading)
             keys = {email: listed} if email else {}
             part = diff(

@@ -20,7 +20,7 @@ from orchestrator.sinks.errors import (
 )
 from orchestrator.sinks.filesink import FileSink
 from orchestrator.sinks.material import KeyMaterial, KeyType, split_address
-from orchestrator.sinks.paths import resolve_sink_path
+from orchestrator.sinks.paths import GitCheck, resolve_sink_path
 from orchestrator.sinks.vault import VaultSink, open_vault
 
 __all__ = [
@@ -45,10 +45,16 @@ __all__ = [
 ]
 
 
-def open_sink(spec: str, project_dir: Path, env: Mapping[str, str] = os.environ) -> Sink:
+def open_sink(
+    spec: str,
+    project_dir: Path,
+    env: Mapping[str, str] = os.environ,
+    git: GitCheck | None = None,
+) -> Sink:
     """The sink a plan's `secrets:` value names: `file:DIR`, `dotenv:PATH`, `vault:MOUNT/PATH`.
 
     Relative paths are taken from `project_dir` and may not leave it; absolute paths may.
+    `git` keeps git's answers about paths; sinks opened with one share them.
     """
     kind, sep, target = spec.partition(":")
     if not sep or not target:
@@ -56,11 +62,11 @@ def open_sink(spec: str, project_dir: Path, env: Mapping[str, str] = os.environ)
             f"{spec!r} is not a sink: use file:DIR, dotenv:PATH or vault:MOUNT/PATH"
         )
     if kind == "file":
-        return FileSink(resolve_sink_path(target, project_dir), project_dir, spec)
+        return FileSink(resolve_sink_path(target, project_dir), project_dir, spec, git)
     if kind == "dotenv":
         if target.endswith("/"):
             raise SinkConfigError(f"{spec!r} names a directory; dotenv: takes a file path")
-        return DotenvSink(resolve_sink_path(target, project_dir), project_dir, spec)
+        return DotenvSink(resolve_sink_path(target, project_dir), project_dir, spec, git)
     if kind == "vault":
         return open_vault(target, env, spec)
     raise SinkConfigError(

@@ -12,6 +12,7 @@ idempotent and safe to re-run after a crash.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from orchestrator.sinks.material import KeyMaterial
@@ -20,6 +21,10 @@ from orchestrator.sinks.material import KeyMaterial
 @runtime_checkable
 class Sink(Protocol):
     spec: str
+
+    def paths(self, address: str) -> list[Path]:
+        """The files this sink may write for the key (none for Vault), each of which `check`
+        clears; ValueError for an address that is not `sub-account/label`."""
 
     def check(self, address: str) -> None:
         """Raise if writing this key here would be unsafe or impossible; writes nothing."""

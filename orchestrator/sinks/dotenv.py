@@ -34,7 +34,7 @@ from orchestrator.sinks.material import (
     same_key,
     split_address,
 )
-from orchestrator.sinks.paths import check_safe
+from orchestrator.sinks.paths import GitCheck, check_safe
 from orchestrator.store.atomic import (
     atomic_rename,
     atomic_write,
@@ -49,7 +49,7 @@ LIVE_SLOTS = ("current", "pending", "previous")
 
 
 def _quote(value: str) -> str:
-    if _PLAIN_VALUE.match(value):
+    if _PLAIN_VALUE.fullmatch(value):
         return value
     if "'" in value or "\n" in value:
         raise SinkConflict("a value with a quote or newline cannot be written to a dotenv file")
@@ -75,12 +75,14 @@ def parse_dotenv(text: str) -> dict[str, str]:
 
 
 class DotenvSink:
-    def __init__(self, path: Path, project_dir: Path, spec: str) -> None:
+    def __init__(
+        self, path: Path, project_dir: Path, spec: str, git: GitCheck | None = None
+    ) -> None:
         self.env_path = Path(path)
         self.project_dir = Path(project_dir)
         self.spec = spec
         self._address: str | None = None
-        self._cleared: set[Path] = set()
+        self._git = git or GitCheck()
 
     def slot_path(self, slot: str) -> Path:
         return self.env_path.with_name(self.env_path.name + SLOTS[slot])
@@ -91,17 +93,23 @@ class DotenvSink:
     def pem_path(self, generation: int) -> Path:
         return self.env_path.with_name(f"{self.env_path.name}.g{generation}.pem")
 
-    def check(self, address: str) -> None:
+    def paths(self, address: str) -> list[Path]:
+        """The env files, and the private key file of a first generation: what git must
+        ignore (a pattern that ignores one generation's key file ignores them all)."""
         split_address(address)
+        return [*self._material_paths(), self.pem_path(1)]
+
+    def check(self, address: str) -> None:
+        paths = self.paths(address)
         self._claim(address)
-        for path in self._material_paths():
-            check_safe(path, self.project_dir, self._cleared)
+        for path in paths:
+            check_safe(path, self.project_dir, self._git)
 
     def write_pending(self, material: KeyMaterial) -> str:
         self.check(material.address)
         pem = self.pem_path(material.generation)
         if material.key_type == "ed25519":
-            check_safe(pem, self.project_dir, self._cleared)
+            check_safe(pem, self.project_dir, self._git)
         self._check_owner("current", material.address)
         self._check_owner("pending", material.address)
         self._refuse_taken_generation(material)
@@ -183,7 +191,7 @@ class DotenvSink:
             self._claim(old_address)
         paths = [path for path in self._material_paths() if path != self.slot_path("revoked")]
         for path in paths:
-            check_safe(path, self.project_dir, self._cleared)
+            check_safe(path, self.project_dir, self._git)
         texts = {path: self._text_of(path, (old_address, new_address)) for path in paths}
         if old_address != new_address:
             for path, text in texts.items():
@@ -213,7 +221,7 @@ class DotenvSink:
         if old is None or same_key(old, incoming):
             return
         target = self.held_path(old.generation)
-        check_safe(target, self.project_dir, self._cleared)
+        check_safe(target, self.project_dir, self._git)
         held = self._read(target, address)
         if held is None:
             atomic_write(target, current.read_bytes())

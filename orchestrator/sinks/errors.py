@@ -11,6 +11,11 @@ class SinkConfigError(SinkError):
     """The sink spec is malformed or its environment (e.g. VAULT_ADDR) is missing."""
 
 
+class SinkEnvironmentMissing(SinkConfigError):
+    """The sink needs settings from the environment (VAULT_ADDR, VAULT_TOKEN) it was not
+    given; the plan itself may be fine."""
+
+
 class UnsafeSinkPath(SinkError):
     """The path would put secrets where they must not go: in git, through a symlink, outside."""
 

@@ -31,7 +31,7 @@ from orchestrator.sinks.material import (
     same_material,
     split_address,
 )
-from orchestrator.sinks.paths import check_safe
+from orchestrator.sinks.paths import GitCheck, check_safe
 from orchestrator.store.atomic import (
     PRIVATE_DIR,
     atomic_rename,
@@ -85,11 +85,13 @@ def _field_hint(exc: Exception) -> str:
 
 
 class FileSink:
-    def __init__(self, root: Path, project_dir: Path, spec: str) -> None:
+    def __init__(
+        self, root: Path, project_dir: Path, spec: str, git: GitCheck | None = None
+    ) -> None:
         self.root = Path(root)
         self.project_dir = Path(project_dir)
         self.spec = spec
-        self._cleared: set[Path] = set()
+        self._git = git or GitCheck()
 
     def path(self, address: str, slot: str) -> Path:
         sub, label = split_address(address)
@@ -99,9 +101,12 @@ class FileSink:
     def held_path(self, address: str, generation: int) -> Path:
         return self.path(address, f"g{generation}")
 
+    def paths(self, address: str) -> list[Path]:
+        return self._material_paths(address)
+
     def check(self, address: str) -> None:
-        for path in [*(self.path(address, slot) for slot in SLOTS), *self._held_paths(address)]:
-            check_safe(path, self.project_dir, self._cleared)
+        for path in self.paths(address):
+            check_safe(path, self.project_dir, self._git)
 
     def write_pending(self, material: KeyMaterial) -> str:
         self.check(material.address)
@@ -176,7 +181,7 @@ class FileSink:
             return
         moves = self._renamed_copies(old_address, new_address)
         for target, material in moves.values():
-            check_safe(target, self.project_dir, self._cleared)
+            check_safe(target, self.project_dir, self._git)
             self._refuse_other_material(target, material)
         for target, material in moves.values():
             if self._read(target) is None:
@@ -234,7 +239,7 @@ class FileSink:
         if old is None or same_key(old, incoming):
             return
         target = self.held_path(address, old.generation)
-        check_safe(target, self.project_dir, self._cleared)
+        check_safe(target, self.project_dir, self._git)
         held = self._read(target)
         if held is None:
             atomic_write(target, current.read_bytes())

@@ -19,7 +19,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]*$")
 def split_address(address: str) -> tuple[str, str]:
     """`quant/QuantBot-BTC` -> ("quant", "QuantBot-BTC"), refusing anything path-like."""
     parts = address.split("/")
-    if len(parts) != 2 or not all(_NAME.match(part) for part in parts):
+    if len(parts) != 2 or not all(_NAME.fullmatch(part) for part in parts):
         raise ValueError(f"{address!r} is not a key address of the form <sub-account>/<label>")
     return parts[0], parts[1]
 

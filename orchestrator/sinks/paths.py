@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 from orchestrator.sinks.errors import UnsafeSinkPath
@@ -46,39 +47,97 @@ def check_no_symlink(path: Path, project_dir: Path) -> None:
             )
 
 
+class GitCheck:
+    """Whether git could commit a path, asked once per path: in a git work tree, a path for
+    secrets must be ignored by git and not tracked. `ask` puts the question about many paths
+    to git at once (one `ls-files` and one `check-ignore` per work tree), so checking a whole
+    plan costs a few git processes, not two per file."""
+
+    def __init__(self) -> None:
+        self._refusals: dict[Path, str | None] = {}
+
+    def refuse(self, path: Path) -> None:
+        """UnsafeSinkPath when git could commit `path`."""
+        if path not in self._refusals:
+            self.ask([path])
+        refusal = self._refusals[path]
+        if refusal is not None:
+            raise UnsafeSinkPath(refusal)
+
+    def ask(self, paths: Iterable[Path]) -> None:
+        by_tree: dict[Path, list[Path]] = {}
+        for path in dict.fromkeys(paths):
+            if path in self._refusals:
+                continue
+            root = _git_root(_existing_ancestor(path))
+            if root is None:
+                self._refusals[path] = None
+            else:
+                by_tree.setdefault(root, []).append(path)
+        for root, found in by_tree.items():
+            for start in range(0, len(found), _BATCH):
+                batch = found[start : start + _BATCH]
+                answers = _git_refusals(root, batch)
+                if answers is None:  # one path git cannot judge fails the whole question
+                    answers = {}
+                    for path in batch:
+                        answers |= _git_refusals(root, [path]) or {path: _unanswered(path)}
+                self._refusals |= answers
+
+
+#: paths per git call: well inside any command line limit.
+_BATCH = 256
+
+
+def _git_refusals(root: Path, paths: list[Path]) -> dict[Path, str | None] | None:
+    """The refusal for each of `paths` (all in the work tree at `root`), None for a path git
+    ignores and does not track; None when git could not answer."""
+    names = {_relative(path, root): path for path in paths}
+    listed, tracked = _git(["--literal-pathspecs", "ls-files", "-z", "--", *names], root)
+    ignoring, ignored = _git(["check-ignore", "-z", "--stdin"], root, "\0".join(names) + "\0")
+    if listed != 0 or ignoring not in (0, 1):
+        return None
+    found: dict[Path, str | None] = {}
+    for name, path in names.items():
+        if name in tracked:
+            found[path] = (
+                f"refusing to write secrets to {path}: git tracks it. Remove it from git"
+                " (`git rm --cached`), rotate the key it held, and add it to .gitignore"
+            )
+        elif name not in ignored:
+            found[path] = (
+                f"refusing to write secrets to {path}: it is in a git work tree and git does"
+                " not ignore it. Add it (or its directory) to .gitignore first"
+            )
+        else:
+            found[path] = None
+    return found
+
+
+def _unanswered(path: Path) -> str:
+    return (
+        f"refusing to write secrets to {path}: could not ask git whether it is ignored;"
+        f" check `git check-ignore -v {path}`"
+    )
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
 def check_not_in_git(path: Path) -> None:
     """Refuse a path inside a git work tree unless git ignores it and does not track it."""
-    anchor = _existing_ancestor(path)
-    if _git_root(anchor) is None:
-        return
-    if _git(["ls-files", "--error-unmatch", "--", str(path)], anchor) == 0:
-        raise UnsafeSinkPath(
-            f"refusing to write secrets to {path}: git tracks it. Remove it from git"
-            " (`git rm --cached`), rotate the key it held, and add it to .gitignore"
-        )
-    status = _git(["check-ignore", "-q", "--", str(path)], anchor)
-    if status == 1:
-        raise UnsafeSinkPath(
-            f"refusing to write secrets to {path}: it is in a git work tree and git does not"
-            " ignore it. Add it (or its directory) to .gitignore first"
-        )
-    if status != 0:
-        raise UnsafeSinkPath(
-            f"refusing to write secrets to {path}: could not ask git whether it is ignored"
-            f" (git exited {status}); check `git check-ignore -v {path}`"
-        )
+    GitCheck().refuse(path)
 
 
-def check_safe(path: Path, project_dir: Path, cleared: set[Path] | None = None) -> None:
-    """Refuse symlinks (always re-checked: cheap) and paths git could commit. `cleared`
-    remembers paths git has already cleared for this sink, so a run asks git about each path
-    once instead of on every write (two git processes a question)."""
+def check_safe(path: Path, project_dir: Path, git: GitCheck | None = None) -> None:
+    """Refuse symlinks (always re-checked: cheap) and paths git could commit. `git` keeps
+    git's answers for the run, so each path is asked about once, not on every write."""
     check_no_symlink(path, project_dir)
-    if cleared is not None and path in cleared:
-        return
-    check_not_in_git(path)
-    if cleared is not None:
-        cleared.add(path)
+    (git or GitCheck()).refuse(path)
 
 
 def _existing_ancestor(path: Path) -> Path:
@@ -95,18 +154,26 @@ def _git_root(start: Path) -> Path | None:
     return None
 
 
-def _git(args: list[str], cwd: Path) -> int:
-    """Run git with a minimal environment so no inherited GIT_* variable steers it."""
+def _git(args: list[str], cwd: Path, stdin: str = "") -> tuple[int, set[str]]:
+    """Run git with a minimal environment so no inherited GIT_* variable steers it; (exit
+    status, the NUL-separated names it printed)."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
     if "HOME" in os.environ:
         env["HOME"] = os.environ["HOME"]
     try:
         done = subprocess.run(
-            ["git", *args], cwd=cwd, env=env, capture_output=True, timeout=30, check=False
+            ["git", *args],
+            cwd=cwd,
+            env=env,
+            input=stdin.encode(),
+            capture_output=True,
+            timeout=30,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
-        return -1
-    return done.returncode
+        return -1, set()
+    names = {os.fsdecode(name) for name in done.stdout.split(b"\0") if name}
+    return done.returncode, names
 
 
 def written_dirs(specs: list[str], project_dir: Path) -> list[Path]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,6 +31,7 @@ from orchestrator.sinks.errors import (
     NoSuchGeneration,
     SinkConfigError,
     SinkConflict,
+    SinkEnvironmentMissing,
     VaultError,
 )
 from orchestrator.sinks.filesink import material_from_json, material_to_json
@@ -80,6 +82,10 @@ class VaultSink:
     def key_path(self, address: str) -> str:
         sub, label = split_address(address)
         return "/".join(part for part in (self.base_path, sub, label) if part)
+
+    def paths(self, address: str) -> list[Path]:
+        self.key_path(address)
+        return []
 
     def check(self, address: str) -> None:
         self.key_path(address)
@@ -469,7 +475,7 @@ def open_vault(target: str, env: Mapping[str, str], spec: str) -> VaultSink:
     addr, token = env.get("VAULT_ADDR") or "", env.get("VAULT_TOKEN") or ""
     missing = [name for name, value in (("VAULT_ADDR", addr), ("VAULT_TOKEN", token)) if not value]
     if missing:
-        raise SinkConfigError(
+        raise SinkEnvironmentMissing(
             f"{spec!r} needs {' and '.join(missing)} in the environment"
             " (the Vault address, e.g. https://vault.example:8200, and a token)"
         )

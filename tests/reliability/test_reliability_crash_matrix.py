@@ -10,8 +10,9 @@ current one and the generations still in grace.
 
 The scenarios: the main apply (create, update, rotate, prune, virtual sub-account); the apply
 two hours on that deletes a key whose grace is over; a `rotate` of a key whose previous
-generation is still in grace; and the main apply after a rotation and a `state restore` that
-forgot it. The full matrix is slow (`make chaos`); a few representative cases run always.
+generation is still in grace; the main apply after a rotation and a `state restore` that
+forgot it; and, after the main apply, an apply of changed `secrets:` and `key_type` (material
+moved to another sink, keys of another type made). The full matrix is slow (`make chaos`); a few representative cases run always.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 import pytest
 from reliability_kit import (
     CONVERGE_COMMAND,
+    PLAN_PATH,
     STATE_PATH,
     build_scenario,
     check_from_outside,
@@ -51,11 +53,32 @@ ROTATE_IN_GRACE = ("rotate", "--auto-approve", "--label", ROTATED_IN_GRACE)
 #: rotated (grace 1h) before the main apply, then forgotten by `state restore`.
 ROTATED_THEN_RESTORED = "Updater"
 
+#: the sink-change scenario: Tracker's material moves to a dotenv file; NewEd's moves too
+#: and it becomes an HMAC key (g1 in its 1h grace); QuantBot-BTC becomes HMAC (grace 0s).
+SINK_CHANGES = (
+    (
+        "      - label: Tracker\n        profile: read-only\n        ips: []\n",
+        "        secrets: dotenv:bots/tracker.env\n",
+    ),
+    (
+        "      - label: NewEd\n        profile: read-only\n        ips: []\n",
+        "        secrets: dotenv:bots/newed.env\n        key_type: hmac\n",
+    ),
+    (
+        "      - label: QuantBot-BTC\n        profile: quant\n        grace: 0s\n",
+        "        key_type: hmac\n",
+    ),
+)
+MOVED_OUT_OF = ("secrets/copy/Tracker", "secrets/copy/NewEd")
+MOVE_POINTS = ("after_material_copied", "after_old_material_destroyed")
+SINK_CHANGE_FAST_CASES = {("after_material_copied", 1), ("after_old_material_destroyed", 2)}
+
 #: generations (by label) that may still be live, in grace, besides the current one.
 MAIN_IN_GRACE = {ROTATED_IN_GRACE: 1}
 AFTER_GRACE_IN_GRACE: dict[str, int] = {}
 GRACE_ROTATION_IN_GRACE = {ROTATED_IN_GRACE: 2}
 RESTORE_IN_GRACE = {ROTATED_IN_GRACE: 1, ROTATED_THEN_RESTORED: 1}
+SINK_CHANGE_IN_GRACE = {ROTATED_IN_GRACE: 1, "NewEd": 1}
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +153,22 @@ def restore_scenario(scenario, tmp_path_factory) -> tuple[Path, dict]:
     assert sorted(generations(restored, ROTATED_THEN_RESTORED)) == [1, 2]
     counts = crash_trace(copy_project(restored, root / "traced"), root / "trace.txt")
     return restored, counts
+
+
+@pytest.fixture(scope="module")
+def sink_change_scenario(applied_scenario, tmp_path_factory) -> tuple[Path, dict]:
+    """After the main apply, the plan changes two keys' `secrets:` and two keys' `key_type`
+    (one key both); how often the apply reaches each crash point."""
+    root = tmp_path_factory.mktemp("sink-change")
+    base = copy_project(applied_scenario, root / "base")
+    plan = base / PLAN_PATH
+    text = plan.read_text()
+    for anchor, added in SINK_CHANGES:
+        assert text.count(anchor) == 1, anchor
+        text = text.replace(anchor, anchor + added)
+    plan.write_text(text)
+    counts = crash_trace(copy_project(base, root / "traced"), root / "trace.txt")
+    return base, counts
 
 
 def crash_then_converge(
@@ -248,10 +287,41 @@ def test_crash_applying_after_a_state_restore_converges(
     )
 
 
+@pytest.mark.parametrize(
+    ("point", "nth"),
+    [*cases(True, SINK_CHANGE_FAST_CASES), *cases(False, SINK_CHANGE_FAST_CASES)],
+)
+def test_crash_applying_changed_sinks_and_key_types_converges(
+    sink_change_scenario, tmp_path, point, nth, chaos
+):
+    base, counts = sink_change_scenario
+    skip_unless_reached(counts, point, nth, "this apply")
+    crash_then_converge(
+        base,
+        tmp_path / "p",
+        point,
+        nth,
+        chaos,
+        in_grace=SINK_CHANGE_IN_GRACE,
+        figure="sink_change_crash_points",
+    )
+    project = tmp_path / "p"
+    left = [str(p) for moved in MOVED_OUT_OF for p in project.glob(moved + "*")]
+    assert not left, f"the old sink still holds {left}"
+
+
 def test_the_scenario_reaches_every_key_crash_point(scenario):
     _, counts = scenario
-    unreached = [p for p in POINTS if p != "after_rollback_state" and not counts[p]]
+    skipped = ("after_rollback_state", *MOVE_POINTS)
+    unreached = [p for p in POINTS if p not in skipped and not counts[p]]
     assert not unreached
+
+
+def test_a_sink_change_reaches_every_step_of_a_move(sink_change_scenario):
+    _, counts = sink_change_scenario
+    assert counts["after_material_copied"] == 2, counts
+    assert counts["after_old_material_destroyed"] == 2, counts
+    assert counts["after_promote"] == 2 and counts["after_delete"] == 1, counts
 
 
 def test_a_rotation_in_grace_reaches_every_step_of_making_a_key(grace_rotation_scenario):

@@ -33,17 +33,59 @@ def material(label: str) -> KeyMaterial:
 
 
 def test_each_path_is_cleared_by_git_once(repo: Path, monkeypatch):
-    questions: list[tuple] = []
+    listed: list[str] = []
+    checked: list[str] = []
     real = sink_paths._git
-    monkeypatch.setattr(
-        sink_paths, "_git", lambda args, cwd: questions.append(tuple(args)) or real(args, cwd)
-    )
+
+    def spy(args, cwd, stdin=""):
+        if "ls-files" in args:
+            listed.extend(args[args.index("--") + 1 :])
+        else:
+            checked.extend(name for name in stdin.split("\0") if name)
+        return real(args, cwd, stdin)
+
+    monkeypatch.setattr(sink_paths, "_git", spy)
     sink = open_sink("file:secrets/", repo)
     for _ in range(3):
         sink.write_pending(material("bot"))
         sink.promote("s/bot")
-    asked = [q[-1] for q in questions]
-    assert len(asked) == len(set(asked)) * 2  # ls-files and check-ignore, once per path
+    assert listed and sorted(listed) == sorted(set(listed))
+    assert sorted(checked) == sorted(listed)
+
+
+def test_many_paths_cost_two_git_processes(repo: Path, monkeypatch):
+    """A plan's worth of paths is put to git in one question of each kind."""
+    calls: list[str] = []
+    real = sink_paths._git
+    monkeypatch.setattr(
+        sink_paths,
+        "_git",
+        lambda args, cwd, stdin="": (
+            calls.append("ls-files" if "ls-files" in args else args[0]) or real(args, cwd, stdin)
+        ),
+    )
+    git = sink_paths.GitCheck()
+    ignored = [repo / "secrets" / "s" / f"bot{i}.json" for i in range(100)]
+    exposed = [repo / "bots" / f"bot{i}.env" for i in range(100)]
+    git.ask([*ignored, *exposed])
+    assert sorted(calls) == ["check-ignore", "ls-files"]
+    for path in ignored:
+        git.refuse(path)
+    for path in exposed:
+        with pytest.raises(UnsafeSinkPath, match="does not ignore it"):
+            git.refuse(path)
+    assert len(calls) == 2
+
+
+def test_a_tracked_path_is_refused_even_when_ignored(repo: Path):
+    (repo / "secrets").mkdir()
+    (repo / "secrets" / "old.json").write_text("{}")
+    subprocess.run(["git", "add", "-f", "secrets/old.json"], cwd=repo, check=True)
+    git = sink_paths.GitCheck()
+    git.ask([repo / "secrets" / "old.json", repo / "secrets" / "new.json"])
+    with pytest.raises(UnsafeSinkPath, match="git tracks it"):
+        git.refuse(repo / "secrets" / "old.json")
+    git.refuse(repo / "secrets" / "new.json")
 
 
 def test_a_path_git_refuses_is_refused_every_time(repo: Path):
