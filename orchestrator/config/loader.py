@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -12,6 +13,7 @@ from pydantic import ValidationError
 
 from orchestrator.config.models import (
     DEFAULT_BINANCE_ENDPOINT,
+    AccountModel,
     DefaultsModel,
     KeyModel,
     PlanModel,
@@ -26,6 +28,7 @@ from orchestrator.config.siblings import shared_subaccounts
 from orchestrator.config.source import Source, YamlSyntaxError, read_yaml
 from orchestrator.domain.model import Desired, DesiredKey, DesiredSubaccount
 from orchestrator.domain.naming import project_id_from
+from orchestrator.exchange.credentials import DEFAULT_VARIABLES, CredentialVariables
 
 DEFAULT_GRACE = timedelta(hours=1)
 DEFAULT_SINK = "file:secrets/"
@@ -38,20 +41,85 @@ class ExchangeSettings:
     endpoint: str | None = None  # set for kind binance
     recv_window_ms: int | None = None
     rate_window_s: float | None = None
+    account: str | None = None  # the master account's name; None: the plan names none
+    credentials: CredentialVariables = DEFAULT_VARIABLES  # where its master key is read
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    """One master account of a plan with `accounts:`: its exchange settings (with its own
+    credential variables) and the names of its sub-accounts."""
+
+    name: str
+    exchange: ExchangeSettings
+    subaccounts: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class LoadedPlan:
+    """A plan, or one master account's part of it (see `per_account`)."""
+
     path: Path
-    name: str  # the project id: owns the plan's keys and names state/<name>.state.json
+    name: str  # the state id: the project id, or <project>@<account> for one account's part
     desired: Desired
     exchange: ExchangeSettings
     warnings: tuple[Problem, ...]
     source_hash: str  # sha256 of the file's bytes
+    accounts: tuple[AccountSettings, ...] = ()  # empty: one account, BINANCE_* variables
+    account: str | None = None  # set on one account's part
 
     @property
     def key_count(self) -> int:
         return len(self.desired.keys())
+
+    @property
+    def project(self) -> str:
+        """The project id, which every key's apiName carries whatever its account."""
+        return self.desired.project or self.name
+
+    @property
+    def account_names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.accounts)
+
+    def per_account(self, only: Collection[str] = ()) -> list[LoadedPlan]:
+        """One part per master account (those named in `only`, else all), each with its own
+        state id, sub-accounts and credentials; a plan without `accounts:` is its own only
+        part. Raises UnknownAccount for a name in `only` the plan does not have."""
+        unknown = sorted(set(only) - set(self.account_names))
+        if unknown:
+            raise UnknownAccount(
+                f"--account {', '.join(unknown)}: {self.path.name} has "
+                + (
+                    f"no such account (accounts: {', '.join(self.account_names)})"
+                    if self.accounts
+                    else "no `accounts:`; leave --account out"
+                )
+            )
+        if not self.accounts:
+            return [self]
+        return [self._part(a) for a in self.accounts if not only or a.name in only]
+
+    def _part(self, account: AccountSettings) -> LoadedPlan:
+        mine = set(account.subaccounts)
+        return replace(
+            self,
+            name=account_state_id(self.project, account.name),
+            desired=replace(
+                self.desired,
+                subaccounts=tuple(s for s in self.desired.subaccounts if s.name in mine),
+            ),
+            exchange=account.exchange,
+            account=account.name,
+        )
+
+
+def account_state_id(project: str, account: str) -> str:
+    """What names one account's state, lock and journal: `<project>@<account>`."""
+    return f"{project}@{account}"
+
+
+class UnknownAccount(ValueError):
+    """`--account` named an account the plan does not have."""
 
 
 def load_plan(path: Path) -> LoadedPlan:
@@ -67,13 +135,15 @@ def load_plan(path: Path) -> LoadedPlan:
     if errors or model is None:
         raise PlanError(problems)
     project = model.project or project_id_from(path.stem)
+    exchange = _exchange(model)
     return LoadedPlan(
         path=path,
         name=project,
         desired=build_desired(model, path.stem, project),
-        exchange=_exchange(model),
+        exchange=exchange,
         warnings=tuple(problems),
         source_hash=hashlib.sha256(raw).hexdigest(),
+        accounts=_accounts(model, exchange, source, shown),
     )
 
 
@@ -330,6 +400,42 @@ def _permissions(key: KeyModel, defaults: DefaultsModel):
         if settings.profile is not None:
             return PROFILES[settings.profile]
     return PROFILES["read-only"]
+
+
+def _accounts(
+    model: PlanModel, exchange: ExchangeSettings, source: Source, shown: str
+) -> tuple[AccountSettings, ...]:
+    if not model.accounts:
+        return ()
+    first = model.accounts[0].name
+    owned: dict[str, list[str]] = {a.name: [] for a in model.accounts}
+    for sub in model.subaccounts:
+        owned[sub.account or first].append(sub.name)
+    return tuple(
+        AccountSettings(
+            account.name,
+            replace(
+                exchange,
+                account=account.name,
+                credentials=_credentials(account, f"accounts[{index}]", source, shown),
+            ),
+            tuple(owned[account.name]),
+        )
+        for index, account in enumerate(model.accounts)
+    )
+
+
+def _credentials(
+    account: AccountModel, path: str, source: Source, shown: str
+) -> CredentialVariables:
+    line, column = source.locate(path)
+    return CredentialVariables(
+        api_key=account.api_key_env or "",
+        secret=account.secret_env,
+        private_key_file=account.private_key_file_env,
+        passphrase=account.passphrase_env,
+        where=f"account {account.name} ({shown}:{line}:{column})",
+    )
 
 
 def _exchange(model: PlanModel) -> ExchangeSettings:

@@ -194,14 +194,17 @@ class Emulator:
         one account: one another master owns is refused with ValueError."""
         with self._lock:
             accounts = self.account(master)
+            added = False
             for email in emails:
                 if not isinstance(email, str):
                     raise TypeError("emails must be strings")
                 owner = self._owner_of_email(email)
                 if owner is not None and owner is not accounts:
                     raise ValueError(f"{email} is a sub-account of another master account")
+                added = added or owner is None
                 accounts.add_existing(email, int(self.now() * 1000))
-            self._save()
+            if added:
+                self._save()
 
     def handle(self, request: EmuRequest) -> EmuResponse:
         endpoint = ROUTES.get((request.method.upper(), request.path))
