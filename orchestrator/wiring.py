@@ -128,8 +128,9 @@ class _ClosingTransport(EmulatorTransport):
         self._on_close: Callable[[], None] | None = on_close
 
     async def aclose(self) -> None:
-        if self._on_close is not None:
-            self._on_close, on_close = None, self._on_close
+        on_close = self._on_close
+        self._on_close = None
+        if on_close is not None:
             on_close()
 
 
@@ -206,3 +207,11 @@ class Wiring:
 
     def open_workspace(self, explicit_plan: Path | None, cwd: Path | None = None) -> Workspace:
         return Workspace.open(explicit_plan, self.open_exchange, cwd=cwd, clock_for=self.clock_for)
+
+    def open_accounts(
+        self, explicit_plan: Path | None, only: Collection[str] = (), cwd: Path | None = None
+    ) -> list[Workspace]:
+        """A workspace per master account of the plan (those in `only`, else all)."""
+        return Workspace.open_accounts(
+            explicit_plan, self.open_exchange, only=only, cwd=cwd, clock_for=self.clock_for
+        )

@@ -34,8 +34,11 @@ def _global_options(
         None, "--plan", help="Plan file (default: the only plans/*.yaml here)."
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every exchange call."),
+    account: list[str] = typer.Option(
+        [], "--account", help="Only this master account of the plan (repeatable; default: all)."
+    ),
 ) -> None:
-    ctx.obj = GlobalOptions(plan=plan, verbose=verbose, wiring=ctx.obj)
+    ctx.obj = GlobalOptions(plan=plan, verbose=verbose, wiring=ctx.obj, accounts=tuple(account))
 
 
 app.command()(project.validate)

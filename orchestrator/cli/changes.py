@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
@@ -12,13 +11,19 @@ from orchestrator.cli.context import (
     GlobalOptions,
     configure_logging,
     global_options,
-    open_workspace,
+    open_workspaces,
+    several_accounts,
 )
 from orchestrator.cli.errors import UserError, usage_error, user_errors
-from orchestrator.cli.ui import TerminalUi, console, need_confirmation_channel, report_results
-
-if TYPE_CHECKING:
-    from orchestrator.wiring import Wiring
+from orchestrator.cli.ui import (
+    AccountUi,
+    TerminalUi,
+    account_heading,
+    console,
+    need_confirmation_channel,
+    report_account_failures,
+    report_results,
+)
 
 
 def plan(
@@ -38,32 +43,106 @@ def plan(
     options = global_options(ctx)
     configure_logging(options)
     with user_errors():
-        changeset, calls, notes = asyncio.run(
-            _plan(options.plan_file(plan_file), options.wiring, target, refresh, not json_output)
+        runs = asyncio.run(
+            _plan(options.plan_file(plan_file), options, target, refresh, not json_output, out)
         )
-        if out:
-            _write_changeset(out, changeset)
-    _show_plan(changeset, calls, notes, json_output, options)
-    if out and not json_output:
+        done = [run for run in runs if run.ok]
+        if out and done:
+            _write_changeset(out, done[0].result[0])
+    if len(runs) == 1 and runs[0].account is None:
+        changeset, calls, notes = runs[0].result
+        _show_plan(changeset, calls, notes, json_output, options)
+    else:
+        _show_account_plans(runs, json_output, options)
+    if out and not json_output and done:
         typer.echo(f"Saved the changeset to {out}; run `orchestrator apply {out}` to apply it.")
-    if changeset.blocking:
+    changesets = [run.result[0] for run in done]
+    if len(done) < len(runs) or any(c.blocking for c in changesets):
         raise typer.Exit(1)
-    if detailed_exitcode and changeset.has_changes:
+    if detailed_exitcode and any(c.has_changes for c in changesets):
         raise typer.Exit(2)
 
 
 async def _plan(
     plan_file: Path | None,
-    wiring: Wiring | None,
+    options: GlobalOptions,
     targets: list[str],
     refresh: bool,
     show_progress: bool,
+    out: Path | None,
 ):
+    """A run per account: (changeset, calls per endpoint, notes). A plan without
+    `accounts:` runs as one account whose errors are raised, not collected."""
+    from orchestrator.engine import operations
+    from orchestrator.engine.accounts import AccountRun, each_account
+
+    workspaces = open_workspaces(plan_file, options)
+    if not several_accounts(workspaces):
+        ui = TerminalUi(progress=show_progress)
+        result = await operations.plan(workspaces[0], ui, targets=targets, refresh_live=refresh)
+        return [AccountRun(None, result)]
+    if out and len(workspaces) > 1:
+        raise UserError(
+            "--out saves one account's changeset; name it with `orchestrator --account NAME "
+            "plan --out FILE`"
+        )
+    scoped = scope_targets(workspaces, targets)
+    return await each_account(
+        list(scoped),
+        lambda ws: operations.plan(
+            ws, AccountUi(ws.account), targets=scoped[ws], refresh_live=refresh
+        ),
+    )
+
+
+def scope_targets(workspaces, targets: list[str]) -> dict:
+    """The workspaces to run, each with the `--target`s that are its own labels: an account
+    none of whose labels is targeted is left out. Refused when a target is in no account."""
     from orchestrator.engine import operations
 
-    ws = open_workspace(plan_file, wiring)
-    ui = TerminalUi(progress=show_progress)
-    return await operations.plan(ws, ui, targets=targets, refresh_live=refresh)
+    if not targets:
+        return {ws: [] for ws in workspaces}
+    scoped = {}
+    for ws in workspaces:
+        keys = ws.plan.desired.keys()
+        mine = [t for t in targets if t in {k.label for k in keys} | {k.address for k in keys}]
+        if mine:
+            scoped[ws] = mine
+    named = {t for mine in scoped.values() for t in mine}
+    unknown = [t for t in targets if t not in named]
+    if unknown:
+        raise operations.Refused(
+            f"--target {', '.join(unknown)}: no such label in any account of "
+            f"{workspaces[0].plan.path.name}"
+        )
+    return scoped
+
+
+def _show_account_plans(runs, json_output: bool, options: GlobalOptions) -> None:
+    """Each account's plan under its heading, or in JSON one entry per account."""
+    import json
+
+    from orchestrator.engine.render import plan_json
+
+    if json_output:
+        entries = []
+        for run in runs:
+            if not run.ok:
+                entries.append({"account": run.account, "error": str(run.error)})
+                continue
+            changeset, calls, notes = run.result
+            data = plan_json(changeset, calls)
+            data["interrupted"] = notes
+            entries.append({"account": run.account, **data})
+        typer.echo(json.dumps({"accounts": entries}, indent=2))
+        report_account_failures(runs)
+        return
+    for run in runs:
+        account_heading(run.account)
+        if run.ok:
+            changeset, calls, notes = run.result
+            _show_plan(changeset, calls, notes, False, options)
+    report_account_failures(runs)
 
 
 def _write_changeset(path: Path, changeset) -> None:
@@ -117,17 +196,59 @@ def apply(
     with user_errors():
         saved, plan_file = _saved_changeset(source)
         ok = asyncio.run(
-            _apply(
-                options.plan_file(plan_file),
-                options.wiring,
-                saved,
-                target,
-                auto_approve,
-                break_stale_lock,
+            _apply_accounts(
+                options.plan_file(plan_file), options, saved, target, auto_approve, break_stale_lock
             )
         )
     if not ok:
         raise typer.Exit(1)
+
+
+async def _apply_accounts(
+    plan_file: Path | None,
+    options: GlobalOptions,
+    saved,
+    targets: list[str],
+    auto_approve: bool,
+    break_stale: bool,
+) -> bool:
+    """Apply every account of the plan: with --auto-approve all at once, else one after the
+    other, each shown and confirmed on its own. A saved changeset applies to its account."""
+    from orchestrator.engine.accounts import each_account
+
+    workspaces = open_workspaces(plan_file, options)
+    need_confirmation_channel(auto_approve, "--auto-approve")
+    if not several_accounts(workspaces):
+        return await _apply(workspaces[0], TerminalUi(), saved, targets, auto_approve, break_stale)
+    if saved is not None:
+        workspaces = _account_of_changeset(workspaces, saved)
+        return await _apply(workspaces[0], TerminalUi(), saved, [], auto_approve, break_stale)
+    scoped = scope_targets(workspaces, targets)
+    if auto_approve:
+        runs = await each_account(
+            list(scoped),
+            lambda ws: _apply(ws, AccountUi(ws.account), None, scoped[ws], True, break_stale),
+        )
+        return report_account_failures(runs) and all(run.result for run in runs)
+    ok = True
+    for ws in scoped:
+        account_heading(ws.account)
+        runs = await each_account(
+            [ws], lambda w: _apply(w, TerminalUi(), None, scoped[w], False, break_stale)
+        )
+        ok = report_account_failures(runs) and bool(runs[0].result) and ok
+    return ok
+
+
+def _account_of_changeset(workspaces, saved) -> list:
+    chosen = [ws for ws in workspaces if ws.name == saved.plan_name]
+    if not chosen:
+        names = ", ".join(ws.name for ws in workspaces)
+        raise UserError(
+            f"the changeset was made for {saved.plan_name!r}, which is none of this plan's "
+            f"accounts ({names}); run `orchestrator --account NAME plan --out FILE` again"
+        )
+    return chosen
 
 
 def _saved_changeset(source: Path | None):
@@ -149,39 +270,32 @@ def _saved_changeset(source: Path | None):
         ) from None
 
 
-async def _apply(
-    plan_file: Path | None,
-    wiring: Wiring | None,
-    saved,
-    targets: list[str],
-    auto_approve: bool,
-    break_stale: bool,
-) -> bool:
+async def _apply(ws, ui, saved, targets: list[str], auto_approve: bool, break_stale: bool) -> bool:
     from orchestrator.engine import operations
     from orchestrator.engine.render import summary
 
-    ws = open_workspace(plan_file, wiring)
-    need_confirmation_channel(auto_approve, "--auto-approve")
     outcome = await operations.apply(
         ws,
-        TerminalUi(),
+        ui,
         saved=saved,
         targets=targets,
         auto_approve=auto_approve,
         break_stale=break_stale,
     )
+    lead = getattr(ui, "lead", "")
     if outcome is None:
-        typer.echo("Apply cancelled.")
+        typer.echo(f"{lead}Apply cancelled.")
         return False
     changeset, results = outcome
     if not changeset.has_changes:
         if saved is None and auto_approve:
-            typer.echo(summary(changeset))
+            typer.echo(lead + summary(changeset))
         return True
+    what = f"{lead}Apply"
     if saved is None and auto_approve:  # streamed: the summary comes after the actions
-        typer.echo(f"\n{summary(changeset)}")
-        return report_results(results, "Apply", blank_line=False)
-    return report_results(results, "Apply")
+        typer.echo(f"\n{lead}{summary(changeset)}")
+        return report_results(results, what, blank_line=False)
+    return report_results(results, what)
 
 
 def rotate(
@@ -199,38 +313,57 @@ def rotate(
     if not due and not label:
         usage_error("say which keys: --due, or --label LABEL.")
     with user_errors():
-        ok = asyncio.run(
-            _rotate(options.plan, options.wiring, due, label, auto_approve, break_stale_lock)
-        )
+        ok = asyncio.run(_rotate_accounts(options, due, label, auto_approve, break_stale_lock))
     if not ok:
         raise typer.Exit(1)
 
 
+async def _rotate_accounts(
+    options: GlobalOptions, due: bool, labels: list[str], auto_approve: bool, break_stale: bool
+) -> bool:
+    """Rotate in every account: with --auto-approve all at once, else one after the other."""
+    from orchestrator.engine.accounts import each_account
+
+    workspaces = open_workspaces(options.plan, options)
+    need_confirmation_channel(auto_approve, "--auto-approve")
+    if not several_accounts(workspaces):
+        return await _rotate(workspaces[0], TerminalUi(), due, labels, auto_approve, break_stale)
+    scoped = scope_targets(workspaces, labels)
+    if auto_approve:
+        runs = await each_account(
+            list(scoped),
+            lambda ws: _rotate(ws, AccountUi(ws.account), due, scoped[ws], True, break_stale),
+        )
+        return report_account_failures(runs) and all(run.result for run in runs)
+    ok = True
+    for ws in scoped:
+        account_heading(ws.account)
+        runs = await each_account(
+            [ws], lambda w: _rotate(w, TerminalUi(), due, scoped[w], False, break_stale)
+        )
+        ok = report_account_failures(runs) and bool(runs[0].result) and ok
+    return ok
+
+
 async def _rotate(
-    plan_file: Path | None,
-    wiring: Wiring | None,
-    due: bool,
-    labels: list[str],
-    auto_approve: bool,
-    break_stale: bool,
+    ws, ui, due: bool, labels: list[str], auto_approve: bool, break_stale: bool
 ) -> bool:
     from orchestrator.engine import operations
 
-    ws = open_workspace(plan_file, wiring)
-    need_confirmation_channel(auto_approve, "--auto-approve")
     outcome = await operations.rotate(
         ws,
-        TerminalUi(),
+        ui,
         due=due,
         labels=labels,
         auto_approve=auto_approve,
         break_stale=break_stale,
     )
+    lead = getattr(ui, "lead", "")
     if outcome is None:
-        typer.echo("Rotation cancelled.")
+        typer.echo(f"{lead}Rotation cancelled.")
         return False
     changeset, results = outcome
     if not changeset.has_changes:
-        typer.echo("Nothing to rotate.")
+        typer.echo(f"{lead}Nothing to rotate.")
         return True
-    return report_results(results, "Rotation")
+    return report_results(results, f"{lead}Rotation")

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
 from orchestrator.cli.context import (
     BREAK_STALE_LOCK_HELP,
+    GlobalOptions,
     configure_logging,
     global_options,
-    open_workspace,
+    open_workspaces,
+    several_accounts,
 )
 from orchestrator.cli.errors import usage_error, user_errors
-from orchestrator.cli.ui import TerminalUi, need_confirmation_channel
+from orchestrator.cli.ui import (
+    AccountUi,
+    TerminalUi,
+    account_heading,
+    need_confirmation_channel,
+    report_account_failures,
+)
 
 if TYPE_CHECKING:
     from orchestrator.engine.changeset import Severity
-    from orchestrator.wiring import Wiring
 
 SEVERITY_COLORS = {
     "critical": "red",
@@ -43,8 +49,15 @@ def audit(
     configure_logging(options)
     threshold = _severity(fail_on) if fail_on is not None else None
     with user_errors():
-        found, calls = asyncio.run(_audit(options.plan, options.wiring))
-    _show_findings(found, calls, json_output)
+        runs = asyncio.run(_audit(options))
+    if len(runs) == 1 and runs[0].account is None:
+        found, calls = runs[0].result
+        _show_findings(found, calls, json_output)
+    else:
+        _show_account_findings(runs, json_output)
+    found = [f for run in runs if run.ok for f in run.result[0]]
+    if not all(run.ok for run in runs):
+        raise typer.Exit(1)
     if threshold and any(f.severity.rank >= threshold.rank for f in found):
         raise typer.Exit(1)
 
@@ -58,10 +71,44 @@ def _severity(name: str) -> Severity:
         usage_error(f"--fail-on {name}: use low, medium, high or critical.")
 
 
-async def _audit(plan_file: Path | None, wiring: Wiring | None):
+async def _audit(options: GlobalOptions):
+    """A run per account: (findings, calls). A plan without `accounts:` raises its errors."""
     from orchestrator.engine import operations
+    from orchestrator.engine.accounts import AccountRun, each_account
 
-    return await operations.audit(open_workspace(plan_file, wiring))
+    workspaces = open_workspaces(options.plan, options)
+    if not several_accounts(workspaces):
+        return [AccountRun(None, await operations.audit(workspaces[0]))]
+    return await each_account(workspaces, operations.audit)
+
+
+def _show_account_findings(runs, json_output: bool) -> None:
+    import json
+    from collections import Counter
+
+    if json_output:
+        entries = []
+        for run in runs:
+            if not run.ok:
+                entries.append({"account": run.account, "error": str(run.error)})
+                continue
+            found, calls = run.result
+            entries.append(
+                {
+                    "account": run.account,
+                    "findings": [f.to_dict() for f in found],
+                    "counts": Counter(f.severity.value for f in found),
+                    "calls": calls,
+                }
+            )
+        typer.echo(json.dumps({"accounts": entries}, indent=2))
+    else:
+        for run in runs:
+            account_heading(run.account)
+            if run.ok:
+                found, calls = run.result
+                _show_findings(found, calls, False)
+    report_account_failures(runs)
 
 
 def _show_findings(found, calls, json_output: bool) -> None:
@@ -110,25 +157,71 @@ def lockdown(
             "confirm (and --subaccount NAME to narrow the scope)."
         )
     with user_errors():
-        ok = asyncio.run(_lockdown(options.plan, options.wiring, subaccount, yes, break_stale_lock))
+        ok = asyncio.run(_lockdown_accounts(options, subaccount, yes, break_stale_lock))
     if not ok:
         raise typer.Exit(1)
 
 
-async def _lockdown(
-    plan_file: Path | None, wiring: Wiring | None, names: list[str], yes: bool, break_stale: bool
+async def _lockdown_accounts(
+    options: GlobalOptions, names: list[str], yes: bool, break_stale: bool
 ) -> bool:
+    """Lockdown in every account in scope: with --yes all at once (an incident is no time to
+    wait for one account after another), else one after the other, each confirmed.
+    `--subaccount` names belong to one account each; an account with none of them is left
+    alone."""
+    from orchestrator.engine.accounts import each_account
+
+    workspaces = open_workspaces(options.plan, options)
+    need_confirmation_channel(yes, "--yes")
+    if not several_accounts(workspaces):
+        return await _lockdown(workspaces[0], TerminalUi(), names, yes, break_stale)
+    scoped = _lockdown_scope(workspaces, names)
+    if yes:
+        runs = await each_account(
+            list(scoped),
+            lambda ws: _lockdown(ws, AccountUi(ws.account), scoped[ws], True, break_stale),
+        )
+        return report_account_failures(runs) and all(run.result for run in runs)
+    ok = True
+    for ws in scoped:
+        account_heading(ws.account)
+        runs = await each_account(
+            [ws], lambda w: _lockdown(w, TerminalUi(), scoped[w], False, break_stale)
+        )
+        ok = report_account_failures(runs) and bool(runs[0].result) and ok
+    return ok
+
+
+def _lockdown_scope(workspaces, names: list[str]) -> dict:
+    """Each account with the `--subaccount` names (plan name or email) that are its own; a
+    name of no account goes to every account, whose lockdown then says it does not know it."""
+    if not names:
+        return {ws: [] for ws in workspaces}
+    scoped: dict = {}
+    for ws in workspaces:
+        subs = ws.plan.desired.subaccounts
+        known = {s.name for s in subs} | {s.email for s in subs if s.email}
+        mine = [n for n in names if n in known]
+        if mine:
+            scoped[ws] = mine
+    claimed = {n for mine in scoped.values() for n in mine}
+    for name in (n for n in names if n not in claimed):
+        for ws in workspaces:
+            scoped.setdefault(ws, []).append(name)
+    return scoped
+
+
+async def _lockdown(ws, ui, names: list[str], yes: bool, break_stale: bool) -> bool:
     from orchestrator.engine import operations
 
-    ws = open_workspace(plan_file, wiring)
-    need_confirmation_channel(yes, "--yes")
-    deleted = await operations.lockdown(
-        ws, TerminalUi(), names=names, yes=yes, break_stale=break_stale
-    )
+    deleted = await operations.lockdown(ws, ui, names=names, yes=yes, break_stale=break_stale)
+    lead = getattr(ui, "lead", "")
     if deleted is None:
-        typer.echo("Lockdown cancelled.")
+        typer.echo(f"{lead}Lockdown cancelled.")
         return False
     failed = [d for d in deleted if d.error]
-    typer.echo(f"\nLockdown: {len(deleted) - len(failed)} key(s) deleted, {len(failed)} failed.")
-    typer.echo("To recreate the planned keys with fresh material: orchestrator apply")
+    typer.echo(
+        f"\n{lead}Lockdown: {len(deleted) - len(failed)} key(s) deleted, {len(failed)} failed."
+    )
+    typer.echo(f"{lead}To recreate the planned keys with fresh material: orchestrator apply")
     return not failed

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl
 
 from orchestrator.emulator import errors, faults, persist
@@ -353,8 +354,9 @@ class Emulator:
         """UID budgets belong to the account of the calling key, IP budgets to the caller IP."""
         if endpoint.limit == "UID":
             key = self._find_key(_header(request, API_KEY_HEADER) or "")
-            is_master = key is not None and self._is_master(key)
-            account = self.master_name(key) if is_master else getattr(key, "email", None)
+            account = None
+            if key is not None:
+                account = self.master_name(key) if self._is_master(key) else key.email
             if account is not None:
                 return (endpoint.budget_key, "uid", account)
         return (endpoint.budget_key, "ip", ip)
@@ -478,7 +480,7 @@ class Emulator:
         accounts = accounts or self.accounts
         sub = accounts.subs.get(changed) if changed else None
         if sub is not None and self.data_path.exists():
-            entry = {
+            entry: dict[str, Any] = {
                 "sub": sub.to_json(),
                 "top": {
                     "emailToken": accounts.email_token,
