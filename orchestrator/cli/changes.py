@@ -88,26 +88,27 @@ async def _plan(
         )
     scoped = scope_targets(workspaces, targets)
     return await each_account(
-        list(scoped),
+        [ws for ws in workspaces if ws.name in scoped],
         lambda ws: operations.plan(
-            ws, AccountUi(ws.account), targets=scoped[ws], refresh_live=refresh
+            ws, AccountUi(ws.account), targets=scoped[ws.name], refresh_live=refresh
         ),
     )
 
 
 def scope_targets(workspaces, targets: list[str]) -> dict:
-    """The workspaces to run, each with the `--target`s that are its own labels: an account
-    none of whose labels is targeted is left out. Refused when a target is in no account."""
+    """The `--target`s of each account to run, by state id: those that are its own labels.
+    An account none of whose labels is targeted is left out; a target of no account is
+    refused."""
     from orchestrator.engine import operations
 
     if not targets:
-        return {ws: [] for ws in workspaces}
+        return {ws.name: [] for ws in workspaces}
     scoped = {}
     for ws in workspaces:
         keys = ws.plan.desired.keys()
         mine = [t for t in targets if t in {k.label for k in keys} | {k.address for k in keys}]
         if mine:
-            scoped[ws] = mine
+            scoped[ws.name] = mine
     named = {t for mine in scoped.values() for t in mine}
     unknown = [t for t in targets if t not in named]
     if unknown:
@@ -226,15 +227,15 @@ async def _apply_accounts(
     scoped = scope_targets(workspaces, targets)
     if auto_approve:
         runs = await each_account(
-            list(scoped),
-            lambda ws: _apply(ws, AccountUi(ws.account), None, scoped[ws], True, break_stale),
+            [ws for ws in workspaces if ws.name in scoped],
+            lambda ws: _apply(ws, AccountUi(ws.account), None, scoped[ws.name], True, break_stale),
         )
         return report_account_failures(runs) and all(run.result for run in runs)
     ok = True
-    for ws in scoped:
+    for ws in [w for w in workspaces if w.name in scoped]:
         account_heading(ws.account)
         runs = await each_account(
-            [ws], lambda w: _apply(w, TerminalUi(), None, scoped[w], False, break_stale)
+            [ws], lambda w: _apply(w, TerminalUi(), None, scoped[w.name], False, break_stale)
         )
         ok = report_account_failures(runs) and bool(runs[0].result) and ok
     return ok
@@ -331,15 +332,15 @@ async def _rotate_accounts(
     scoped = scope_targets(workspaces, labels)
     if auto_approve:
         runs = await each_account(
-            list(scoped),
-            lambda ws: _rotate(ws, AccountUi(ws.account), due, scoped[ws], True, break_stale),
+            [ws for ws in workspaces if ws.name in scoped],
+            lambda ws: _rotate(ws, AccountUi(ws.account), due, scoped[ws.name], True, break_stale),
         )
         return report_account_failures(runs) and all(run.result for run in runs)
     ok = True
-    for ws in scoped:
+    for ws in [w for w in workspaces if w.name in scoped]:
         account_heading(ws.account)
         runs = await each_account(
-            [ws], lambda w: _rotate(w, TerminalUi(), due, scoped[w], False, break_stale)
+            [ws], lambda w: _rotate(w, TerminalUi(), due, scoped[w.name], False, break_stale)
         )
         ok = report_account_failures(runs) and bool(runs[0].result) and ok
     return ok

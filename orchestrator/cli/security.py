@@ -178,36 +178,37 @@ async def _lockdown_accounts(
     scoped = _lockdown_scope(workspaces, names)
     if yes:
         runs = await each_account(
-            list(scoped),
-            lambda ws: _lockdown(ws, AccountUi(ws.account), scoped[ws], True, break_stale),
+            [ws for ws in workspaces if ws.name in scoped],
+            lambda ws: _lockdown(ws, AccountUi(ws.account), scoped[ws.name], True, break_stale),
         )
         return report_account_failures(runs) and all(run.result for run in runs)
     ok = True
-    for ws in scoped:
+    for ws in [w for w in workspaces if w.name in scoped]:
         account_heading(ws.account)
         runs = await each_account(
-            [ws], lambda w: _lockdown(w, TerminalUi(), scoped[w], False, break_stale)
+            [ws], lambda w: _lockdown(w, TerminalUi(), scoped[w.name], False, break_stale)
         )
         ok = report_account_failures(runs) and bool(runs[0].result) and ok
     return ok
 
 
 def _lockdown_scope(workspaces, names: list[str]) -> dict:
-    """Each account with the `--subaccount` names (plan name or email) that are its own; a
-    name of no account goes to every account, whose lockdown then says it does not know it."""
+    """The `--subaccount` names (plan name or email) of each account to run, by state id:
+    those that are its own. A name of no account in the plan goes to every account, whose
+    lockdown looks for it among its live sub-accounts."""
     if not names:
-        return {ws: [] for ws in workspaces}
+        return {ws.name: [] for ws in workspaces}
     scoped: dict = {}
     for ws in workspaces:
         subs = ws.plan.desired.subaccounts
         known = {s.name for s in subs} | {s.email for s in subs if s.email}
         mine = [n for n in names if n in known]
         if mine:
-            scoped[ws] = mine
+            scoped[ws.name] = mine
     claimed = {n for mine in scoped.values() for n in mine}
     for name in (n for n in names if n not in claimed):
         for ws in workspaces:
-            scoped.setdefault(ws, []).append(name)
+            scoped.setdefault(ws.name, []).append(name)
     return scoped
 
 

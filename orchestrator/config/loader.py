@@ -101,11 +101,13 @@ class LoadedPlan:
 
     def _part(self, account: AccountSettings) -> LoadedPlan:
         mine = set(account.subaccounts)
+        state_id = account_state_id(self.project, account.name)
         return replace(
             self,
-            name=account_state_id(self.project, account.name),
+            name=state_id,
             desired=replace(
                 self.desired,
+                plan_name=state_id,  # a saved changeset names the account it was made for
                 subaccounts=tuple(s for s in self.desired.subaccounts if s.name in mine),
             ),
             exchange=account.exchange,
