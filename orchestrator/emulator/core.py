@@ -195,16 +195,16 @@ class Emulator:
         one account: one another master owns is refused with ValueError."""
         with self._lock:
             accounts = self.account(master)
-            added = False
+            given = False
             for email in emails:
                 if not isinstance(email, str):
                     raise TypeError("emails must be strings")
                 owner = self._owner_of_email(email)
                 if owner is not None and owner is not accounts:
                     raise ValueError(f"{email} is a sub-account of another master account")
-                added = added or owner is None
                 accounts.add_existing(email, int(self.now() * 1000))
-            if added:
+                given = True
+            if given:  # a full snapshot, which also folds the journal in
                 self._save()
 
     def handle(self, request: EmuRequest) -> EmuResponse:

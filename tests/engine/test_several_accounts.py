@@ -252,3 +252,24 @@ def test_injected_sandbox_is_shared_by_the_accounts(desk: Path):
     emulator = sandbox(desk)
     cli("apply", "--auto-approve", wiring=Wiring.with_sandbox(emulator))
     assert {k.api_name for s in emulator.account("fund2").subs.values() for k in s.keys.values()}
+
+
+@pytest.mark.parametrize("point", ["after_create#2", "after_material#3", "after_state#4"])
+def test_a_killed_apply_converges_in_both_accounts(desk: Path, point: str):
+    """A SIGKILL while both accounts create keys: each account's journal is reconciled by
+    the next apply on its own, with no duplicate key and every bot's material working."""
+    from tests.safety.safety_kit import run
+
+    killed = run(desk, "apply", "--auto-approve", ORCHESTRATOR_CRASH_AT=point)
+    assert killed.returncode != 0
+    again = run(desk, "apply", "--auto-approve")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Traceback" not in again.stdout + again.stderr
+    live = master_keys(desk)
+    for account, labels in (("main", MAIN_LABELS), ("fund2", FUND2_LABELS)):
+        names = [n for keys in live[account].values() for n in keys]
+        assert sorted(names) == sorted(f"orc-desk.{label}-g1" for label in labels), names
+    assert all(r is None for r in sink_refusals(desk).values())
+    assert not list((desk / "state").glob("*.journal.jsonl"))
+    assert "No changes" in cli("plan").output
+    cli("log", "verify")
