@@ -273,3 +273,20 @@ def test_a_killed_apply_converges_in_both_accounts(desk: Path, point: str):
     assert not list((desk / "state").glob("*.journal.jsonl"))
     assert "No changes" in cli("plan").output
     cli("log", "verify")
+
+
+def test_state_rebuild_per_account_leaves_the_other_alone(desk: Path):
+    cli("apply", "--auto-approve")
+    state = desk / "state"
+    main_before = json.loads((state / "desk@main.state.json").read_text())["keys"]
+    for path in state.glob("desk@fund2.state.json*"):
+        path.unlink()
+    rebuilt = cli("state", "rebuild").output
+    assert "[fund2] fundbot/FundBot: recorded orc-desk.FundBot-g1" in rebuilt
+    assert "[main]" not in rebuilt  # nothing to adopt there
+    assert json.loads((state / "desk@main.state.json").read_text())["keys"] == main_before
+    shown = json.loads(cli("state", "show", "FundBot").output)
+    assert shown["account"] == "fund2" and shown["label"] == "FundBot"
+    assert "No changes" in cli("plan").output
+    refused = cli("state", "restore", code=1).output
+    assert "--account NAME" in refused
