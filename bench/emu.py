@@ -32,7 +32,10 @@ def free_port() -> int:
 class EmulatorProcess:
     """`python -m orchestrator emulator serve` with Binance's weights, scaled time and latency."""
 
-    def __init__(self, data: Path, *, time_scale: float, latency_ms: float) -> None:
+    def __init__(
+        self, data: Path, *, time_scale: float, latency_ms: float, masters: tuple[str, ...] = ()
+    ) -> None:
+        """`masters`: further master accounts beside the first (`serve --master NAME`)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.time_scale = time_scale
@@ -50,11 +53,12 @@ class EmulatorProcess:
             str(time_scale),
             "--latency-ms",
             str(latency_ms),
+            *(arg for name in masters for arg in ("--master", name)),
         ]
         self.proc = subprocess.Popen(
             command, env=master_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
-        announced = self._read_announcement()
+        announced = self.announced = self._read_announcement()
         token = re.search(r"admin token:\s+(\w+) \(send as ([\w-]+)\)", announced)
         if token is None:
             self.proc.kill()
@@ -76,8 +80,17 @@ class EmulatorProcess:
     def window_s(self) -> float:
         return 60.0 / self.time_scale
 
-    def add_subaccounts(self, emails: list[str]) -> None:
-        self.http.post("/_emulator/subaccount", json={"emails": emails}).raise_for_status()
+    def add_subaccounts(self, emails: list[str], master: str | None = None) -> None:
+        body: dict = {"emails": emails} | ({"master": master} if master else {})
+        self.http.post("/_emulator/subaccount", json=body).raise_for_status()
+
+    def master_credentials(self, name: str) -> tuple[str, str]:
+        """(key, secret) of the further master `name`, as `serve` announced them."""
+        key = re.search(rf"master {name} key:\s+(\w+)", self.announced)
+        secret = re.search(rf"master {name} secret:\s+(\w+)", self.announced)
+        if key is None or secret is None:
+            raise RuntimeError(f"emulator announced no master {name}: {self.announced}")
+        return key.group(1), secret.group(1)
 
     def take_stats(self) -> dict:
         """Requests per endpoint and 429s since the last call (and reset the counters)."""

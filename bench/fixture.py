@@ -38,7 +38,11 @@ class Fixture:
     def label(self, j: int) -> str:
         return f"Bot{j:02d}"
 
-    def plan_yaml(self, endpoint: str, window_s: float, prefix: str = "sub") -> str:
+    def plan_yaml(
+        self, endpoint: str, window_s: float, prefix: str = "sub", accounts: tuple = ()
+    ) -> str:
+        """The plan; with `accounts` ((name, api key variable, secret variable, email
+        prefix), ...) one copy of the fixture per master account, each on its own emails."""
         lines = [
             "version: 1",
             "exchange:",
@@ -50,23 +54,41 @@ class Fixture:
             "  rotate_after: 30d",
             "  secrets: file:secrets/",
             f"  ips: [{', '.join(KEY_IPS)}]",
-            "subaccounts:",
         ]
+        if accounts:
+            lines.append("accounts:")
+            for name, key_env, secret_env, _ in accounts:
+                lines += [f"  - name: {name}", f"    api_key_env: {key_env}"]
+                lines.append(f"    secret_env: {secret_env}")
+        lines.append("subaccounts:")
+        for account, email_prefix in [(a[0], a[3]) for a in accounts] or [(None, prefix)]:
+            lines += self._subaccount_lines(email_prefix, account)
+        return "\n".join(lines) + "\n"
+
+    def _subaccount_lines(self, prefix: str, account: str | None) -> list[str]:
+        lines = []
         for i, email in enumerate(self.emails(prefix)):
-            lines += [f"  - name: s{i:04d}", f"    email: {email}", "    keys:"]
+            lines += [f"  - name: {account or 's'}{i:04d}", f"    email: {email}"]
+            lines += [f"    account: {account}"] if account else []
+            lines.append("    keys:")
             for j in range(self.keys):
                 profile = "quant" if j == 0 else "read-only"
                 lines += [f"      - label: {self.label(j)}", f"        profile: {profile}"]
-        return "\n".join(lines) + "\n"
+        return lines
 
     def write_project(
-        self, root: Path, endpoint: str, window_s: float, prefix: str = "sub"
+        self,
+        root: Path,
+        endpoint: str,
+        window_s: float,
+        prefix: str = "sub",
+        accounts: tuple = (),
     ) -> Path:
         (root / "plans").mkdir(parents=True, exist_ok=True)
         (root / "state").mkdir(exist_ok=True)
         (root / "secrets").mkdir(mode=0o700, exist_ok=True)
         plan = root / "plans" / "bench.yaml"
-        plan.write_text(self.plan_yaml(endpoint, window_s, prefix))
+        plan.write_text(self.plan_yaml(endpoint, window_s, prefix, accounts))
         return plan
 
     # -- the calls each operation needs at least, by endpoint name --------------------------

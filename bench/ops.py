@@ -67,13 +67,14 @@ def run_cli(
     args: list[str],
     operation: str,
     minimum: dict[str, int],
+    env: dict[str, str] | None = None,
 ) -> tuple[Measured, str]:
     emulator.wait_fresh_window()
     started = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "orchestrator", *args],
         cwd=project,
-        env=master_env(),
+        env=env or master_env(),
         capture_output=True,
         text=True,
     )
@@ -86,9 +87,20 @@ def run_cli(
     calls, limited, server_time = _server_side(emulator)
     client_calls = None
     if "--json" in args:
-        client_calls = weighted(json.loads(result.stdout)["calls"])
+        client_calls = weighted(_reported_calls(json.loads(result.stdout)))
     measured = Measured(operation, wall, calls, limited, minimum, client_calls, server_time)
     return measured, result.stdout
+
+
+def _reported_calls(report: dict) -> dict[str, int]:
+    """The calls `plan --json` reports, summed over its accounts when it has several."""
+    if "accounts" not in report:
+        return report["calls"]
+    total: dict[str, int] = {}
+    for entry in report["accounts"]:
+        for name, n in entry["calls"].items():
+            total[name] = total.get(name, 0) + n
+    return total
 
 
 def run_sdk(

@@ -6,9 +6,13 @@ plan from scratch, apply from empty, plan with no changes (the real CLI, as subp
 then the same refresh and creation by the hand-written asyncio peer (bench/peer.py) and by a
 serial loop over Binance's official SDK. Then the loaded-machine scenario: apply from empty
 and the peer's creation again, on a fresh emulator, with a CPU burner on one core. Then the
-local CPU figures. Prints a table and writes bench/results.json. See bench/README.md.
+local CPU figures. Then two master accounts of the `--accounts-fixture` fixture each in one
+plan (an emulator with a second master), beside one account alone: plan from scratch, apply
+from empty, plan with no changes. Prints a table and writes bench/results.json. See
+bench/README.md.
 
     python bench/run.py [--fixtures 1x5,50x4,250x4] [--load-fixture 250x4] [--skip-sdk]
+                        [--accounts-fixture 250x4]
 
 BENCH_LARGE=1 adds the 500 x 6 fixture (3,000 keys, about six more minutes).
 """
@@ -29,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cpu  # noqa: E402
-from emu import EmulatorProcess  # noqa: E402
+from emu import EmulatorProcess, master_env  # noqa: E402
 from fixture import Fixture  # noqa: E402
 from load import CpuBurner  # noqa: E402
 from ops import Measured, run_cli, run_peer, run_sdk  # noqa: E402
@@ -167,6 +171,64 @@ def bench_loaded(fixture: Fixture) -> dict:
     }
 
 
+#: the two master accounts of the accounts scenario: (name, key variable, secret variable,
+#: email prefix); the first reads the master the emulator took from BINANCE_*.
+TWO_ACCOUNTS = (
+    ("main", "BINANCE_API_KEY", "BINANCE_API_SECRET", "main"),
+    ("fund2", "FUND2_API_KEY", "FUND2_API_SECRET", "fund"),
+)
+
+
+def bench_accounts(fixture: Fixture) -> dict:
+    """One account alone, then two accounts of `fixture` each in one plan, on one emulator:
+    their budgets are per account, so two take about one account's time."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-accounts-{fixture.name}-"))
+    emulator = EmulatorProcess(
+        tmp / "emulator.json", time_scale=TIME_SCALE, latency_ms=LATENCY_MS, masters=("fund2",)
+    )
+    window = emulator.window_s
+    started = time.perf_counter()
+    try:
+        fund2_key, fund2_secret = emulator.master_credentials("fund2")
+        env = {**master_env(), "FUND2_API_KEY": fund2_key, "FUND2_API_SECRET": fund2_secret}
+        emulator.add_subaccounts(fixture.emails("one"))
+        emulator.add_subaccounts(fixture.emails("main"))
+        emulator.add_subaccounts(fixture.emails("fund"), master="fund2")
+        one, two = tmp / "one", tmp / "two"
+        fixture.write_project(one, emulator.url, window, prefix="one")
+        fixture.write_project(two, emulator.url, window, accounts=TWO_ACCOUNTS)
+        ops = []
+        for project, who in ((one, "1 account"), (two, "2 accounts")):
+            for args, what, minimum in (
+                (["plan", "--json"], "plan (from scratch)", fixture.minimum_plan_scratch()),
+                (
+                    ["apply", "--auto-approve"],
+                    "apply (from empty)",
+                    fixture.minimum_apply_scratch(),
+                ),
+                (["plan", "--json"], "plan (no changes)", fixture.minimum_plan_unchanged()),
+            ):
+                # the minimum is one account's: each account has budgets of its own
+                measured, _ = run_cli(emulator, project, args, f"{who}: {what}", minimum, env)
+                ops.append(measured)
+    finally:
+        emulator.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    half = len(ops) // 2
+    return {
+        "fixture": f"2x{fixture.name}",
+        "subaccounts": 2 * fixture.subaccounts,
+        "keys": 2 * fixture.total_keys,
+        "window_s": window,
+        "operations": [op.to_json(window, LATENCY_MS / 1000) for op in ops],
+        "two_accounts_wall_over_one": {
+            one.operation.removeprefix("1 account: "): _ratio(two, one)
+            for one, two in zip(ops[:half], ops[half:], strict=True)
+        },
+        "fixture_duration_s": round(time.perf_counter() - started, 1),
+    }
+
+
 def machine() -> dict:
     return {
         "python": sys.version.split()[0],
@@ -196,7 +258,8 @@ def print_table(results: dict) -> None:
     )
     print(head)
     print("-" * len(head))
-    for fx in [*results["fixtures"], *([results["loaded"]] if results.get("loaded") else [])]:
+    extra = [results[name] for name in ("loaded", "accounts") if results.get(name)]
+    for fx in [*results["fixtures"], *extra]:
         for op in fx["operations"]:
             per = ", ".join(f"{k} {v}" for k, v in op["calls"].items())
             ratio = f"{op['wall_over_floor']:.2f}" if op["wall_over_floor"] else "-"
@@ -207,10 +270,16 @@ def print_table(results: dict) -> None:
                 f"{op['wall_s']:>7.2f} {op['floor_s']:>7.2f} {ratio:>7} "
                 f"{op['windows_needed']:>4} {op['true_floor_s']:>7.2f} {true:>6}  {per}"
             )
-        print(
-            f"{'':<7} ours wall / peer: "
-            + ", ".join(f"{k} {v:.2f}x" for k, v in fx["ours_wall_over_peer"].items())
-        )
+        if fx.get("ours_wall_over_peer"):
+            print(
+                f"{'':<7} ours wall / peer: "
+                + ", ".join(f"{k} {v:.2f}x" for k, v in fx["ours_wall_over_peer"].items())
+            )
+        if fx.get("two_accounts_wall_over_one"):
+            print(
+                f"{'':<7} 2 accounts wall / 1 account: "
+                + ", ".join(f"{k} {v:.2f}x" for k, v in fx["two_accounts_wall_over_one"].items())
+            )
         if fx.get("burner"):
             b = fx["burner"]
             print(f"{'':<7} loaded: CPU burner on cpu {b['cpu']}, {b['cpu_s']} CPU s")
@@ -238,6 +307,11 @@ def main() -> None:
         "--load-fixture", default="250x4", help="fixture of the loaded-machine scenario ('' skips)"
     )
     parser.add_argument("--skip-sdk", action="store_true")
+    parser.add_argument(
+        "--accounts-fixture",
+        default="250x4",
+        help="fixture of each of the two master accounts in the accounts scenario ('' skips)",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     results = {
@@ -257,6 +331,9 @@ def main() -> None:
     if args.load_fixture:
         print(f"... loaded machine, fixture {args.load_fixture}", file=sys.stderr, flush=True)
         results["loaded"] = bench_loaded(ALL_FIXTURES[args.load_fixture])
+    if args.accounts_fixture:
+        print(f"... two accounts, 2 x {args.accounts_fixture}", file=sys.stderr, flush=True)
+        results["accounts"] = bench_accounts(ALL_FIXTURES[args.accounts_fixture])
     print("... diff + render, cold start", file=sys.stderr, flush=True)
     results["diff_render"] = cpu.diff_render()
     results["cold_start"] = cpu.cold_start()

@@ -7,6 +7,11 @@ variables, so real master credentials are never written into a sandbox file. Bin
 API that creates a regular (non-virtual) sub-account, so the sandbox account starts with the
 ones the plan names by email, as if they had been made in the web UI.
 
+A plan with several master accounts opens one client per account, each with its own pacing
+and server-time offset: on Binance with that account's credential variables, in the sandbox
+with a master of the account's name that the sandbox keeps beside its first one. The accounts
+of one run share the sandbox's emulator (and so its data file).
+
 Tests move the sandbox's clock with ORCHESTRATOR_NOW; a plan on a real exchange (Binance or
 `emulator serve`) always runs on the system clock, whatever the environment holds.
 
@@ -65,21 +70,72 @@ def open_sandbox(data_path: Path) -> Emulator:
 def exchange_factory(open_emulator: EmulatorOpener = open_sandbox) -> ExchangeFactory:
     """An `ExchangeFactory` whose sandbox runs on the emulator `open_emulator` returns for
     the sandbox data file (tests hand in one with faults, latency or a spy)."""
+    sandboxes = _SharedSandboxes(open_emulator)
 
     def open_exchange(
         settings: ExchangeSettings, project_dir: Path, subaccount_emails: Collection[str] = ()
     ) -> BinanceClient:
-        """A client for the plan's exchange. Raises CredentialsError for missing credentials."""
+        """A client for the plan's exchange (for the master account `settings` names).
+        Raises CredentialsError for missing credentials."""
         options = _client_options(settings)
         if settings.kind == "sandbox":
-            emulator = open_emulator(project_dir / SANDBOX_DATA)
-            return _sandbox_client(emulator, options, subaccount_emails)
+            data_path = project_dir / SANDBOX_DATA
+            emulator = sandboxes.acquire(data_path)
+            try:
+                return _sandbox_client(
+                    emulator,
+                    settings.account,
+                    options,
+                    subaccount_emails,
+                    on_close=lambda: sandboxes.release(data_path),
+                )
+            except BaseException:
+                sandboxes.release(data_path)
+                raise
         from orchestrator.exchange.credentials import master_signer_from_env
 
-        signer = master_signer_from_env()
+        signer = master_signer_from_env(os.environ, settings.credentials)
         return BinanceClient(settings.endpoint or BINANCE_URL, signer, **options)
 
     return open_exchange
+
+
+class _SharedSandboxes:
+    """The sandbox emulators in use, by data file: the clients of one run (one per master
+    account) share an emulator, so neither overwrites the other's changes in the data file;
+    once the last is closed, the next run reads the file afresh."""
+
+    def __init__(self, open_emulator: EmulatorOpener) -> None:
+        self._open = open_emulator
+        self._in_use: dict[Path, tuple[Emulator, int]] = {}
+
+    def acquire(self, data_path: Path) -> Emulator:
+        key = data_path.resolve()
+        emulator, users = self._in_use.get(key) or (self._open(data_path), 0)
+        self._in_use[key] = (emulator, users + 1)
+        return emulator
+
+    def release(self, data_path: Path) -> None:
+        key = data_path.resolve()
+        emulator, users = self._in_use[key]
+        if users <= 1:
+            del self._in_use[key]
+        else:
+            self._in_use[key] = (emulator, users - 1)
+
+
+class _ClosingTransport(EmulatorTransport):
+    """The in-process transport that says when its client is closed."""
+
+    def __init__(self, emulator: Emulator, on_close: Callable[[], None]) -> None:
+        super().__init__(emulator)
+        self._on_close: Callable[[], None] | None = on_close
+
+    async def aclose(self) -> None:
+        on_close = self._on_close
+        self._on_close = None
+        if on_close is not None:
+            on_close()
 
 
 open_exchange = exchange_factory()
@@ -94,18 +150,35 @@ def _client_options(settings: ExchangeSettings) -> dict[str, Any]:
     return options
 
 
-def _sandbox_client(emulator: Emulator, options: dict, emails: Collection[str]) -> BinanceClient:
+def _sandbox_client(
+    emulator: Emulator,
+    account: str | None,
+    options: dict,
+    emails: Collection[str],
+    on_close: Callable[[], None],
+) -> BinanceClient:
+    """A client signed by the sandbox's master of `account` (None: its first master), which
+    holds the regular sub-accounts `emails`."""
     from pydantic import SecretStr
 
+    from orchestrator.exchange.errors import ExchangeError
     from orchestrator.exchange.signing import HmacSigner
 
-    for email in emails:
-        emulator.add_subaccount(email)
-    if emulator.master.secret is None:
+    master = emulator.add_master(account) if account else emulator.master
+    try:
+        emulator.add_subaccounts(emails, account)
+    except ValueError as exc:
+        raise ExchangeError(
+            f"sandbox: {exc}",
+            hint="a sub-account stays with the master account it was made under; give the "
+            "plan's sub-account its first `account:` back",
+        ) from None
+    if master.secret is None:
         raise ValueError("the sandbox's master key has no HMAC secret; delete state/sandbox.json")
-    signer = HmacSigner(emulator.master.api_key, SecretStr(emulator.master.secret))
+    signer = HmacSigner(master.api_key, SecretStr(master.secret))
     options = {"key_creation_interval_s": emulator.creation_pace.interval_s, **options}
-    return BinanceClient(SANDBOX_URL, signer, transport=EmulatorTransport(emulator), **options)
+    transport = _ClosingTransport(emulator, on_close)
+    return BinanceClient(SANDBOX_URL, signer, transport=transport, **options)
 
 
 def sandbox_clock() -> datetime:
@@ -145,17 +218,53 @@ class Wiring:
         be opened (a plan with errors, no plan, an unusable state file) is notified as that
         command's failure, to ORCHESTRATOR_NOTIFY's targets (the plan's cannot be read): a
         scheduled run must not fail in silence."""
-        try:
-            return Workspace.open(
+        [workspace] = self._opened(
+            failure_of,
+            cwd,
+            lambda root: [
+                Workspace.open(
+                    explicit_plan,
+                    self.open_exchange,
+                    cwd=root,
+                    clock_for=self.clock_for,
+                    open_notifier=self.open_notifier,
+                )
+            ],
+        )
+        return workspace
+
+    def open_accounts(
+        self,
+        explicit_plan: Path | None,
+        only: Collection[str] = (),
+        cwd: Path | None = None,
+        *,
+        failure_of: str = "",
+    ) -> list[Workspace]:
+        """A workspace per master account of the plan (those in `only`, else all); a failure
+        to open them is notified as `open_workspace`'s is."""
+        return self._opened(
+            failure_of,
+            cwd,
+            lambda root: Workspace.open_accounts(
                 explicit_plan,
                 self.open_exchange,
-                cwd=cwd,
+                only=only,
+                cwd=root,
                 clock_for=self.clock_for,
                 open_notifier=self.open_notifier,
-            )
+            ),
+        )
+
+    def _opened(
+        self, failure_of: str, cwd: Path | None, open_them: Callable[[Path], list[Workspace]]
+    ) -> list[Workspace]:
+        root = Path(cwd or Path.cwd())
+        try:
+            return open_them(root)
         except Exception as exc:
             if failure_of:
-                self._notify_unopened(failure_of, exc, Path(cwd or Path.cwd()))
+                self._notify_unopened(failure_of, exc, root)
             raise
 
     def _notify_unopened(self, command: str, exc: Exception, root: Path) -> None:

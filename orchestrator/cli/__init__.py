@@ -47,8 +47,11 @@ def _global_options(
     _version: bool = typer.Option(
         False, "--version", is_eager=True, callback=_show_version, help="Print the version."
     ),
+    account: list[str] = typer.Option(
+        [], "--account", help="Only this master account of the plan (repeatable; default: all)."
+    ),
 ) -> None:
-    ctx.obj = GlobalOptions(plan=plan, verbose=verbose, wiring=ctx.obj)
+    ctx.obj = GlobalOptions(plan=plan, verbose=verbose, wiring=ctx.obj, accounts=tuple(account))
 
 
 app.command()(project.validate)

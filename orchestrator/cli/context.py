@@ -23,6 +23,7 @@ class GlobalOptions:
     plan: Path | None = None
     verbose: bool = False
     wiring: Wiring | None = None  # the object main() or app(obj=...) was given; None: default
+    accounts: tuple[str, ...] = ()  # `--account`: only these master accounts; (): all
 
     def plan_file(self, given: Path | None) -> Path | None:
         """The plan a command names itself, else the one given by `--plan`."""
@@ -49,3 +50,21 @@ def open_workspace(
     from orchestrator.wiring import Wiring
 
     return (wiring or Wiring()).open_workspace(plan_file, failure_of=failure_of)
+
+
+def open_workspaces(
+    plan_file: Path | None, options: GlobalOptions, *, failure_of: str = ""
+) -> list[Workspace]:
+    """A workspace per master account the command runs on: those `--account` names, else
+    every account of the plan (one for a plan without `accounts:`). `failure_of` as for
+    `open_workspace`."""
+    from orchestrator.wiring import Wiring
+
+    return (options.wiring or Wiring()).open_accounts(
+        plan_file, options.accounts, failure_of=failure_of
+    )
+
+
+def several_accounts(workspaces: list[Workspace]) -> bool:
+    """Whether output is grouped by account: the plan has `accounts:`."""
+    return any(ws.account is not None for ws in workspaces)

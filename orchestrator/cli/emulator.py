@@ -54,6 +54,12 @@ def emulator_serve(
         help="What the v2 IP-restriction call does with the IPs it gets: 'add' them to the "
         "whitelist or 'replace' it (Binance does not document which).",
     ),
+    master: list[str] = typer.Option(
+        [],
+        "--master",
+        help="Also hold a master account of this name, with its own sub-accounts and rate "
+        "limits; its key and secret are printed at start (repeatable).",
+    ),
 ) -> None:
     """Run the Binance emulator over HTTP until Ctrl-C."""
     from orchestrator.emulator.serve import serve
@@ -70,4 +76,5 @@ def emulator_serve(
             trusted_ip_header=trusted_ip_header,
             master_trading=not master_without_trading,
             ip_restriction_mode=ip_restriction_mode.value,
+            further_masters=tuple(master),
         )

@@ -49,7 +49,7 @@ def usage_error(message: str) -> NoReturn:
 
 def project_errors() -> ErrorTable:
     """The failures of commands that work on a project and its exchange."""
-    from orchestrator.config import PlanError
+    from orchestrator.config import PlanError, UnknownAccount
     from orchestrator.engine.operations import Refused
     from orchestrator.engine.workspace import StaleChangeset, StateOwnedElsewhere
     from orchestrator.exchange.errors import ExchangeError
@@ -61,6 +61,7 @@ def project_errors() -> ErrorTable:
         (
             (
                 UserError,
+                UnknownAccount,
                 Refused,
                 StaleChangeset,
                 StateOwnedElsewhere,

@@ -3,18 +3,24 @@ problem that would make apply fail. Reads only."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from orchestrator.cli.context import configure_logging, global_options, open_workspace
+from orchestrator.cli.context import (
+    GlobalOptions,
+    configure_logging,
+    global_options,
+    open_workspaces,
+)
 from orchestrator.cli.errors import user_errors
+from orchestrator.cli.ui import account_heading
 
 if TYPE_CHECKING:
     from orchestrator.engine.preflight import CheckReport, Problem
     from orchestrator.exchange.models import ApiRestrictions
-    from orchestrator.wiring import Wiring
 
 
 def check(
@@ -31,25 +37,39 @@ def check(
     options = global_options(ctx)
     configure_logging(options)
     with user_errors():
-        summary, report = asyncio.run(_check(options.plan_file(plan), options.wiring))
-    if json_output:
-        _print_json(summary, report)
+        checked = asyncio.run(_check(options.plan_file(plan), options))
+    if json_output and len(checked) == 1 and checked[0][0] is None:
+        _print_json(*checked[0][1:])
+    elif json_output:
+        entries = [{"account": a, **_check_json(s, r)} for a, s, r in checked]
+        typer.echo(json.dumps({"accounts": entries}, indent=2))
     else:
-        _print_text(summary, report)
-    if not report.ready:
+        for account, summary, report in checked:
+            account_heading(account)
+            _print_text(summary, report)
+    if not all(report.ready for _, _, report in checked):
         raise typer.Exit(1)
 
 
-async def _check(plan_file: Path | None, wiring: Wiring | None) -> tuple[str, CheckReport]:
+async def _check(
+    plan_file: Path | None, options: GlobalOptions
+) -> list[tuple[str | None, str, CheckReport]]:
+    """(account, summary, report) for every master account, all read at once."""
+    import asyncio
+
     from orchestrator.config import display_path
     from orchestrator.engine import operations
 
-    ws = open_workspace(plan_file, wiring)
-    for warning in ws.plan.warnings:
+    workspaces = open_workspaces(plan_file, options)
+    for warning in workspaces[0].plan.warnings:
         typer.secho(warning.format(), fg="yellow", err=True)
-    subs, keys = len(ws.plan.desired.subaccounts), ws.plan.key_count
-    summary = f"{display_path(ws.plan.path)}: valid ({subs} sub-accounts, {keys} keys)"
-    return summary, await operations.check(ws)
+    reports = await asyncio.gather(*(operations.check(ws) for ws in workspaces))
+    checked = []
+    for ws, report in zip(workspaces, reports, strict=True):
+        subs, keys = len(ws.plan.desired.subaccounts), ws.plan.key_count
+        summary = f"{display_path(ws.plan.path)}: valid ({subs} sub-accounts, {keys} keys)"
+        checked.append((ws.account, summary, report))
+    return checked
 
 
 def permission_names(master: ApiRestrictions) -> list[str]:
@@ -109,8 +129,10 @@ def _verdict(report: CheckReport) -> str:
 
 
 def _print_json(summary: str, report: CheckReport) -> None:
-    import json
+    typer.echo(json.dumps(_check_json(summary, report), indent=2))
 
+
+def _check_json(summary: str, report: CheckReport) -> dict:
     master = None
     if report.master is not None:
         master = {
@@ -128,4 +150,4 @@ def _print_json(summary: str, report: CheckReport) -> None:
         "problems": [p.to_dict() for p in report.problems],
         "calls": dict(report.calls),
     }
-    typer.echo(json.dumps(data, indent=2))
+    return data

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
-from orchestrator.cli.context import configure_logging, global_options, open_workspace
+from orchestrator.cli.context import (
+    GlobalOptions,
+    configure_logging,
+    global_options,
+    open_workspaces,
+    several_accounts,
+)
 from orchestrator.cli.conventions import Group
 from orchestrator.cli.errors import Failure, UserError, usage_error, user_errors
+from orchestrator.cli.ui import report_account_failures
 
 state_app = typer.Typer(
     help="Inspect state, or rebuild it from live apiNames.", no_args_is_help=True, cls=Group
 )
 log_app = typer.Typer(help="The audit log.", no_args_is_help=True, cls=Group)
-
-if TYPE_CHECKING:
-    from orchestrator.wiring import Wiring
 
 
 def import_(
@@ -41,14 +44,16 @@ def import_(
     ):
         usage_error("use either --all, or --subaccount, --apikey and --label together.")
     with user_errors():
-        messages = asyncio.run(
-            _adopt(options.plan, options.wiring, "import", subaccount, apikey, label)
-        )
+        messages, runs = asyncio.run(_adopt(options, "import", subaccount, apikey, label))
     if json_output:
         typer.echo(json.dumps({"adopted": [_adopted_json(m) for m in messages]}, indent=2))
+        if not report_account_failures(runs):
+            raise typer.Exit(1)
         return
     for message in messages:
         typer.echo(message)
+    if not report_account_failures(runs):
+        raise typer.Exit(1)
 
 
 def _adopted_json(message: str) -> dict[str, str]:
@@ -65,25 +70,45 @@ def state_rebuild(ctx: typer.Context) -> None:
     options = global_options(ctx)
     configure_logging(options)
     with user_errors():
-        messages = asyncio.run(
-            _adopt(options.plan, options.wiring, "state rebuild", None, None, None)
-        )
+        messages, runs = asyncio.run(_adopt(options, "state rebuild", None, None, None))
     for message in messages or ["State already matches the live keys."]:
         typer.echo(message)
+    if not report_account_failures(runs):
+        raise typer.Exit(1)
 
 
 async def _adopt(
-    plan_file: Path | None,
-    wiring: Wiring | None,
+    options: GlobalOptions,
     command: str,
     subaccount: str | None,
     apikey: str | None,
     label: str | None,
-) -> list[str]:
+) -> tuple[list[str], list]:
+    """(messages, the run of each account) of adopting in every account at once (one key: in the account of its sub-account). An
+    account's failure is reported after the others finished, and fails the command."""
     from orchestrator.engine import operations
+    from orchestrator.engine.accounts import each_account
 
-    ws = open_workspace(plan_file, wiring)
-    return await operations.adopt(ws, command, subaccount=subaccount, api_key=apikey, label=label)
+    workspaces = open_workspaces(options.plan, options)
+    if subaccount is not None and several_accounts(workspaces):
+        owners = [ws for ws in workspaces if subaccount in _subaccount_names(ws)]
+        workspaces = owners or workspaces[:1]  # unknown: that account's import says so
+    if not several_accounts(workspaces):
+        messages = await operations.adopt(
+            workspaces[0], command, subaccount=subaccount, api_key=apikey, label=label
+        )
+        return messages, []
+    runs = await each_account(
+        workspaces,
+        lambda ws: operations.adopt(
+            ws, command, subaccount=subaccount, api_key=apikey, label=label
+        ),
+    )
+    return [f"[{run.account}] {m}" for run in runs for m in run.result or []], runs
+
+
+def _subaccount_names(ws) -> set[str]:
+    return {s.name for s in ws.plan.desired.subaccounts}
 
 
 @state_app.command("restore")
@@ -98,22 +123,30 @@ def state_restore(ctx: typer.Context) -> None:
     options = global_options(ctx)
     configure_logging(options)
     with user_errors():
-        project = load_plan(find_plan(options.plan, Path.cwd())).name
-        backend = LocalFileBackend(Path.cwd())
+        plan = load_plan(find_plan(options.plan, Path.cwd()))
+        parts = plan.per_account(options.accounts)
+        if len(parts) > 1:
+            raise UserError(
+                "state restore puts back one account's backup; name it with "
+                f"`orchestrator --account NAME state restore` (accounts: "
+                f"{', '.join(plan.account_names)})"
+            )
+        project, account = parts[0].name, parts[0].account
+        backend = LocalFileBackend(Path.cwd(), account)
         with backend.lock(project, "state restore"):
             state = backend.restore_backup(project)
         typer.echo(
             f"Restored {backend.state_path(project)} from its backup (serial {state.serial})."
         )
-        messages = asyncio.run(_reconcile_restored(options.plan, options.wiring))
+        messages = asyncio.run(_reconcile_restored(options))
     for message in messages:
         typer.echo(message)
 
 
-async def _reconcile_restored(plan_file: Path | None, wiring: Wiring | None) -> list[str]:
+async def _reconcile_restored(options: GlobalOptions) -> list[str]:
     from orchestrator.engine import operations
 
-    ws = open_workspace(plan_file, wiring)
+    (ws,) = open_workspaces(options.plan, options)
     return await operations.reconcile_state(ws, "state restore")
 
 
@@ -125,19 +158,24 @@ def state_list(ctx: typer.Context, json_output: bool = typer.Option(False, "--js
     from orchestrator.store.audit import mask_key
 
     with user_errors():
-        state = _load_state_only(global_options(ctx).plan)
-    records = sorted(state.keys.values(), key=lambda r: (r.subaccount, r.label)) if state else []
+        states = _load_states_only(global_options(ctx))
+    records = [
+        (account, r)
+        for account, state in states
+        for r in sorted(state.keys.values(), key=lambda r: (r.subaccount, r.label))
+    ]
     if json_output:
-        typer.echo(json.dumps([_record_json(r) for r in records], indent=2))
+        typer.echo(json.dumps([_record_json(r, account) for account, r in records], indent=2))
         return
     if not records:
         typer.echo("State records no keys.")
         return
-    for r in records:
+    for account, r in records:
         retired = f"; {len(r.previous)} previous" if r.previous else ""
+        lead = f"[{account}] " if account else ""
         typer.echo(
-            f"{r.subaccount + '/' + r.label:<32} g{r.generation:<3} {mask_key(r.api_key)}  "
-            f"created {r.created_at:%Y-%m-%d %H:%M}  {r.sink}{retired}"
+            f"{lead}{r.subaccount + '/' + r.label:<32} g{r.generation:<3} "
+            f"{mask_key(r.api_key)}  created {r.created_at:%Y-%m-%d %H:%M}  {r.sink}{retired}"
         )
 
 
@@ -149,43 +187,77 @@ def state_show(
     import json
 
     with user_errors():
-        state = _load_state_only(global_options(ctx).plan)
-        matches = [r for a, r in (state.keys.items() if state else []) if label in (a, r.label)]
+        states = _load_states_only(global_options(ctx))
+        matches = [
+            (account, r)
+            for account, state in states
+            for a, r in state.keys.items()
+            if label in (a, r.label)
+        ]
         if len(matches) != 1:
-            known = ", ".join(sorted(state.keys)) if state else "none"
+            known = ", ".join(sorted(a for _, state in states for a in state.keys)) or "none"
             what = "several keys" if matches else "no key"
             raise UserError(f"{what} labelled {label!r} in state (known: {known})")
-    typer.echo(json.dumps(_record_json(matches[0]), indent=2))
+    typer.echo(json.dumps(_record_json(matches[0][1], matches[0][0]), indent=2))
 
 
-def _record_json(record) -> dict:
+def _record_json(record, account: str | None = None) -> dict:
     from orchestrator.store.audit import mask_key
 
     data = record.model_dump(mode="json")
+    if account is not None:
+        data = {"account": account, **data}
     data["api_key"] = mask_key(record.api_key)
     for old in data["previous"]:
         old["api_key"] = mask_key(old["api_key"])
     return data
 
 
-def _load_state_only(plan_file: Path | None):
-    """The plan's state without loading the plan itself (so a broken plan can be inspected)."""
-    from orchestrator.config import find_plan
+def _load_states_only(options: GlobalOptions) -> list:
+    """(account, state) of each account the command covers, states that exist only. The
+    plan is read for its `accounts:` when it can be; a broken plan's state is still shown
+    (the one of a plan without `accounts:`, named by the plan file)."""
+    from orchestrator.config import PlanError, find_plan, load_plan
     from orchestrator.store.files import LocalFileBackend
 
-    path = find_plan(plan_file, Path.cwd())
-    return LocalFileBackend(Path.cwd()).load_state(path.stem)
+    path = find_plan(options.plan, Path.cwd())
+    try:
+        parts = load_plan(path).per_account(options.accounts)
+    except PlanError:
+        state = LocalFileBackend(Path.cwd()).load_state(path.stem)
+        return [(None, state)] if state else []
+    if not parts[0].account:  # no `accounts:`: the state named as before
+        state = LocalFileBackend(Path.cwd()).load_state(path.stem)
+        return [(None, state)] if state else []
+    found = []
+    for part in parts:
+        state = LocalFileBackend(Path.cwd(), part.account).load_state(part.name)
+        if state is not None:
+            found.append((part.account, state))
+    return found
 
 
 @log_app.command("verify")
 def log_verify() -> None:
     """Check the audit log's hash chain and the heads the states anchored; name the first
     bad line."""
-    from orchestrator.store.files import LocalFileBackend
+    from orchestrator.store.files import (
+        LocalFileBackend,
+        accounts_with_audit_logs,
+        audit_file_name,
+    )
 
     with user_errors():
-        result = LocalFileBackend(Path.cwd()).verify_audit()
-    if result.ok:
-        typer.echo(result.report("state/audit.jsonl"))
-        return
-    Failure((result.report("state/audit.jsonl"),)).exit()
+        accounts = accounts_with_audit_logs(Path.cwd()) or [None]
+        results = [
+            (account, LocalFileBackend(Path.cwd(), account).verify_audit()) for account in accounts
+        ]
+    bad = []
+    for account, result in results:
+        report = result.report(f"state/{audit_file_name(account)}")
+        if result.ok:
+            typer.echo(report)
+        else:
+            bad.append(report)
+    if bad:
+        Failure(tuple(bad)).exit()

@@ -218,3 +218,87 @@ def cancelled(what: str, ui: TerminalUi | QuietUi, flag: str) -> None:
         fg="yellow",
         err=True,
     )
+
+
+class AccountUi(TerminalUi):
+    """The Ui of one master account among several running at once: plain lines, each led
+    by the account's name so that interleaved output stays readable; no progress bars."""
+
+    def __init__(self, account: str | None) -> None:
+        super().__init__(progress=False)
+        self.tty = False
+        self.lead = f"[{account}] " if account else ""
+
+    def note(self, text: str) -> None:
+        typer.echo(self.lead + text)
+
+    def show(self, changeset, *, with_summary: bool = True, width: int = 0) -> None:
+        from orchestrator.engine.render import plan_lines
+
+        for line in plan_lines(changeset, color=False, with_summary=with_summary, width=width):
+            typer.echo(self.lead + line if line else line)
+
+    @contextlib.contextmanager
+    def executing(self, actions):
+        """A line per finished action, led by the account, in plan order when `actions`
+        gives it."""
+
+        def emit(result) -> None:
+            mark = typer.style("ok", fg="green") if result.ok else typer.style("FAILED", fg="red")
+            typer.echo(f"{self.lead}{mark:>6}  {result_text(result)}")
+
+        if not actions:
+            yield emit
+            return
+        in_order = InPlanOrder(actions, emit)
+        try:
+            yield in_order
+        finally:
+            in_order.flush()
+
+    def deleted(self, entry) -> None:
+        typer.echo(self.lead, nl=False)
+        super().deleted(entry)
+
+
+def account_heading(account: str | None) -> None:
+    """The line that opens one account's part of a command's output."""
+    if account is not None:
+        typer.echo(typer.style(f"== account {account} ==", bold=True))
+
+
+def report_account_failures(runs) -> bool:
+    """Print each account's error (an AccountRun without a result); True when none failed."""
+    from orchestrator.cli.errors import failure_for, project_errors
+
+    table = project_errors()
+    failed = [run for run in runs if not run.ok]
+    for run in failed:
+        failure = failure_for(run.error, table)
+        if failure is None:
+            raise run.error
+        for line in failure.lines:
+            typer.secho(f"[{run.account}] {line}", fg=failure.color, err=True)
+    return not failed
+
+
+def print_account_json(data: dict | None) -> None:
+    """A `--json` document on stdout (nothing for a run that has none)."""
+    import json
+
+    if data is not None:
+        typer.echo(json.dumps(data, indent=2))
+
+
+def report_account_runs(runs, json_output: bool) -> bool:
+    """Each account's error, and with --json one document of every account's results; True
+    when every account ran and none of its actions failed."""
+    if json_output:
+        entries = [
+            {"account": run.account, **run.result[1]}
+            if run.ok
+            else {"account": run.account, "error": str(run.error)}
+            for run in runs
+        ]
+        print_account_json({"accounts": entries})
+    return report_account_failures(runs) and all(run.result[0] for run in runs if run.ok)

@@ -5,8 +5,11 @@
 """
 
 from orchestrator.config.loader import (
+    AccountSettings,
     ExchangeSettings,
     LoadedPlan,
+    UnknownAccount,
+    account_state_id,
     display_path,
     find_plan,
     load_plan,
@@ -16,7 +19,10 @@ from orchestrator.config.scaffold import init_project
 from orchestrator.config.schema import plan_json_schema
 
 __all__ = [
+    "AccountSettings",
     "ExchangeSettings",
+    "UnknownAccount",
+    "account_state_id",
     "LoadedPlan",
     "PlanError",
     "Problem",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +21,7 @@ from orchestrator.config.limits import (
 )
 from orchestrator.config.models import (
     DEFAULT_BINANCE_ENDPOINT,
+    AccountModel,
     DefaultsModel,
     KeyModel,
     PlanModel,
@@ -34,6 +36,7 @@ from orchestrator.config.siblings import shared_subaccounts
 from orchestrator.config.source import Source, YamlSyntaxError, read_yaml
 from orchestrator.domain.model import Desired, DesiredKey, DesiredSubaccount
 from orchestrator.domain.naming import project_id_from
+from orchestrator.exchange.credentials import DEFAULT_VARIABLES, CredentialVariables
 from orchestrator.notify import NotifySettings
 
 DEFAULT_GRACE = timedelta(hours=1)
@@ -48,18 +51,37 @@ class ExchangeSettings:
     endpoint: str | None = None  # set for kind binance
     recv_window_ms: int | None = None
     rate_window_s: float | None = None
+    account: str | None = None  # the master account's name; None: the plan names none
+    credentials: CredentialVariables = DEFAULT_VARIABLES  # where its master key is read
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    """One master account of a plan with `accounts:`: its exchange settings (with its own
+    credential variables) and the names of its sub-accounts."""
+
+    name: str
+    exchange: ExchangeSettings
+    subaccounts: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class LoadedPlan:
+    """A plan, or one master account's part of it (see `per_account`)."""
+
     path: Path
-    name: str  # the project id: owns the plan's keys and names state/<name>.state.json
+    name: str  # the state id: the project id, or <project>@<account> for one account's part
     desired: Desired
     exchange: ExchangeSettings
     warnings: tuple[Problem, ...]
     source_hash: str  # sha256 of the file's bytes
     notify: NotifySettings = NotifySettings()  # the plan's own targets and level
     source: Source | None = field(default=None, compare=False, repr=False)
+    accounts: tuple[AccountSettings, ...] = ()  # empty: one account, BINANCE_* variables
+    account: str | None = None  # set on one account's part
+    #: where each of `desired.subaccounts` sits in the file's `subaccounts:` list, for an
+    #: account's part, which holds some of them (None: all, in order)
+    positions: tuple[int, ...] | None = None
 
     @property
     def key_count(self) -> int:
@@ -71,9 +93,65 @@ class LoadedPlan:
         line, column = self.source.locate(path) if self.source else (None, None)
         return Problem(display_path(self.path), line, column, path, message, hint, severity)
 
+    def subaccount_path(self, index: int) -> str:
+        """The plan path of `desired.subaccounts[index]` in the file: `subaccounts[N]`."""
+        return f"subaccounts[{index if self.positions is None else self.positions[index]}]"
+
     def written(self, path: str) -> bool:
         """Whether the file itself writes a value at `path` (rather than inheriting it)."""
         return self.source is not None and path in self.source.values
+
+    @property
+    def project(self) -> str:
+        """The project id, which every key's apiName carries whatever its account."""
+        return self.desired.project or self.name
+
+    @property
+    def account_names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.accounts)
+
+    def per_account(self, only: Collection[str] = ()) -> list[LoadedPlan]:
+        """One part per master account (those named in `only`, else all), each with its own
+        state id, sub-accounts and credentials; a plan without `accounts:` is its own only
+        part. Raises UnknownAccount for a name in `only` the plan does not have."""
+        unknown = sorted(set(only) - set(self.account_names))
+        if unknown:
+            raise UnknownAccount(
+                f"--account {', '.join(unknown)}: {self.path.name} has "
+                + (
+                    f"no such account (accounts: {', '.join(self.account_names)})"
+                    if self.accounts
+                    else "no `accounts:`; leave --account out"
+                )
+            )
+        if not self.accounts:
+            return [self]
+        return [self._part(a) for a in self.accounts if not only or a.name in only]
+
+    def _part(self, account: AccountSettings) -> LoadedPlan:
+        mine = set(account.subaccounts)
+        state_id = account_state_id(self.project, account.name)
+        return replace(
+            self,
+            name=state_id,
+            desired=replace(
+                self.desired,
+                plan_name=state_id,  # a saved changeset names the account it was made for
+                subaccounts=tuple(s for s in self.desired.subaccounts if s.name in mine),
+            ),
+            positions=tuple(i for i, s in enumerate(self.desired.subaccounts) if s.name in mine),
+            exchange=account.exchange,
+            account=account.name,
+        )
+
+
+def account_state_id(project: str, account: str) -> str:
+    """What names one account's state, lock and journal: `<project>@<account>`."""
+    return f"{project}@{account}"
+
+
+class UnknownAccount(ValueError):
+    """`--account` named an account the plan does not have."""
 
 
 def load_plan(path: Path) -> LoadedPlan:
@@ -89,15 +167,17 @@ def load_plan(path: Path) -> LoadedPlan:
     if errors or model is None:
         raise PlanError(problems)
     project = model.project or project_id_from(path.stem)
+    exchange = _exchange(model)
     return LoadedPlan(
         path=path,
         name=project,
-        desired=build_desired(model, path.stem, project),
-        exchange=_exchange(model),
+        desired=build_desired(model, project, project),
+        exchange=exchange,
         warnings=tuple(problems),
         source_hash=hashlib.sha256(raw).hexdigest(),
         notify=NotifySettings(tuple(model.notify), model.notify_level),
         source=source,
+        accounts=_accounts(model, exchange, source, shown),
     )
 
 
@@ -405,6 +485,42 @@ def _permissions(key: KeyModel, defaults: DefaultsModel):
         if settings.profile is not None:
             return PROFILES[settings.profile]
     return PROFILES["read-only"]
+
+
+def _accounts(
+    model: PlanModel, exchange: ExchangeSettings, source: Source, shown: str
+) -> tuple[AccountSettings, ...]:
+    if not model.accounts:
+        return ()
+    first = model.accounts[0].name
+    owned: dict[str, list[str]] = {a.name: [] for a in model.accounts}
+    for sub in model.subaccounts:
+        owned[sub.account or first].append(sub.name)
+    return tuple(
+        AccountSettings(
+            account.name,
+            replace(
+                exchange,
+                account=account.name,
+                credentials=_credentials(account, f"accounts[{index}]", source, shown),
+            ),
+            tuple(owned[account.name]),
+        )
+        for index, account in enumerate(model.accounts)
+    )
+
+
+def _credentials(
+    account: AccountModel, path: str, source: Source, shown: str
+) -> CredentialVariables:
+    line, column = source.locate(path)
+    return CredentialVariables(
+        api_key=account.api_key_env or "",
+        secret=account.secret_env,
+        private_key_file=account.private_key_file_env,
+        passphrase=account.passphrase_env,
+        where=f"account {account.name} ({shown}:{line}:{column})",
+    )
 
 
 def _exchange(model: PlanModel) -> ExchangeSettings:

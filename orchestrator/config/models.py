@@ -44,6 +44,8 @@ MAX_RECV_WINDOW_MS = 60_000
 SINK_KINDS = ("file", "dotenv", "vault")
 _VAULT_PATH = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+ACCOUNT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
 def fail(message: str, hint: str) -> PydanticCustomError:
@@ -119,6 +121,24 @@ def _email(email: str) -> str:
             "give the sub-account's email as Binance shows it, e.g. quant@example.com",
         )
     return email
+
+
+def _account_name(name: str) -> str:
+    if not ACCOUNT_NAME.match(name):
+        raise fail(
+            f"account name {name!r} is not 1 to 32 lowercase letters, digits, '-' or '_'",
+            "e.g. name: fund2 (it names the account's state files: <project>@<account>)",
+        )
+    return name
+
+
+def _variable(name: str) -> str:
+    if not ENV_NAME.match(name):
+        raise fail(
+            f"{name!r} is not an environment variable name",
+            "name the variable, not its value, e.g. FUND2_API_KEY (letters, digits, '_')",
+        )
+    return name
 
 
 def _virtual(name: str) -> str:
@@ -329,6 +349,7 @@ class SubaccountModel(_Strict):
     name: Annotated[StrictStr, AfterValidator(_name)]
     email: Annotated[StrictStr, AfterValidator(_email)] | None = None
     virtual: Annotated[StrictStr, AfterValidator(_virtual)] | None = None
+    account: AccountName | None = None  # default: the first of the plan's `accounts`
     prune: StrictBool = False
     keys: list[KeyModel] = Field(default_factory=list)
     moved: list[MovedModel] = Field(default_factory=list)
@@ -358,6 +379,25 @@ class SubaccountModel(_Strict):
         return self
 
 
+AccountName = Annotated[
+    StrictStr, AfterValidator(_account_name), _schema(type="string", pattern=ACCOUNT_NAME.pattern)
+]
+EnvName = Annotated[
+    StrictStr, AfterValidator(_variable), _schema(type="string", pattern=ENV_NAME.pattern)
+]
+
+
+class AccountModel(_Strict):
+    """A master account the plan manages, and the environment variables holding its
+    credentials (their names only; the values never appear in a plan)."""
+
+    name: AccountName
+    api_key_env: EnvName | None = None
+    secret_env: EnvName | None = None
+    private_key_file_env: EnvName | None = None
+    passphrase_env: EnvName | None = None
+
+
 class PlanModel(_Strict):
     """A plan file, `version: 1`."""
 
@@ -366,6 +406,7 @@ class PlanModel(_Strict):
     version: int
     project: Annotated[StrictStr, AfterValidator(_project)] | None = None
     exchange: ExchangeModel = Field(default_factory=ExchangeModel)
+    accounts: list[AccountModel] | None = None
     defaults: DefaultsModel = Field(default_factory=DefaultsModel)
     subaccounts: list[SubaccountModel] = Field(default_factory=list)
     notify: list[NotifyUrl] = Field(default_factory=list)

@@ -65,6 +65,7 @@ class PolicyCheck:
         self._exchange()
         self._settings(self.defaults, "defaults")
         subaccounts = _as_list(self.data.get("subaccounts"))
+        self._accounts(subaccounts)
         self._unique_subaccounts(subaccounts)
         self._labels_across(subaccounts)
         for index, sub in enumerate(subaccounts):
@@ -105,25 +106,135 @@ class PolicyCheck:
                 "use it only with a time-scaled `emulator serve` on 127.0.0.1",
             )
 
+    # ---- master accounts
+
+    def _accounts(self, subaccounts: list) -> None:
+        """Account names are unique, each account names its own credential variables, and
+        every sub-account's `account:` names one of them."""
+        accounts = self.data.get("accounts")
+        names = self._account_names(_as_list(accounts))
+        if isinstance(accounts, list) and not accounts:
+            self.error(
+                "accounts",
+                "`accounts:` is empty",
+                "list at least one account, or remove `accounts:` to use BINANCE_API_KEY",
+                on_key=True,
+            )
+        for index, sub in enumerate(subaccounts):
+            account = _as_dict(sub).get("account")
+            if not isinstance(account, str):
+                continue
+            where = join_path(join_path("subaccounts", index), "account")
+            if accounts is None:
+                self.error(
+                    where,
+                    f"sub-account names account {account!r} but the plan has no `accounts:`",
+                    "add a top-level `accounts:` list naming it, or remove `account:`",
+                )
+            elif names and account not in names:
+                self.error(
+                    where,
+                    f"unknown account {account!r}",
+                    f"use one of the plan's accounts: {', '.join(names)}",
+                )
+
+    def _account_names(self, accounts: list) -> list[str]:
+        names: dict[str, int] = {}
+        variables: dict[str, str] = {}
+        binance = _as_dict(self.data.get("exchange")).get("kind") == "binance"
+        for index, account in enumerate(accounts):
+            entry = _as_dict(account)
+            path = join_path("accounts", index)
+            name = entry.get("name")
+            if isinstance(name, str):
+                if name in names:
+                    self.error(
+                        join_path(path, "name"),
+                        f"duplicate account name {name!r} (also accounts[{names[name]}])",
+                        "give every account its own name",
+                    )
+                names.setdefault(name, index)
+            self._account_variables(entry, path, binance, variables)
+        return list(names)
+
+    def _account_variables(
+        self, entry: dict, path: str, binance: bool, seen: dict[str, str]
+    ) -> None:
+        for field in ("api_key_env", "secret_env", "private_key_file_env", "passphrase_env"):
+            variable = entry.get(field)
+            if not isinstance(variable, str):
+                continue
+            if variable in seen:
+                self.error(
+                    join_path(path, field),
+                    f"{variable} is already named by {seen[variable]}",
+                    "each account reads its own variables; two accounts with one key would be "
+                    "one master account managed twice",
+                )
+            seen.setdefault(variable, f"{path}.{field}")
+        if _given(entry, "secret_env") and _given(entry, "private_key_file_env"):
+            self.error(
+                join_path(path, "private_key_file_env"),
+                "an account has either `secret_env` (an HMAC key) or `private_key_file_env` "
+                "(an Ed25519/RSA key file), not both",
+                "remove one of them",
+                on_key=True,
+            )
+        if not binance:
+            return  # the sandbox makes each account's master key itself
+        if not _given(entry, "api_key_env"):
+            self.error(
+                path,
+                "account has no `api_key_env` (the variable holding its master API key)",
+                "add e.g. `api_key_env: FUND2_API_KEY`",
+            )
+        if not _given(entry, "secret_env") and not _given(entry, "private_key_file_env"):
+            self.error(
+                path,
+                "account names neither `secret_env` nor `private_key_file_env`",
+                "add `secret_env: FUND2_API_SECRET` (HMAC key) or `private_key_file_env: "
+                "FUND2_PRIVATE_KEY_FILE` (path to an Ed25519/RSA private key PEM)",
+            )
+
     # ---- sub-accounts
 
     def _unique_subaccounts(self, subaccounts: list) -> None:
+        """Names are unique across the plan (they address keys and sink slots), emails too
+        (Binance's are unique across all accounts), virtual names within an account."""
         for field in ("name", "email", "virtual"):
-            seen: dict[str, int] = {}
+            seen: dict[tuple, int] = {}
             for index, sub in enumerate(subaccounts):
                 value = _as_dict(sub).get(field)
                 if not isinstance(value, str):
                     continue
                 folded = value.lower() if field == "email" else value
-                if folded in seen:
+                scope = self._account_of(sub) if field == "virtual" else None
+                if (scope, folded) in seen:
                     self.error(
                         f"subaccounts[{index}].{field}",
-                        f"sub-account {field} {value!r} is already used by "
-                        f"subaccounts[{seen[folded]}]",
+                        self._already_used(field, value, subaccounts, seen[(scope, folded)], sub),
                         f"give each sub-account its own {field}, or merge their keys",
                     )
                 else:
-                    seen[folded] = index
+                    seen[(scope, folded)] = index
+
+    def _already_used(self, field: str, value: str, subs: list, first: int, sub: object) -> str:
+        message = f"sub-account {field} {value!r} is already used by subaccounts[{first}]"
+        mine, theirs = self._account_of(sub), self._account_of(subs[first])
+        if field == "email" and mine != theirs:
+            message += (
+                f" of account {theirs!r}: a sub-account belongs to one master account, "
+                f"not also to {mine!r}"
+            )
+        return message
+
+    def _account_of(self, sub: object) -> object:
+        """The account a sub-account belongs to: its `account:`, else the first one's name."""
+        account = _as_dict(sub).get("account")
+        if account is not None:
+            return account
+        first = _as_list(self.data.get("accounts"))[:1]
+        return _as_dict(first[0]).get("name") if first else None
 
     def _labels_across(self, subaccounts: list) -> None:
         """A label in two sub-accounts is legal but makes `--label` and `state show` ambiguous."""

@@ -29,8 +29,16 @@ ROUTES = (
     AdminRoute(
         "/_emulator/subaccount",
         ("POST",),
-        '{"email": "a@example.com"} or {"emails": ["a@example.com", ...]}',
+        '{"email": "a@example.com"} or {"emails": ["a@example.com", ...]}, '
+        'and "master": NAME (optional, default the first master account)',
         "add sub-accounts the way Binance's web UI makes them (idempotent)",
+    ),
+    AdminRoute(
+        "/_emulator/master",
+        ("POST",),
+        '{"name": NAME}',
+        "add a master account with its own sub-accounts and rate-limit budgets; answers "
+        "its apiKey and secretKey",
     ),
     AdminRoute(
         "/_emulator/inject",
@@ -91,6 +99,22 @@ def subaccount_emails(route: AdminRoute, data: dict) -> list[str]:
     if not isinstance(emails, list) or not all(isinstance(e, str) and e for e in emails):
         raise bad_request(route, "'email' must be a string, 'emails' a list of strings")
     return emails
+
+
+def subaccount_master(route: AdminRoute, data: dict) -> str | None:
+    """The master account a /_emulator/subaccount body names, if any."""
+    master = data.get("master")
+    if master is not None and not (isinstance(master, str) and master):
+        raise bad_request(route, "'master' must be a master account's name")
+    return master
+
+
+def master_name(route: AdminRoute, data: dict) -> str:
+    """The name a /_emulator/master body gives the new master account."""
+    name = data.get("name")
+    if not (isinstance(name, str) and name):
+        raise bad_request(route, "give 'name', a string", -1102)
+    return name
 
 
 def _json_object(route: AdminRoute, body: bytes) -> dict[str, Any]:

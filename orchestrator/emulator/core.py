@@ -2,7 +2,9 @@
 
 A request goes through: routing, fault draw, authentication (API key, caller IP, timestamp,
 signature), the endpoint's weight budget, the handler, persistence, then the fault's
-after-effect. Weight is only counted for requests that pass authentication (a refused
+after-effect. The emulator may hold several master accounts (`add_master`), each owning its
+sub-accounts; a request is served by the account whose master or sub-account key signed it,
+and UID budgets are per account, as Binance's /sapi limits are per account UID. Weight is only counted for requests that pass authentication (a refused
 signature costs nothing), and a request refused with 429 costs nothing either. Over a budget
 the answer is always 429 with Retry-After: /sapi limits never escalate to 418 IP bans. Key
 creates are also paced per sub-account (about one a second, scaled by `time_scale`); a create
@@ -19,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl
 
 from orchestrator.emulator import admin, errors, faults, persist
@@ -50,6 +53,8 @@ JSON_TYPE = "application/json;charset=UTF-8"
 ADMIN_TOKEN_HEADER = "X-Emulator-Admin-Token"
 MAX_ADVANCE_S = 100 * 365 * 86_400  # one step of the admin clock: a century at most
 MAX_INJECTED = 10_000
+SUB_USER_ID_BLOCK = 100_000_000
+MASTER_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 JOURNAL_LIMIT = 500  # journal entries between two full snapshots of the data file
 
 #: (query parameters, all parameters), see `_params`
@@ -126,7 +131,13 @@ class Emulator:
         self._lock = threading.RLock()
         self.stats = _Stats()
         self._journaled = 0
-        self.accounts, self.master_generated = self._load(master, master_ips, persist_master)
+        #: further master accounts by name, each with its own sub-accounts (see add_master)
+        self.masters: dict[str, Accounts] = {}
+        self.accounts, self.master_generated, changed = self._load(
+            master, master_ips, persist_master
+        )
+        if changed:
+            self._save()
 
     # ---- public API
 
@@ -151,21 +162,50 @@ class Emulator:
         with self._lock:
             self.faults.inject(kind, endpoint_name, count)
 
-    def add_subaccount(self, email: str) -> None:
-        """Create a sub-account the way Binance's web UI does (no API endpoint exists for
-        non-virtual sub-accounts). Idempotent."""
+    def add_master(self, name: str) -> ApiKey:
+        """The master key of the account `name`, made (with a new HMAC master key and no
+        sub-accounts) if the emulator has none by that name yet. Idempotent."""
+        if not isinstance(name, str) or not MASTER_NAME.match(name):
+            raise ValueError("master account names are 1 to 32 letters, digits, '-' or '_'")
         with self._lock:
-            self.accounts.add_existing(email, int(self.now() * 1000))
-            self._save()
+            if name not in self.masters:
+                accounts = Accounts(generate_master(int(self.now() * 1000)))
+                # sub-account UIDs stay unique across the emulator's accounts
+                accounts.next_sub_user_id += SUB_USER_ID_BLOCK * (len(self.masters) + 1)
+                self.masters[name] = accounts
+                self._save()
+            return self.masters[name].master
 
-    def add_subaccounts(self, emails: Iterable[str]) -> None:
-        """`add_subaccount` for many at once, saving the data file once."""
+    def account(self, master: str | None = None) -> Accounts:
+        """The account of the master named `master` (None: the first master)."""
+        if master is None:
+            return self.accounts
+        try:
+            return self.masters[master]
+        except KeyError:
+            raise ValueError(f"no master account named {master!r}") from None
+
+    def add_subaccount(self, email: str, master: str | None = None) -> None:
+        """Create a sub-account the way Binance's web UI does (no API endpoint exists for
+        non-virtual sub-accounts), under the master named `master`. Idempotent."""
+        self.add_subaccounts([email], master)
+
+    def add_subaccounts(self, emails: Iterable[str], master: str | None = None) -> None:
+        """`add_subaccount` for many at once, saving the data file once. An email belongs to
+        one account: one another master owns is refused with ValueError."""
         with self._lock:
+            accounts = self.account(master)
+            given = False
             for email in emails:
                 if not isinstance(email, str):
                     raise TypeError("emails must be strings")
-                self.accounts.add_existing(email, int(self.now() * 1000))
-            self._save()
+                owner = self._owner_of_email(email)
+                if owner is not None and owner is not accounts:
+                    raise ValueError(f"{email} is a sub-account of another master account")
+                accounts.add_existing(email, int(self.now() * 1000))
+                given = True
+            if given:  # a full snapshot, which also folds the journal in
+                self._save()
 
     def handle(self, request: EmuRequest) -> EmuResponse:
         endpoint = ROUTES.get((request.method.upper(), request.path))
@@ -208,6 +248,7 @@ class Emulator:
         try:
             caller = self._authenticate(endpoint, request, params, query, ip, now)
             self._charge(endpoint, budget_id, now)
+            accounts = self._owner_of_key(caller) if caller else self.accounts
             call = Call(
                 params,
                 query_params,
@@ -216,7 +257,7 @@ class Emulator:
                 self.ip_restriction_mode,
                 lambda email: self.creation_pace.wait_s(email, now),
             )
-            result = run(endpoint.name, self.accounts, call)
+            result = run(endpoint.name, accounts, call)
         except errors.TooManyRequests as exc:
             return self._too_many(endpoint, budget_id, exc.retry_after_s)
         except BinanceError as exc:
@@ -224,7 +265,7 @@ class Emulator:
         if endpoint.creates_key:
             self.creation_pace.record(params.get("email", ""), now)
         if endpoint.mutating:
-            self._save(changed=params.get("email") or result.get("email"))
+            self._save(changed=params.get("email") or result.get("email"), accounts=accounts)
         return self._answer(200, result, endpoint, budget_id)
 
     def _early_fault(self, fault: str, endpoint: Endpoint, budget_id: tuple) -> EmuResponse:
@@ -248,7 +289,7 @@ class Emulator:
         if not endpoint.signed:
             return None
         key = self._caller(request, ip)
-        if key is not self.master and endpoint.name in MASTER_ONLY:
+        if endpoint.name in MASTER_ONLY and not self._is_master(key):
             raise errors.unauthorized()
         _check_timestamp(params, now)
         payload, signature = payload_and_signature(query, request.body)
@@ -262,10 +303,43 @@ class Emulator:
         api_key = _header(request, API_KEY_HEADER)
         if api_key is None or not API_KEY_FORMAT.fullmatch(api_key):
             raise errors.bad_key_format()
-        key = self.accounts.find_key(api_key)
+        key = self._find_key(api_key)
         if key is None or not key.allows_ip(ip):
             raise errors.unauthorized()
         return key
+
+    def _all_accounts(self) -> list[Accounts]:
+        return [self.accounts, *self.masters.values()]
+
+    def _find_key(self, api_key: str) -> ApiKey | None:
+        for accounts in self._all_accounts():
+            key = accounts.find_key(api_key)
+            if key is not None:
+                return key
+        return None
+
+    def _is_master(self, key: ApiKey) -> bool:
+        return any(key is accounts.master for accounts in self._all_accounts())
+
+    def _owner_of_key(self, key: ApiKey) -> Accounts:
+        """The account a key belongs to: its own if a master's, else its sub-account's."""
+        for accounts in self._all_accounts():
+            if key is accounts.master or (key.email is not None and key.email in accounts.subs):
+                return accounts
+        return self.accounts
+
+    def _owner_of_email(self, email: str) -> Accounts | None:
+        for accounts in self._all_accounts():
+            if email in accounts.subs:
+                return accounts
+        return None
+
+    def master_name(self, key: ApiKey) -> str:
+        """The name of the account whose master `key` is ("master" for the first one)."""
+        for name, accounts in self.masters.items():
+            if key is accounts.master:
+                return f"master:{name}"
+        return "master"
 
     def _client_ip(self, request: EmuRequest) -> str:
         if self.trusted_ip_header:
@@ -279,8 +353,10 @@ class Emulator:
     def _budget_id(self, endpoint: Endpoint, request: EmuRequest, ip: str) -> tuple:
         """UID budgets belong to the account of the calling key, IP budgets to the caller IP."""
         if endpoint.limit == "UID":
-            key = self.accounts.find_key(_header(request, API_KEY_HEADER) or "")
-            account = "master" if key is self.master else getattr(key, "email", None)
+            key = self._find_key(_header(request, API_KEY_HEADER) or "")
+            account = None
+            if key is not None:
+                account = self.master_name(key) if self._is_master(key) else key.email
             if account is not None:
                 return (endpoint.budget_key, "uid", account)
         return (endpoint.budget_key, "ip", ip)
@@ -362,7 +438,11 @@ class Emulator:
             count = _whole_number("count", data.get("count", 1), 1, MAX_INJECTED)
             self.inject(data["kind"], data.get("endpoint"), count)
         elif route.path == "/_emulator/subaccount":
-            self.add_subaccounts(admin.subaccount_emails(route, data))
+            emails = admin.subaccount_emails(route, data)
+            self.add_subaccounts(emails, admin.subaccount_master(route, data))
+        elif route.path == "/_emulator/master":
+            master = self.add_master(admin.master_name(route, data))
+            return self._answer(200, {"apiKey": master.api_key, "secretKey": master.secret})
         elif route.path == "/_emulator/advance":
             self.advance(data["seconds"])
         return self._answer(200, {})
@@ -371,10 +451,11 @@ class Emulator:
 
     def _load(
         self, master: ApiKey | None, master_ips: Iterable[str], persist_given: bool
-    ) -> tuple[Accounts, bool]:
-        """The master is the one given, else the environment's, else the data file's, else a
-        new one. A master from the environment is never written to the data file; a given
-        one only with `persist_master`."""
+    ) -> tuple[Accounts, bool, bool]:
+        """(the first master's account, whether its key was generated, whether the data file
+        must be written). The master is the one given, else the environment's, else the data
+        file's, else a new one. A master from the environment is never written to the data
+        file; a given one only with `persist_master`."""
         data = persist.load(self.data_path) if self.data_path else None
         stored = (data or {}).get("master")
         given = master or master_from_env()
@@ -389,35 +470,47 @@ class Emulator:
         self._stored_master = chosen.to_json() if keep else stored
         chosen = restrict(chosen, master_ips)
         accounts = Accounts.from_json(data, chosen) if data else Accounts(chosen)
-        if keep and self._stored_master != stored:
-            self._save(accounts)
-        return accounts, generated
+        for name, raw in ((data or {}).get("masters") or {}).items():
+            self.masters[name] = Accounts.from_json(raw, ApiKey.from_json(raw["master"]))
+        return accounts, generated, keep and self._stored_master != stored
 
     def _save(self, accounts: Accounts | None = None, changed: str | None = None) -> None:
         """Persist: the changed sub-account to the journal when one is named and a snapshot
-        exists, else (and every JOURNAL_LIMIT entries) a full snapshot."""
+        exists, else (and every JOURNAL_LIMIT entries) a full snapshot. `accounts` is the
+        account the change belongs to (default: the first master's)."""
         if self.data_path is None:
             return
         accounts = accounts or self.accounts
         sub = accounts.subs.get(changed) if changed else None
         if sub is not None and self.data_path.exists():
-            persist.append(
-                self.data_path,
-                {
-                    "sub": sub.to_json(),
-                    "top": {
-                        "emailToken": accounts.email_token,
-                        "nextSubUserId": accounts.next_sub_user_id,
-                    },
+            entry: dict[str, Any] = {
+                "sub": sub.to_json(),
+                "top": {
+                    "emailToken": accounts.email_token,
+                    "nextSubUserId": accounts.next_sub_user_id,
                 },
-            )
+            }
+            name = self._name_of(accounts)
+            if name is not None:
+                entry["master"] = name
+            persist.append(self.data_path, entry)
             self._journaled += 1
             if self._journaled < JOURNAL_LIMIT:
                 return
         self._journaled = 0
-        data = (accounts or self.accounts).to_json(include_master=False)
+        data = self.accounts.to_json(include_master=False)
         data["master"] = self._stored_master
+        if self.masters:
+            data["masters"] = {
+                name: extra.to_json(include_master=True) for name, extra in self.masters.items()
+            }
         persist.save(self.data_path, data)
+
+    def _name_of(self, accounts: Accounts) -> str | None:
+        for name, extra in self.masters.items():
+            if extra is accounts:
+                return name
+        return None
 
 
 class _Stats:

@@ -88,21 +88,34 @@ def _replay(data: dict, journal: Path) -> None:
         lines = journal.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         return
-    subs = data.setdefault("subAccounts", [])
-    index = {sub.get("email"): n for n, sub in enumerate(subs)}
+    indexes: dict[str | None, dict[str, int]] = {}
     for line in lines:
         try:
             entry = json.loads(line)
             sub = entry["sub"]
             email = sub["email"]
-        except (ValueError, KeyError, TypeError):
+            master = entry.get("master")
+            account = _account_of(data, master)
+        except (ValueError, KeyError, TypeError, AttributeError):
             continue  # a torn last line from a kill mid-append
-        data.update(entry.get("top", {}))
+        account.update(entry.get("top", {}))
+        subs = account.setdefault("subAccounts", [])
+        if master not in indexes:
+            indexes[master] = {known.get("email"): n for n, known in enumerate(subs)}
+        index = indexes[master]
         if email in index:
             subs[index[email]] = sub
         else:
             index[email] = len(subs)
             subs.append(sub)
+
+
+def _account_of(data: dict, master: str | None) -> dict:
+    """The part of the data a journal entry changes: the first master's account (the top
+    level) or the named further master's, which the snapshot must already hold."""
+    if master is None:
+        return data
+    return data["masters"][master]
 
 
 def _make_private(path: Path) -> None:

@@ -25,8 +25,11 @@ def serve(
     trusted_ip_header: str | None = None,
     master_trading: bool = True,
     ip_restriction_mode: str = "add",
+    further_masters: tuple[str, ...] = (),
     out: TextIO = sys.stdout,
 ) -> None:
+    """Serve until interrupted. `further_masters` names master accounts to hold beside the
+    first, each with its own sub-accounts and rate-limit budgets."""
     from_env = master_from_env() is not None
     admin_token = secrets.token_hex(16)
     emulator = Emulator(
@@ -39,6 +42,8 @@ def serve(
         trusted_ip_header=trusted_ip_header,
         ip_restriction_mode=ip_restriction_mode,
     )
+    for name in further_masters:
+        emulator.add_master(name)
     if not master_trading:
         without_trading(emulator.master)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -61,6 +66,10 @@ def _announce(out: TextIO, emulator: Emulator, base_url: str, from_env: bool, da
         print(
             f"export BINANCE_API_KEY={master.api_key} BINANCE_API_SECRET={master.secret}", file=out
         )
+    for name in emulator.masters:
+        further = emulator.account(name).master
+        print(f"master {name} key:    {further.api_key}", file=out)
+        print(f"master {name} secret: {further.secret}", file=out)
     whitelist = ", ".join(master.ip_list) if master.ip_restricted else "none (any IP)"
     print(f"master permissions: {', '.join(master_permissions(master))}", file=out)
     print(f"master IP whitelist: {whitelist}", file=out)

@@ -55,7 +55,7 @@ def _placed_keys(plan: LoadedPlan) -> Iterator[tuple[DesiredKey, str]]:
     """Each planned key with the plan path of its `secrets:` setting."""
     for i, sub in enumerate(plan.desired.subaccounts):
         for j, key in enumerate(sub.keys):
-            yield key, f"subaccounts[{i}].keys[{j}].secrets"
+            yield key, f"{plan.subaccount_path(i)}.keys[{j}].secrets"
 
 
 def _problem(

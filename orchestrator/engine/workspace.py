@@ -6,6 +6,9 @@ steps are put in order (lock, journal reconciliation, refresh, diff, execute).
 The workspace does not know which exchanges exist: it is handed an `ExchangeFactory` that
 opens the one the plan names, and a clock chosen for that exchange (orchestrator.wiring
 decides both).
+
+A plan with several master accounts opens one workspace per account (`open_accounts`): each
+has its part of the plan, its own state id, backend (lock, journal, audit log) and client.
 """
 
 from __future__ import annotations
@@ -71,6 +74,13 @@ def _silent(settings) -> Notifier:
     return SilentNotifier(settings.level)
 
 
+def open_backend(root: Path, account: str | None) -> LocalFileBackend:
+    """The state store of one master account of the project at `root` (None: a plan without
+    `accounts:`): its states, locks and journals are named by state id, its audit log by
+    the account."""
+    return LocalFileBackend(root, account)
+
+
 @dataclass
 class Workspace:
     root: Path
@@ -101,16 +111,53 @@ class Workspace:
         for its notification settings."""
         root = Path(cwd or Path.cwd())
         plan = load_plan(find_plan(explicit_plan, root))
+        return cls._for_part(root, plan, open_exchange, clock_for, open_notifier)
+
+    @classmethod
+    def open_accounts(
+        cls,
+        explicit_plan: Path | None,
+        open_exchange: ExchangeFactory,
+        *,
+        only: Collection[str] = (),
+        cwd: Path | None = None,
+        clock_for: Callable[[ExchangeSettings], Clock] = _system_clock_for,
+        open_notifier: NotifierOpener = _silent,
+    ) -> list[Workspace]:
+        """A workspace per master account of the plan (those named in `only`, else all);
+        one for a plan without `accounts:`. PlanError, UnknownAccount, or a state file
+        that cannot be used, fail here before anything reaches an exchange."""
+        root = Path(cwd or Path.cwd())
+        plan = load_plan(find_plan(explicit_plan, root))
+        return [
+            cls._for_part(root, part, open_exchange, clock_for, open_notifier)
+            for part in plan.per_account(only)
+        ]
+
+    @classmethod
+    def _for_part(
+        cls,
+        root: Path,
+        plan: LoadedPlan,
+        open_exchange: ExchangeFactory,
+        clock_for: Callable[[ExchangeSettings], Clock],
+        open_notifier: NotifierOpener,
+    ) -> Workspace:
         workspace = cls(
             root=root,
             plan=plan,
-            backend=LocalFileBackend(root),
+            backend=open_backend(root, plan.account),
             open_exchange=open_exchange,
             clock=clock_for(plan.exchange),
             notifier=open_notifier(plan.notify),
         )
         workspace.load_state()
         return workspace
+
+    @property
+    def account(self) -> str | None:
+        """The master account this workspace manages; None for a plan without `accounts:`."""
+        return self.plan.account
 
     @property
     def plan_file(self) -> str:

@@ -7,6 +7,11 @@ state/<project>.state.log.jsonl     the changes since the last save, replayed on
 state/<project>.lock                the plan lock
 state/<project>.journal.jsonl       the write-ahead journal
 state/audit.jsonl                   the audit log, shared by all plans
+
+A plan with several master accounts keeps each account's state, lock and journal under the
+state id `<project>@<account>`, and its audit log in `state/audit@<account>.jsonl`: one
+backend per account (`LocalFileBackend(dir, account=...)`), whose log's heads only that
+account's states anchor.
 """
 
 from __future__ import annotations
@@ -48,9 +53,12 @@ def next_serial(state: State) -> State:
 
 
 class LocalFileBackend:
-    def __init__(self, project_dir: Path) -> None:
+    def __init__(self, project_dir: Path, account: str | None = None) -> None:
+        """`account`: the master account whose audit log this backend keeps (None: a plan
+        without `accounts:`)."""
         self.project_dir = Path(project_dir)
         self.state_dir = self.project_dir / STATE_DIR
+        self.account = account
         self._written: dict[Path, tuple[tuple | None, _Identity]] = {}
 
     # paths
@@ -72,7 +80,7 @@ class LocalFileBackend:
 
     @property
     def audit_path(self) -> Path:
-        return self.state_dir / AUDIT_FILE
+        return self.state_dir / audit_file_name(self.account)
 
     def describe(self, plan: str) -> Path:
         return self.state_path(plan)
@@ -215,6 +223,8 @@ class LocalFileBackend:
         unusable for other reasons still vouches for the log."""
         anchors = []
         for path in sorted(self.state_dir.glob("*.state.json")):
+            if _account_of_state_file(path) != self.account:
+                continue
             try:
                 head = json.loads(path.read_bytes()).get("audit_head")
                 if head is not None:
@@ -277,6 +287,30 @@ class LocalFileBackend:
                 " then rebuild the state from the live keys with `orchestrator state rebuild`."
             )
         return message
+
+
+def audit_file_name(account: str | None) -> str:
+    """The audit log of a master account: `audit@<account>.jsonl`, or `audit.jsonl` for
+    plans without `accounts:`."""
+    return AUDIT_FILE if account is None else f"audit@{account}.jsonl"
+
+
+def accounts_with_audit_logs(project_dir: Path) -> list[str | None]:
+    """The accounts with an audit log or a state (whose anchor says a log should exist)
+    under `project_dir`; None stands for `audit.jsonl`, the log of plans without accounts."""
+    state_dir = Path(project_dir) / STATE_DIR
+    found: set[str | None] = {_account_of_state_file(p) for p in state_dir.glob("*.state.json")}
+    if (state_dir / AUDIT_FILE).exists():
+        found.add(None)
+    for path in state_dir.glob("audit@*.jsonl"):
+        found.add(path.name.removeprefix("audit@").removesuffix(".jsonl"))
+    return sorted(found, key=lambda account: (account is not None, account or ""))
+
+
+def _account_of_state_file(path: Path) -> str | None:
+    """`fund2` for `state/desk@fund2.state.json`, None for `state/desk.state.json`."""
+    state_id = path.name.removesuffix(".state.json")
+    return state_id.partition("@")[2] or None
 
 
 def _plan_file_name(plan: str) -> str:

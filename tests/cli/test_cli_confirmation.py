@@ -59,6 +59,15 @@ def test_a_saved_changeset_applies_without_asking(project: Path):
     assert live_names(project) == PLANNED
 
 
+def test_a_saved_changeset_applies_when_the_project_id_is_not_the_file_name(project: Path):
+    plan = project / "plans" / "example.yaml"
+    plan.write_text(plan.read_text().replace("project: example", "project: desk1"))
+    run("plan", "--out", "cs.json")
+    applied = run("apply", "cs.json", stdin=None)
+    assert "Apply complete: 4 done, 0 failed." in applied.output
+    assert live_names(project) == [name.replace("example", "desk1") for name in PLANNED]
+
+
 def test_rotate_asks_and_reads_the_answer_from_stdin(project: Path):
     run("apply", "--auto-approve")
     before = live_names(project)

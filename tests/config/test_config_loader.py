@@ -340,6 +340,7 @@ def test_json_schema_describes_the_plan():
         "version",
         "project",
         "exchange",
+        "accounts",
         "defaults",
         "subaccounts",
         "notify",

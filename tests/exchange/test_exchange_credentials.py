@@ -6,7 +6,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from orchestrator.exchange.credentials import master_signer_from_env
+from orchestrator.exchange.credentials import CredentialVariables, master_signer_from_env
 from orchestrator.exchange.errors import CredentialsError
 from orchestrator.exchange.signing import Ed25519Signer, HmacSigner
 
@@ -120,3 +120,28 @@ def test_wrong_passphrase(key_file):
     }
     error = _error(env)
     assert "CANARY-not-the-pass" not in str(error)
+
+
+FUND2 = CredentialVariables(
+    api_key="FUND2_API_KEY",
+    secret="FUND2_API_SECRET",
+    private_key_file=None,
+    passphrase=None,
+    where="account fund2 (plans/desk.yaml:5:5)",
+)
+
+
+def test_an_account_reads_only_its_own_variables():
+    env = {"BINANCE_API_KEY": KEY, "BINANCE_API_SECRET": SECRET, "FUND2_API_KEY": "Fund2Key"}
+    with pytest.raises(CredentialsError) as caught:
+        master_signer_from_env(env, FUND2)
+    text = str(caught.value)
+    assert text.startswith("account fund2 (plans/desk.yaml:5:5): FUND2_API_KEY is set but")
+    assert "not FUND2_API_SECRET" in text and SECRET not in text and "Fund2Key" not in text
+    signer = master_signer_from_env({**env, "FUND2_API_SECRET": "other"}, FUND2)
+    assert isinstance(signer, HmacSigner) and signer.api_key == "Fund2Key"
+
+
+def test_a_missing_account_key_variable_is_named():
+    with pytest.raises(CredentialsError, match="account fund2 .*FUND2_API_KEY is not set"):
+        master_signer_from_env({"BINANCE_API_KEY": KEY}, FUND2)
