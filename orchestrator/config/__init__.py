@@ -5,6 +5,7 @@
 """
 
 from orchestrator.config.loader import (
+    BackendSettings,
     ExchangeSettings,
     LoadedPlan,
     display_path,
@@ -16,6 +17,7 @@ from orchestrator.config.scaffold import init_project
 from orchestrator.config.schema import plan_json_schema
 
 __all__ = [
+    "BackendSettings",
     "ExchangeSettings",
     "LoadedPlan",
     "PlanError",

@@ -28,6 +28,8 @@ from orchestrator.domain.model import Desired, DesiredKey, DesiredSubaccount
 from orchestrator.domain.naming import project_id_from
 
 DEFAULT_GRACE = timedelta(hours=1)
+DEFAULT_DSN_ENV = "ORCHESTRATOR_PG_DSN"
+DEFAULT_PG_SCHEMA = "orchestrator"
 DEFAULT_SINK = "file:secrets/"
 PLAN_SUFFIXES = (".yaml", ".yml")
 
@@ -41,6 +43,16 @@ class ExchangeSettings:
 
 
 @dataclass(frozen=True)
+class BackendSettings:
+    """Where the plan's state, lock, journal and audit log live. For postgres, the DSN is
+    read from the environment variable `dsn_env` when the backend is opened."""
+
+    kind: str = "local"  # "local" | "postgres"
+    dsn_env: str = DEFAULT_DSN_ENV
+    schema: str = DEFAULT_PG_SCHEMA
+
+
+@dataclass(frozen=True)
 class LoadedPlan:
     path: Path
     name: str  # the project id: owns the plan's keys and names state/<name>.state.json
@@ -48,6 +60,7 @@ class LoadedPlan:
     exchange: ExchangeSettings
     warnings: tuple[Problem, ...]
     source_hash: str  # sha256 of the file's bytes
+    backend: BackendSettings = BackendSettings()
 
     @property
     def key_count(self) -> int:
@@ -74,6 +87,7 @@ def load_plan(path: Path) -> LoadedPlan:
         exchange=_exchange(model),
         warnings=tuple(problems),
         source_hash=hashlib.sha256(raw).hexdigest(),
+        backend=_backend(model),
     )
 
 
@@ -339,4 +353,11 @@ def _exchange(model: PlanModel) -> ExchangeSettings:
         endpoint = DEFAULT_BINANCE_ENDPOINT
     return ExchangeSettings(
         exchange.kind, endpoint, exchange.recv_window_ms, exchange.rate_window_s
+    )
+
+
+def _backend(model: PlanModel) -> BackendSettings:
+    backend = model.backend
+    return BackendSettings(
+        backend.kind, backend.dsn_env or DEFAULT_DSN_ENV, backend.schema_ or DEFAULT_PG_SCHEMA
     )

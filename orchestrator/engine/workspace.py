@@ -18,7 +18,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from orchestrator.config import ExchangeSettings, LoadedPlan, find_plan, load_plan
+from orchestrator.config import (
+    BackendSettings,
+    ExchangeSettings,
+    LoadedPlan,
+    find_plan,
+    load_plan,
+)
 from orchestrator.domain.model import DesiredSubaccount, Live
 from orchestrator.engine.changeset import Changeset
 from orchestrator.engine.diff import diff, resolve_email, with_takeovers
@@ -32,6 +38,7 @@ from orchestrator.engine.refresh import (
 )
 from orchestrator.exchange.interface import Exchange
 from orchestrator.sinks import Sink, open_sink
+from orchestrator.store.backend import StateBackend
 from orchestrator.store.files import LocalFileBackend, new_state, next_serial
 from orchestrator.store.state import State
 
@@ -56,11 +63,21 @@ def _system_clock_for(settings: ExchangeSettings) -> Clock:
     return system_clock
 
 
+def open_backend(settings: BackendSettings, project_dir: Path) -> StateBackend:
+    """The store the plan names: the project's local files, or the PostgreSQL schema the
+    environment variable `settings.dsn_env` points at (BackendUnavailable when it cannot)."""
+    if settings.kind == "postgres":
+        from orchestrator.store.postgres import PostgresBackend, open_store
+
+        return PostgresBackend(open_store(settings.dsn_env, settings.schema), project_dir)
+    return LocalFileBackend(project_dir)
+
+
 @dataclass
 class Workspace:
     root: Path
     plan: LoadedPlan
-    backend: LocalFileBackend
+    backend: StateBackend
     open_exchange: ExchangeFactory
     clock: Clock = system_clock
     _sinks: dict[str, Sink] = field(default_factory=dict)
@@ -82,7 +99,7 @@ class Workspace:
         workspace = cls(
             root=root,
             plan=plan,
-            backend=LocalFileBackend(root),
+            backend=open_backend(plan.backend, root),
             open_exchange=open_exchange,
             clock=clock_for(plan.exchange),
         )

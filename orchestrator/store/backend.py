@@ -1,7 +1,8 @@
 """The one interface the engine uses for state, lock, journal and audit log.
 
-A local-files backend implements it now (`orchestrator.store.files`); a shared PostgreSQL
-backend for teams can implement it later without the engine noticing.
+Two backends implement it: the project's local files (`orchestrator.store.files`) and a
+PostgreSQL schema shared by a team (`orchestrator.store.postgres`); the engine does not know
+which one it has.
 """
 
 from __future__ import annotations
@@ -71,4 +72,5 @@ class StateBackend(Protocol):
     def journal(self, plan: str) -> WriteAheadJournal: ...
     def audit(self, command: str) -> AuditTrail: ...
     def verify_audit(self) -> VerifyResult: ...
+    def restore_backup(self, plan: str) -> State: ...
     def describe(self, plan: str) -> Path | str: ...
