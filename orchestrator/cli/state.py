@@ -16,6 +16,7 @@ state_app = typer.Typer(
 log_app = typer.Typer(help="The audit log.", no_args_is_help=True)
 
 if TYPE_CHECKING:
+    from orchestrator.store.backend import StateBackend
     from orchestrator.wiring import Wiring
 
 
@@ -81,18 +82,15 @@ def state_restore(ctx: typer.Context) -> None:
     import asyncio
 
     from orchestrator.config import find_plan, load_plan
-    from orchestrator.store.files import LocalFileBackend
 
     options = global_options(ctx)
     configure_logging(options)
     with user_errors():
         project = load_plan(find_plan(options.plan, Path.cwd())).name
-        backend = LocalFileBackend(Path.cwd())
+        backend = _plan_backend(options.plan)
         with backend.lock(project, "state restore"):
             state = backend.restore_backup(project)
-        typer.echo(
-            f"Restored {backend.state_path(project)} from its backup (serial {state.serial})."
-        )
+        typer.echo(f"Restored {backend.describe(project)} from its backup (serial {state.serial}).")
         messages = asyncio.run(_reconcile_restored(options.plan, options.wiring))
     for message in messages:
         typer.echo(message)
@@ -159,21 +157,68 @@ def _record_json(record) -> dict:
 def _load_state_only(plan_file: Path | None):
     """The plan's state without loading the plan itself (so a broken plan can be inspected)."""
     from orchestrator.config import find_plan
-    from orchestrator.store.files import LocalFileBackend
 
     path = find_plan(plan_file, Path.cwd())
-    return LocalFileBackend(Path.cwd()).load_state(path.stem)
+    return _plan_backend(path).load_state(path.stem)
+
+
+def _plan_backend(plan_file: Path | None) -> StateBackend:
+    """The store the plan names in its `backend:` section (the rest of it may be broken)."""
+    from orchestrator.config import find_plan, read_backend_settings
+    from orchestrator.engine.workspace import open_backend
+
+    settings = read_backend_settings(find_plan(plan_file, Path.cwd()))
+    return open_backend(settings, Path.cwd())
+
+
+def _audit_backend(plan_file: Path | None) -> StateBackend:
+    """The store holding the audit log: the plan's, or the local files when no single plan
+    is here to name one."""
+    from orchestrator.config import PlanError
+    from orchestrator.store.files import LocalFileBackend
+
+    try:
+        return _plan_backend(plan_file)
+    except PlanError:
+        if plan_file is not None:
+            raise
+        return LocalFileBackend(Path.cwd())
 
 
 @log_app.command("verify")
-def log_verify() -> None:
+def log_verify(ctx: typer.Context) -> None:
     """Check the audit log's hash chain and the heads the states anchored; name the first
     bad line."""
-    from orchestrator.store.files import LocalFileBackend
-
     with user_errors():
-        result = LocalFileBackend(Path.cwd()).verify_audit()
+        backend = _audit_backend(global_options(ctx).plan)
+        result = backend.verify_audit()
     if result.ok:
-        typer.echo(result.report("state/audit.jsonl"))
+        typer.echo(result.report(backend.audit_name()))
         return
-    Failure((result.report("state/audit.jsonl"),)).exit()
+    Failure((result.report(backend.audit_name()),)).exit()
+
+
+@state_app.command("migrate")
+def state_migrate(
+    ctx: typer.Context,
+    to: str = typer.Option(..., "--to", help="Where the store goes: postgres or local."),
+    dsn_env: str | None = typer.Option(
+        None,
+        "--dsn-env",
+        help="Variable holding the DSN (default: the plan's, else ORCHESTRATOR_PG_DSN).",
+    ),
+    schema: str | None = typer.Option(
+        None, "--schema", help="PostgreSQL schema (default: the plan's, else orchestrator)."
+    ),
+) -> None:
+    """Move state (with its history), journal and audit log to the other backend."""
+    from orchestrator.cli.migrate import migrate
+
+    if to not in ("postgres", "local"):
+        usage_error(f"--to takes postgres or local, not {to!r}.")
+    options = global_options(ctx)
+    configure_logging(options)
+    with user_errors():
+        lines = migrate(options.plan, to, dsn_env, schema)
+    for line in lines:
+        typer.echo(line)

@@ -11,6 +11,7 @@ from orchestrator.config.loader import (
     display_path,
     find_plan,
     load_plan,
+    read_backend_settings,
 )
 from orchestrator.config.problems import PlanError, Problem
 from orchestrator.config.scaffold import init_project
@@ -27,4 +28,5 @@ __all__ = [
     "init_project",
     "load_plan",
     "plan_json_schema",
+    "read_backend_settings",
 ]

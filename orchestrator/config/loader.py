@@ -8,10 +8,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from orchestrator.config.models import (
     DEFAULT_BINANCE_ENDPOINT,
+    BackendModel,
     DefaultsModel,
     KeyModel,
     PlanModel,
@@ -89,6 +90,26 @@ def load_plan(path: Path) -> LoadedPlan:
         source_hash=hashlib.sha256(raw).hexdigest(),
         backend=_backend(model),
     )
+
+
+def read_backend_settings(path: Path) -> BackendSettings:
+    """The `backend:` section of the plan at `path`, read on its own so that the store of a
+    plan that fails validation elsewhere can still be inspected. PlanError when the section
+    itself is wrong (or the file is not YAML)."""
+    shown = display_path(path)
+    source = _parse(_read_bytes(path, shown), shown)
+    data = source.data if isinstance(source.data, dict) else {}
+    try:
+        section = _BackendOnly.model_validate({"backend": data.get("backend") or {}})
+    except ValidationError as exc:
+        raise PlanError(sort_problems(schema_problems(exc, source, shown, _BackendOnly))) from None
+    return _backend_settings(section.backend)
+
+
+class _BackendOnly(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    backend: BackendModel
 
 
 def find_plan(explicit: Path | None, cwd: Path) -> Path:
@@ -357,7 +378,10 @@ def _exchange(model: PlanModel) -> ExchangeSettings:
 
 
 def _backend(model: PlanModel) -> BackendSettings:
-    backend = model.backend
+    return _backend_settings(model.backend)
+
+
+def _backend_settings(backend: BackendModel) -> BackendSettings:
     return BackendSettings(
         backend.kind, backend.dsn_env or DEFAULT_DSN_ENV, backend.schema_ or DEFAULT_PG_SCHEMA
     )

@@ -7,6 +7,7 @@ state/<project>.state.log.jsonl     the changes since the last save, replayed on
 state/<project>.lock                the plan lock
 state/<project>.journal.jsonl       the write-ahead journal
 state/audit.jsonl                   the audit log, shared by all plans
+state/moved.json                    where the store went, after `state migrate --to postgres`
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from orchestrator.store.errors import (
     LineageMismatch,
     NoBackupError,
     StaleStateError,
+    StateMoved,
 )
 from orchestrator.store.journal import Journal
 from orchestrator.store.lock import LockInfo, PlanLock
@@ -35,6 +37,8 @@ from orchestrator.store.statelog import StateLog, StateWriter
 
 STATE_DIR = "state"
 AUDIT_FILE = "audit.jsonl"
+#: written where the store was when it is moved to PostgreSQL (`state migrate`)
+MOVED_MARKER = "moved.json"
 
 
 def new_state(plan: str) -> State:
@@ -86,7 +90,29 @@ class LocalFileBackend:
         when the file belongs to another plan or to another lineage than `expected_lineage`.
         """
         loaded = self._load(plan, expected_lineage)
-        return None if loaded is None else loaded[0]
+        if loaded is None:
+            self._refuse_if_moved()
+            return None
+        return loaded[0]
+
+    def _refuse_if_moved(self) -> None:
+        """No state here: if the store was moved to PostgreSQL, starting afresh would make
+        every key anew, so the plan must name the backend the store is in now."""
+        try:
+            moved = json.loads((self.state_dir / MOVED_MARKER).read_bytes())
+        except FileNotFoundError:
+            return
+        except ValueError:
+            moved = {}
+        raise StateMoved(
+            f"the store in {self.state_dir} was moved to {moved.get('moved_to', 'PostgreSQL')}"
+            f" on {moved.get('moved_at', 'an unknown date')} by {moved.get('moved_by', '?')}"
+            f" (see {STATE_DIR}/{MOVED_MARKER}). Set the plan's `backend:` to"
+            " {kind: postgres, ...} to use it there."
+        )
+
+    def audit_name(self) -> str:
+        return f"{STATE_DIR}/{AUDIT_FILE}"
 
     def _load(self, plan: str, expected_lineage: str | None = None) -> tuple[State, int] | None:
         path = self.state_path(plan)

@@ -51,6 +51,7 @@ from orchestrator.store.errors import (
     LockNotHeld,
     NoBackupError,
     StaleStateError,
+    StateMoved,
     StoreError,
 )
 from orchestrator.store.files import (
@@ -80,10 +81,6 @@ LOCK_SESSION_OPTIONS = (
 
 class BackendUnavailable(StoreError):
     """The backend the plan names cannot be used: no DSN in the environment, or no server."""
-
-
-class StateMoved(StoreError):
-    """The store was moved to the other backend; the plan still names this one."""
 
 
 def safe_target(dsn: str) -> str:
@@ -703,7 +700,6 @@ class PgPlanLock:
         run is gone; the server would end it on its own once it notices)."""
         if self._mine is not None:
             return self._mine
-        self.backend._refuse_if_moved()
         conn = self.store.connect(options=LOCK_SESSION_OPTIONS)
         try:
             if not self._try(conn):
