@@ -130,7 +130,7 @@ def test_a_hand_edited_state_is_corrupt_and_restore_puts_the_previous_version_ba
 ):
     saved = backend.save_state(next_serial(new_state("demo")))
     backend.save_state(next_serial(with_sub(saved, "a")))
-    raw(pg_dsn, f"UPDATE {pg_schema}.states SET body = '{{\"serial\": \"7\"}}'")
+    raw(pg_dsn, f'UPDATE {pg_schema}.states SET body = \'{{"serial": "7"}}\'')
     with pytest.raises(CorruptStateError, match="state restore"):
         backend.load_state("demo")
     restored = backend.restore_backup("demo")
@@ -184,7 +184,10 @@ def test_audit_lines_chain_across_runs_and_verify(backend):
 def test_an_edited_audit_line_is_named(backend, pg_dsn, pg_schema):
     for n in range(3):
         backend.audit("apply").append("create_key", detail={"n": n})
-    raw(pg_dsn, f"UPDATE {pg_schema}.audit SET line = replace(line, 'create', 'delete') WHERE seq = 2")
+    raw(
+        pg_dsn,
+        f"UPDATE {pg_schema}.audit SET line = replace(line, 'create', 'delete') WHERE seq = 2",
+    )
     result = backend.verify_audit()
     assert not result.ok and result.first_bad_line == 2 and "modified" in result.reason
 
