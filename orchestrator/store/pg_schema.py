@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 
 import psycopg
+import psycopg.errors
 from psycopg import sql
 
 from orchestrator.store.errors import StoreError
@@ -96,7 +97,10 @@ def advisory_key(*parts: str) -> int:
 
 
 def migrate(conn: psycopg.Connection, schema: str) -> list[int]:
-    """Create the schema and apply the migrations it lacks; returns the versions applied."""
+    """Create the schema and apply the migrations it lacks; returns the versions applied.
+    A schema that is up to date costs one query and needs no right to create anything."""
+    if _version(conn, schema) == LATEST:
+        return []
     ident = sql.Identifier(schema)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_key(schema, "migrate"),))
@@ -131,3 +135,14 @@ def migrate(conn: psycopg.Connection, schema: str) -> list[int]:
             )
             done.append(version)
     return done
+
+
+def _version(conn: psycopg.Connection, schema: str) -> int | None:
+    """The schema's latest migration, or None when it has no migrations table yet."""
+    query = sql.SQL("SELECT max(version) FROM {}.schema_migrations").format(sql.Identifier(schema))
+    try:
+        with conn.transaction():
+            row = conn.execute(query).fetchone()
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+        return None
+    return row[0] if row else None

@@ -20,6 +20,7 @@ commit already writes from a worker thread, never on the event loop.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -527,7 +528,7 @@ class PgJournal(Journal):
     """The write-ahead journal of one project; a group of records is one transaction."""
 
     def __init__(self, store: PgStore, plan: str) -> None:
-        super().__init__(Path(f"{plan}.journal"))
+        super().__init__(Path(f"{plan}.journal"))  # a name only: no file is read or written
         self.store = store
         self.plan = plan
 
@@ -635,8 +636,6 @@ def _tip(store: PgStore, conn: psycopg.Connection) -> tuple[int, str, int] | Non
         return int(seq), str(json.loads(line)["hash"]), next_offset
     except (ValueError, KeyError, TypeError):
         # as the file backend: a damaged tip must not stop an incident from being recorded
-        import hashlib
-
         return int(seq), hashlib.sha256(line.encode()).hexdigest(), next_offset
 
 

@@ -13,6 +13,7 @@ from psycopg import sql
 from orchestrator.store.errors import (
     CorruptStateError,
     LineageMismatch,
+    LockHeld,
     StaleStateError,
     StoreError,
 )
@@ -242,3 +243,45 @@ def test_the_schema_name_is_quoted_never_spliced(pg_dsn):
     finally:
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(odd)))
+
+
+# ---------------------------------------------------------------- lock
+
+
+def test_a_held_lock_refuses_naming_its_holder(backend, monkeypatch):
+    monkeypatch.setenv("ORCHESTRATOR_HOSTNAME", "runner-a")
+    with backend.lock("demo", "apply"):
+        monkeypatch.setenv("ORCHESTRATOR_HOSTNAME", "runner-b")
+        with pytest.raises(LockHeld) as caught:
+            backend.lock("demo", "rotate").acquire()
+        assert "@runner-a (pid" in str(caught.value) and "running 'apply'" in str(caught.value)
+        assert backend.lock("other", "apply").acquire()  # another project's lock is its own
+    assert backend.lock("demo", "plan").holder() is None
+
+
+def test_a_holder_whose_session_ended_is_reported_and_replaced(backend, pg_dsn):
+    taken = backend.lock("demo", "apply")
+    taken.acquire()
+    taken._conn.close()  # as a kill -9 does: the server ends the session and its lock
+    assert backend.lock("demo", "apply").is_stale()
+    with backend.lock("demo", "rotate"):
+        pass
+    events = raw(pg_dsn, f"SELECT line FROM {backend.store.schema}.audit")
+    assert len(events) == 1 and '"lock_takeover"' in events[0][0]
+
+
+def test_break_stale_lock_ends_the_session_of_a_holder_on_another_host(backend, monkeypatch):
+    monkeypatch.setenv("ORCHESTRATOR_HOSTNAME", "runner-a")
+    held = backend.lock("demo", "apply")
+    held.acquire()
+    monkeypatch.setenv("ORCHESTRATOR_HOSTNAME", "runner-b")
+    with backend.lock("demo", "apply", force_break_stale=True) as broke:
+        assert broke.holder().host == "runner-b"
+    with pytest.raises(psycopg.OperationalError):  # its session was ended by the server
+        held._conn.execute("SELECT 1")
+
+
+def test_break_stale_lock_never_breaks_a_holder_on_this_host(backend):
+    with backend.lock("demo", "apply"):
+        with pytest.raises(LockHeld):
+            backend.lock("demo", "apply", force_break_stale=True).acquire()
