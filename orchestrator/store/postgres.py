@@ -177,8 +177,9 @@ class PgStore:
 
     def _failure(self, exc: psycopg.Error) -> StoreError:
         return StoreError(
-            f"PostgreSQL at {self.target} failed: {_scrub(str(exc), self.dsn)}. Nothing of the"
-            " failed step was recorded; run the command again once the server is reachable."
+            f"PostgreSQL at {self.target} failed: {_scrub(str(exc), self.dsn)}. Run the"
+            " command again once the server is reachable: it reconciles whatever the failed"
+            " step left from the journal and the live account."
         )
 
 
