@@ -6,8 +6,9 @@ The guarantees are the local backend's, made by the database instead of the file
 - state: the snapshot in `states` (serial and lineage checked under a row lock, so a save
   that lost a race is refused), every version it replaced in `state_history`, and the changes
   since the snapshot in `state_log`, replayed on load exactly as the local state log is;
-- the lock: a session-level `pg_advisory_lock` on a connection of its own, held for the run,
-  so the server releases it when the process dies; a row in `lock_holders` says who holds it;
+- the lock (`pg_lock`): a session-level advisory lock on a connection of its own, held for the
+  run, so the server releases it when the process dies; a row in `lock_holders` says who holds
+  it;
 - the journal and the audit log: their lines in tables; each group of lines is one
   transaction, so one commit (one WAL flush) makes a group durable, as one fsync does for a
   file. Audit appends take a table lock, so runs of different projects chain one log; each
@@ -23,15 +24,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 import threading
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
@@ -48,8 +46,6 @@ from orchestrator.store.audit import (
 )
 from orchestrator.store.errors import (
     CorruptStateError,
-    LockHeld,
-    LockNotHeld,
     NoBackupError,
     StaleStateError,
     StateMoved,
@@ -64,20 +60,18 @@ from orchestrator.store.files import (
     render_state,
 )
 from orchestrator.store.journal import Journal, JournalReading, parse_line
-from orchestrator.store.lock import LockInfo, current_user, host_name
-from orchestrator.store.pg_schema import advisory_key, migrate
+from orchestrator.store.lock import LockInfo
+from orchestrator.store.pg_schema import migrate
 from orchestrator.store.plain import canonical_json
 from orchestrator.store.state import STATE_FORMAT_VERSION, AuditHead, State
 from orchestrator.store.statelog import StateLog, StateWriter
 
+if TYPE_CHECKING:
+    from orchestrator.store.pg_lock import PgPlanLock
+
 DEFAULT_DSN_ENV = "ORCHESTRATOR_PG_DSN"
 DEFAULT_SCHEMA = "orchestrator"
 CONNECT_TIMEOUT_S = 10
-#: the lock's session asks the server to probe its client, so a holder whose machine vanished
-#: (no FIN, no RST) loses the lock within about a minute rather than hours.
-LOCK_SESSION_OPTIONS = (
-    "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3"
-)
 
 
 class BackendUnavailable(StoreError):
@@ -415,13 +409,15 @@ class PostgresBackend:
     # lock, journal, audit
 
     def lock(self, plan: str, command: str, force_break_stale: bool = False) -> PgPlanLock:
+        from orchestrator.store.pg_lock import PgPlanLock
+
         def record_takeover(previous: LockInfo, reason: str) -> None:
             self.audit(command).append(
                 "lock_takeover",
                 detail={"plan": plan, "previous_holder": previous.describe(), "reason": reason},
             )
 
-        return PgPlanLock(self, plan, command, force_break_stale, on_takeover=record_takeover)
+        return PgPlanLock(self.store, plan, command, force_break_stale, on_takeover=record_takeover)
 
     def journal(self, plan: str) -> PgJournal:
         return PgJournal(self.store, plan)
@@ -660,187 +656,6 @@ def _holds(store: PgStore, conn: psycopg.Connection, head: AuditHead) -> bool:
         return False
     event = sound_event(row[1].encode())
     return event is not None and (event["seq"], event["hash"]) == (head.seq, head.hash)
-
-
-# ---------------------------------------------------------------- lock
-
-
-class PgPlanLock:
-    """A project's lock: `pg_try_advisory_lock` on a connection opened for it and held until
-    release. When the holder's process dies its session ends and the server releases the
-    lock: the next run takes it, and reports the holder row the dead run left as a takeover.
-    A refused run names the holder from that row."""
-
-    def __init__(
-        self,
-        backend: PostgresBackend,
-        plan: str,
-        command: str,
-        force_break_stale: bool = False,
-        *,
-        on_takeover=None,
-    ) -> None:
-        self.backend = backend
-        self.store = backend.store
-        self.plan = plan
-        self.command = command
-        self.force_break_stale = force_break_stale
-        self.on_takeover = on_takeover
-        self.key = advisory_key(self.store.schema, "lock", plan)
-        self._conn: psycopg.Connection | None = None
-        self._mine: LockInfo | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._mine is not None
-
-    def acquire(self, force_break_stale: bool = False) -> LockInfo:
-        """Take the lock or raise LockHeld naming the holder. With `force_break_stale`, a
-        holder on another host has its database session ended first (a person decided that
-        run is gone; the server would end it on its own once it notices)."""
-        if self._mine is not None:
-            return self._mine
-        conn = self.store.connect(options=LOCK_SESSION_OPTIONS)
-        try:
-            if not self._try(conn):
-                holder = self._settled_holder(conn)
-                force = force_break_stale or self.force_break_stale
-                if not (force and self._break(conn, holder)):
-                    raise self._held_error(holder)
-            return self._record(conn)
-        except BaseException:
-            conn.close()
-            raise
-
-    def _try(self, conn: psycopg.Connection) -> bool:
-        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
-        return bool(row and row[0])
-
-    def _record(self, conn: psycopg.Connection) -> LockInfo:
-        """Write this run's holder row (a dead holder's row is reported and replaced)."""
-        previous = self._holder_row(conn)
-        info = LockInfo(
-            holder=current_user(),
-            host=host_name(),
-            pid=os.getpid(),
-            command=self.command,
-            started_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            token=secrets.token_hex(8),
-        )
-        conn.execute(
-            self.store.q(
-                "INSERT INTO {t} (project, holder, host, pid, command, started_at, token,"
-                " backend_pid) VALUES (%s, %s, %s, %s, %s, %s, %s, pg_backend_pid())"
-                " ON CONFLICT (project) DO UPDATE SET holder = excluded.holder,"
-                " host = excluded.host, pid = excluded.pid, command = excluded.command,"
-                " started_at = excluded.started_at, token = excluded.token,"
-                " backend_pid = excluded.backend_pid",
-                t="lock_holders",
-            ),
-            (
-                self.plan,
-                info.holder,
-                info.host,
-                info.pid,
-                info.command,
-                info.started_at,
-                info.token,
-            ),
-        )
-        self._conn, self._mine = conn, info
-        if previous is not None and self.on_takeover is not None:
-            self.on_takeover(
-                previous[0], "its run ended without releasing the lock (its session is gone)"
-            )
-        return info
-
-    def _holder_row(self, conn: psycopg.Connection) -> tuple[LockInfo, int] | None:
-        row = conn.execute(
-            self.store.q(
-                "SELECT holder, host, pid, command, started_at, token, backend_pid FROM {t}"
-                " WHERE project = %s",
-                t="lock_holders",
-            ),
-            (self.plan,),
-        ).fetchone()
-        if row is None:
-            return None
-        return LockInfo(*row[:6]), row[6]
-
-    def _settled_holder(self, conn: psycopg.Connection) -> tuple[LockInfo, int] | None:
-        """The holder row, waiting briefly for a winner that has the lock but not its row yet."""
-        deadline = time.monotonic() + 2.0
-        holder = self._holder_row(conn)
-        while holder is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-            holder = self._holder_row(conn)
-        return holder
-
-    def _break(self, conn: psycopg.Connection, holder: tuple[LockInfo, int] | None) -> bool:
-        if holder is None or holder[0].host == host_name():
-            return False  # a live holder on this host is never broken
-        conn.execute("SELECT pg_terminate_backend(%s)", (holder[1],))
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline:
-            if self._try(conn):
-                if self.on_takeover is not None:
-                    self.on_takeover(holder[0], "broken with --break-stale-lock")
-                conn.execute(
-                    self.store.q("DELETE FROM {t} WHERE project = %s", t="lock_holders"),
-                    (self.plan,),
-                )
-                return True
-            time.sleep(0.1)
-        return False
-
-    def _held_error(self, holder: tuple[LockInfo, int] | None) -> LockHeld:
-        who = holder[0].describe() if holder else "a run that has not recorded itself yet"
-        return LockHeld(
-            f"the lock of {self.plan!r} in PostgreSQL at {self.store.target} is held by {who}."
-            " Wait for it to finish: the lock is released when that run ends, and by the"
-            " server if its process dies.",
-            holder[0] if holder else None,
-            stale=False,
-        )
-
-    def release(self) -> None:
-        if self._mine is None or self._conn is None:
-            raise LockNotHeld(f"the lock of {self.plan!r} is not held by this process")
-        conn, token = self._conn, self._mine.token
-        self._conn, self._mine = None, None
-        try:
-            conn.execute(
-                self.store.q("DELETE FROM {t} WHERE project = %s AND token = %s", t="lock_holders"),
-                (self.plan, token),
-            )
-            conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
-        except psycopg.Error:
-            pass  # closing the session below releases the lock all the same
-        finally:
-            conn.close()
-
-    def holder(self) -> LockInfo | None:
-        with self.store.tx() as conn:
-            row = self._holder_row(conn)
-        return row[0] if row else None
-
-    def is_stale(self) -> bool:
-        """True when a holder row is left but nobody holds the lock (its run died)."""
-        if self._mine is not None:
-            return False
-        with self.store.tx() as conn:
-            if self._holder_row(conn) is None:
-                return False
-            row = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (self.key,)).fetchone()
-        return bool(row and row[0])
-
-    def __enter__(self) -> PgPlanLock:
-        self.acquire(self.force_break_stale)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._mine is not None:
-            self.release()
 
 
 __all__ = [
