@@ -340,9 +340,11 @@ def test_json_schema_describes_the_plan():
         "version",
         "project",
         "exchange",
+        "backend",
         "defaults",
         "subaccounts",
     }
+    assert set(schema["$defs"]["BackendModel"]["properties"]) == {"kind", "dsn_env", "schema"}
     key = schema["$defs"]["KeyModel"]
     assert "withdrawals" not in str(key["properties"]["permissions"])
     assert key["additionalProperties"] is False
