@@ -96,7 +96,7 @@ def _scrub(message: str, dsn: str) -> str:
         password = conninfo_to_dict(dsn).get("password")
     except psycopg.Error:
         password = None
-    message = message.strip().replace(dsn, safe_target(dsn))
+    message = " ".join(message.split()).rstrip(".").replace(dsn, safe_target(dsn))
     return message.replace(str(password), "***") if password else message
 
 
@@ -127,7 +127,7 @@ class PgStore:
         except psycopg.Error as exc:
             raise BackendUnavailable(
                 f"cannot reach PostgreSQL at {safe_target(self.dsn)} (DSN from {self.source}):"
-                f" {_scrub(str(exc), self.dsn)}. Check that the server runs and accepts this"
+                f" {_scrub(str(exc), self.dsn)}; check that the server runs and accepts this"
                 " user, and that the variable holds the right DSN."
             ) from None
 
