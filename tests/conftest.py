@@ -13,6 +13,8 @@ import pytest
 import structlog
 from hypothesis import settings
 
+from tests import pg_kit
+
 # CI explores the same examples every run (a landing never fails on a new random draw);
 # local runs keep exploring new ones, and keep the failures they find in .hypothesis/.
 settings.register_profile("ci", derandomize=True, database=None)
@@ -107,7 +109,50 @@ def safety_figures() -> SafetyFigures:
     return SafetyFigures()
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests that need the PostgreSQL server are skipped without one (one summary line says
+    how to run them); under CI=true they run, and fail on the missing server."""
+    wanted = [item for item in items if item.get_closest_marker("postgres")]
+    if not wanted or pg_kit.required() or pg_kit.unreachable_reason() is None:
+        return
+    skip = pytest.mark.skip(reason="no PostgreSQL server (see the summary line)")
+    for item in wanted:
+        item.add_marker(skip)
+    config._postgres_skipped = len(wanted)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    skipped = getattr(config, "_postgres_skipped", 0)
+    if skipped:
+        target = pg_kit.test_dsn().split("@")[-1]
+        terminalreporter.write_line(
+            f"{skipped} " + pg_kit.HOW_TO_RUN.format(target=target), yellow=True
+        )
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> str:
+    """The test server's DSN; fails (CI) or skips without a server."""
+    reason = pg_kit.unreachable_reason()
+    if reason is not None:
+        message = f"PostgreSQL at {pg_kit.test_dsn()} is unreachable: {reason}"
+        if pg_kit.required():
+            pytest.fail(message + " (CI=true requires it)")
+        pytest.skip(message)
+    return pg_kit.test_dsn()
+
+
+@pytest.fixture
+def pg_schema(pg_dsn: str):
+    """A schema name of this test's own, dropped afterwards (the tool creates it)."""
+    name = pg_kit.new_schema_name()
+    yield name
+    pg_kit.drop_schema(name)
+
+
 def pytest_sessionfinish(session, exitstatus) -> None:
+    if pg_kit.unreachable_reason.cache_info().currsize and pg_kit.unreachable_reason() is None:
+        pg_kit.drop_all()
     target = os.environ.get(CHAOS_REPORT)
     if not target:
         return

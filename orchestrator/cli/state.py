@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -21,6 +22,9 @@ state_app = typer.Typer(
     help="Inspect state, or rebuild it from live apiNames.", no_args_is_help=True, cls=Group
 )
 log_app = typer.Typer(help="The audit log.", no_args_is_help=True, cls=Group)
+
+if TYPE_CHECKING:
+    from orchestrator.store.backend import StateBackend
 
 
 def import_(
@@ -118,7 +122,6 @@ def state_restore(ctx: typer.Context) -> None:
     import asyncio
 
     from orchestrator.config import find_plan, load_plan
-    from orchestrator.store.files import LocalFileBackend
 
     options = global_options(ctx)
     configure_logging(options)
@@ -132,12 +135,10 @@ def state_restore(ctx: typer.Context) -> None:
                 f"{', '.join(plan.account_names)})"
             )
         project, account = parts[0].name, parts[0].account
-        backend = LocalFileBackend(Path.cwd(), account)
+        backend = _plan_backend(options.plan, account)
         with backend.lock(project, "state restore"):
             state = backend.restore_backup(project)
-        typer.echo(
-            f"Restored {backend.state_path(project)} from its backup (serial {state.serial})."
-        )
+        typer.echo(f"Restored {backend.describe(project)} from its backup (serial {state.serial}).")
         messages = asyncio.run(_reconcile_restored(options))
     for message in messages:
         typer.echo(message)
@@ -216,48 +217,93 @@ def _record_json(record, account: str | None = None) -> dict:
 def _load_states_only(options: GlobalOptions) -> list:
     """(account, state) of each account the command covers, states that exist only. The
     plan is read for its `accounts:` when it can be; a broken plan's state is still shown
-    (the one of a plan without `accounts:`, named by the plan file)."""
+    (the one of a plan without `accounts:`, named by its project id or file)."""
     from orchestrator.config import PlanError, find_plan, load_plan
-    from orchestrator.store.files import LocalFileBackend
 
     path = find_plan(options.plan, Path.cwd())
     try:
         parts = load_plan(path).per_account(options.accounts)
     except PlanError:
-        state = LocalFileBackend(Path.cwd()).load_state(path.stem)
-        return [(None, state)] if state else []
-    if not parts[0].account:  # no `accounts:`: the state named as before
-        state = LocalFileBackend(Path.cwd()).load_state(path.stem)
+        state = _plan_backend(path).load_state(path.stem)
         return [(None, state)] if state else []
     found = []
     for part in parts:
-        state = LocalFileBackend(Path.cwd(), part.account).load_state(part.name)
+        state = _plan_backend(path, part.account).load_state(part.name)
         if state is not None:
             found.append((part.account, state))
     return found
 
 
+def _plan_backend(plan_file: Path | None, account: str | None = None) -> StateBackend:
+    """The store the plan names in its `backend:` section (the rest of it may be broken), for
+    one master account (None: a plan without `accounts:`)."""
+    from orchestrator.config import find_plan, read_backend_settings
+    from orchestrator.engine.workspace import open_backend
+
+    settings = read_backend_settings(find_plan(plan_file, Path.cwd()))
+    return open_backend(settings, Path.cwd(), account)
+
+
+def _audit_backends(plan_file: Path | None) -> list[StateBackend]:
+    """The stores holding audit logs: one per master account of the plan's backend, or the
+    local files' logs when no single plan is here to name one."""
+    from orchestrator.config import PlanError, find_plan, load_plan, read_backend_settings
+    from orchestrator.engine.workspace import open_backend
+    from orchestrator.store.files import LocalFileBackend, accounts_with_audit_logs
+
+    try:
+        path = find_plan(plan_file, Path.cwd())
+        settings = read_backend_settings(path)
+    except PlanError:
+        if plan_file is not None:
+            raise
+        settings = None
+    if settings is None or settings.kind == "local":
+        accounts = accounts_with_audit_logs(Path.cwd()) or [None]
+        return [LocalFileBackend(Path.cwd(), account) for account in accounts]
+    names = load_plan(path).account_names or (None,)
+    return [open_backend(settings, Path.cwd(), account) for account in names]
+
+
 @log_app.command("verify")
-def log_verify() -> None:
+def log_verify(ctx: typer.Context) -> None:
     """Check the audit log's hash chain and the heads the states anchored; name the first
     bad line."""
-    from orchestrator.store.files import (
-        LocalFileBackend,
-        accounts_with_audit_logs,
-        audit_file_name,
-    )
-
     with user_errors():
-        accounts = accounts_with_audit_logs(Path.cwd()) or [None]
-        results = [
-            (account, LocalFileBackend(Path.cwd(), account).verify_audit()) for account in accounts
-        ]
+        backends = _audit_backends(global_options(ctx).plan)
+        results = [(backend, backend.verify_audit()) for backend in backends]
     bad = []
-    for account, result in results:
-        report = result.report(f"state/{audit_file_name(account)}")
+    for backend, result in results:
+        report = result.report(backend.audit_name())
         if result.ok:
             typer.echo(report)
         else:
             bad.append(report)
     if bad:
         Failure(tuple(bad)).exit()
+
+
+@state_app.command("migrate")
+def state_migrate(
+    ctx: typer.Context,
+    to: str = typer.Option(..., "--to", help="Where the store goes: postgres or local."),
+    dsn_env: str | None = typer.Option(
+        None,
+        "--dsn-env",
+        help="Variable holding the DSN (default: the plan's, else ORCHESTRATOR_PG_DSN).",
+    ),
+    schema: str | None = typer.Option(
+        None, "--schema", help="PostgreSQL schema (default: the plan's, else orchestrator)."
+    ),
+) -> None:
+    """Move state (with its history), journal and audit log to the other backend."""
+    from orchestrator.cli.migrate import migrate
+
+    if to not in ("postgres", "local"):
+        usage_error(f"--to takes postgres or local, not {to!r}.")
+    options = global_options(ctx)
+    configure_logging(options)
+    with user_errors():
+        lines = migrate(options.plan, to, dsn_env, schema)
+    for line in lines:
+        typer.echo(line)

@@ -6,6 +6,7 @@
 
 from orchestrator.config.loader import (
     AccountSettings,
+    BackendSettings,
     ExchangeSettings,
     LoadedPlan,
     UnknownAccount,
@@ -13,6 +14,7 @@ from orchestrator.config.loader import (
     display_path,
     find_plan,
     load_plan,
+    read_backend_settings,
 )
 from orchestrator.config.problems import PlanError, Problem
 from orchestrator.config.scaffold import init_project
@@ -20,6 +22,7 @@ from orchestrator.config.schema import plan_json_schema
 
 __all__ = [
     "AccountSettings",
+    "BackendSettings",
     "ExchangeSettings",
     "UnknownAccount",
     "account_state_id",
@@ -31,4 +34,5 @@ __all__ = [
     "init_project",
     "load_plan",
     "plan_json_schema",
+    "read_backend_settings",
 ]

@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from orchestrator.config.limits import (
     MAX_KEYS,
@@ -22,6 +22,7 @@ from orchestrator.config.limits import (
 from orchestrator.config.models import (
     DEFAULT_BINANCE_ENDPOINT,
     AccountModel,
+    BackendModel,
     DefaultsModel,
     KeyModel,
     PlanModel,
@@ -40,6 +41,8 @@ from orchestrator.exchange.credentials import DEFAULT_VARIABLES, CredentialVaria
 from orchestrator.notify import NotifySettings
 
 DEFAULT_GRACE = timedelta(hours=1)
+DEFAULT_DSN_ENV = "ORCHESTRATOR_PG_DSN"
+DEFAULT_PG_SCHEMA = "orchestrator"
 DEFAULT_SINK = "file:secrets/"
 DEFAULT_RELOAD_TIMEOUT = timedelta(seconds=30)
 PLAN_SUFFIXES = (".yaml", ".yml")
@@ -66,6 +69,16 @@ class AccountSettings:
 
 
 @dataclass(frozen=True)
+class BackendSettings:
+    """Where the plan's state, lock, journal and audit log live. For postgres, the DSN is
+    read from the environment variable `dsn_env` when the backend is opened."""
+
+    kind: str = "local"  # "local" | "postgres"
+    dsn_env: str = DEFAULT_DSN_ENV
+    schema: str = DEFAULT_PG_SCHEMA
+
+
+@dataclass(frozen=True)
 class LoadedPlan:
     """A plan, or one master account's part of it (see `per_account`)."""
 
@@ -82,6 +95,7 @@ class LoadedPlan:
     #: where each of `desired.subaccounts` sits in the file's `subaccounts:` list, for an
     #: account's part, which holds some of them (None: all, in order)
     positions: tuple[int, ...] | None = None
+    backend: BackendSettings = BackendSettings()
 
     @property
     def key_count(self) -> int:
@@ -178,7 +192,28 @@ def load_plan(path: Path) -> LoadedPlan:
         notify=NotifySettings(tuple(model.notify), model.notify_level),
         source=source,
         accounts=_accounts(model, exchange, source, shown),
+        backend=_backend(model),
     )
+
+
+def read_backend_settings(path: Path) -> BackendSettings:
+    """The `backend:` section of the plan at `path`, read on its own so that the store of a
+    plan that fails validation elsewhere can still be inspected. PlanError when the section
+    itself is wrong (or the file is not YAML)."""
+    shown = display_path(path)
+    source = _parse(_read_bytes(path, shown), shown)
+    data = source.data if isinstance(source.data, dict) else {}
+    try:
+        section = _BackendOnly.model_validate({"backend": data.get("backend") or {}})
+    except ValidationError as exc:
+        raise PlanError(sort_problems(schema_problems(exc, source, shown, _BackendOnly))) from None
+    return _backend_settings(section.backend)
+
+
+class _BackendOnly(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    backend: BackendModel
 
 
 def find_plan(explicit: Path | None, cwd: Path) -> Path:
@@ -530,4 +565,14 @@ def _exchange(model: PlanModel) -> ExchangeSettings:
         endpoint = DEFAULT_BINANCE_ENDPOINT
     return ExchangeSettings(
         exchange.kind, endpoint, exchange.recv_window_ms, exchange.rate_window_s
+    )
+
+
+def _backend(model: PlanModel) -> BackendSettings:
+    return _backend_settings(model.backend)
+
+
+def _backend_settings(backend: BackendModel) -> BackendSettings:
+    return BackendSettings(
+        backend.kind, backend.dsn_env or DEFAULT_DSN_ENV, backend.schema_ or DEFAULT_PG_SCHEMA
     )

@@ -46,6 +46,8 @@ _VAULT_PATH = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 ACCOUNT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_ENV_NAME = ENV_NAME
+_SCHEMA_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
 def fail(message: str, hint: str) -> PydanticCustomError:
@@ -290,6 +292,47 @@ class ExchangeModel(_Strict):
         return value
 
 
+def _env_name(name: str) -> str:
+    if not _ENV_NAME.match(name):
+        shown = f"{name!r} " if not re.search(r"[:=@/]", name) else ""
+        raise fail(
+            f"dsn_env {shown}is not the name of an environment variable",
+            "name the variable that holds the DSN, e.g. dsn_env: ORCHESTRATOR_PG_DSN;"
+            " the DSN itself never goes in the plan",
+        )
+    return name
+
+
+def _schema_name(name: str) -> str:
+    if not _SCHEMA_NAME.match(name):
+        raise fail(
+            f"schema {name!r} is not a simple PostgreSQL schema name",
+            "use 1 to 63 lowercase letters, digits and '_', starting with a letter",
+        )
+    return name
+
+
+class BackendModel(_Strict):
+    """Where state, lock, journal and audit log live. The DSN comes from the environment."""
+
+    kind: Literal["local", "postgres"] = "local"
+    dsn_env: Annotated[StrictStr, AfterValidator(_env_name)] | None = None
+    schema_: Annotated[StrictStr, AfterValidator(_schema_name)] | None = Field(
+        default=None, alias="schema"
+    )
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _postgres_only(self) -> BackendModel:
+        if self.kind == "local" and (self.dsn_env or self.schema_):
+            raise fail(
+                "dsn_env and schema are settings of the postgres backend",
+                "write backend: {kind: postgres, dsn_env: NAME}, or remove them",
+            )
+        return self
+
+
 class KeySettings(_Strict):
     """Settings a key may have and `defaults` may give to every key."""
 
@@ -407,6 +450,7 @@ class PlanModel(_Strict):
     project: Annotated[StrictStr, AfterValidator(_project)] | None = None
     exchange: ExchangeModel = Field(default_factory=ExchangeModel)
     accounts: list[AccountModel] | None = None
+    backend: BackendModel = Field(default_factory=BackendModel)
     defaults: DefaultsModel = Field(default_factory=DefaultsModel)
     subaccounts: list[SubaccountModel] = Field(default_factory=list)
     notify: list[NotifyUrl] = Field(default_factory=list)

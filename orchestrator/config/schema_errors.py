@@ -51,6 +51,11 @@ def _extra(detail: ErrorDetails, loc: tuple, root: type[BaseModel]) -> tuple[str
     hint = f"did you mean {close[0]!r}?" if close else "remove it"
     if fields:
         hint += f" Fields allowed here: {', '.join(fields)}"
+    if loc[:1] == ("backend",) and "dsn" in name.lower():
+        hint = (
+            "remove it: the DSN is read from the environment (ORCHESTRATOR_PG_DSN, or the"
+            " variable `dsn_env` names), never from the plan file"
+        )
     return f"unknown field {name!r}", hint
 
 

@@ -21,7 +21,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from orchestrator.config import ExchangeSettings, LoadedPlan, find_plan, load_plan
+from orchestrator.config import (
+    BackendSettings,
+    ExchangeSettings,
+    LoadedPlan,
+    find_plan,
+    load_plan,
+)
 from orchestrator.domain.model import DesiredSubaccount, Live
 from orchestrator.engine.changeset import Changeset
 from orchestrator.engine.diff import diff, phase, resolve_email, with_takeovers
@@ -46,6 +52,7 @@ from orchestrator.notify import (
 )
 from orchestrator.sinks import Sink, open_sink
 from orchestrator.sinks.paths import GitCheck
+from orchestrator.store.backend import StateBackend
 from orchestrator.store.files import LocalFileBackend, new_state, next_serial
 from orchestrator.store.state import State
 
@@ -74,18 +81,26 @@ def _silent(settings) -> Notifier:
     return SilentNotifier(settings.level)
 
 
-def open_backend(root: Path, account: str | None) -> LocalFileBackend:
-    """The state store of one master account of the project at `root` (None: a plan without
-    `accounts:`): its states, locks and journals are named by state id, its audit log by
-    the account."""
-    return LocalFileBackend(root, account)
+def open_backend(
+    settings: BackendSettings, project_dir: Path, account: str | None = None
+) -> StateBackend:
+    """The store the plan names, for one master account (None: a plan without `accounts:`):
+    the project's local files (the account's own audit log beside the others), or the
+    PostgreSQL schema the environment variable `settings.dsn_env` points at, one schema per
+    account (`<schema>@<account>`). BackendUnavailable when it cannot be reached."""
+    if settings.kind == "postgres":
+        from orchestrator.store.postgres import PostgresBackend, open_store
+
+        schema = settings.schema if account is None else f"{settings.schema}@{account}"
+        return PostgresBackend(open_store(settings.dsn_env, schema), project_dir)
+    return LocalFileBackend(project_dir, account)
 
 
 @dataclass
 class Workspace:
     root: Path
     plan: LoadedPlan
-    backend: LocalFileBackend
+    backend: StateBackend
     open_exchange: ExchangeFactory
     clock: Clock = system_clock
     notifier: Notifier = field(default_factory=SilentNotifier)
@@ -146,7 +161,7 @@ class Workspace:
         workspace = cls(
             root=root,
             plan=plan,
-            backend=open_backend(root, plan.account),
+            backend=open_backend(plan.backend, root, plan.account),
             open_exchange=open_exchange,
             clock=clock_for(plan.exchange),
             notifier=open_notifier(plan.notify),

@@ -17,7 +17,6 @@ import fcntl
 import hashlib
 import json
 import os
-import socket
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from orchestrator.store.atomic import (
     repair_torn_tail,
     write_fd_fully,
 )
-from orchestrator.store.lock import current_user
+from orchestrator.store.lock import current_user, host_name
 from orchestrator.store.plain import canonical_json, ensure_plain
 from orchestrator.store.state import AuditHead
 
@@ -97,14 +96,14 @@ class VerifyResult:
         )
 
 
-class AuditLog:
-    """Appends events for one command run (`apply`, `rotate`, `lockdown`...)."""
+class AuditEvents:
+    """Makes the events of one command run (`apply`, `rotate`, `lockdown`...); a backend's
+    log appends them with `write_group`."""
 
-    def __init__(self, path: Path, command: str) -> None:
-        self.path = Path(path)
+    def __init__(self, command: str) -> None:
         self.command = command
         self.who = current_user()
-        self.host = socket.gethostname()
+        self.host = host_name()
         self._mutex = threading.Lock()
 
     def append(
@@ -153,6 +152,17 @@ class AuditLog:
         }
 
     def write_group(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+
+class AuditLog(AuditEvents):
+    """The audit log file; appends take an flock, since applies of different plans share it."""
+
+    def __init__(self, path: Path, command: str) -> None:
+        super().__init__(command)
+        self.path = Path(path)
+
+    def write_group(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Chain and append events made by `event`, under one flock and with one fsync.
         Returns them as written."""
         if not events:
@@ -164,17 +174,11 @@ class AuditLog:
         flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
         created = not self.path.exists()
         fd = os.open(self.path, flags, PRIVATE_FILE)
-        written = []
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             os.fchmod(fd, PRIVATE_FILE)
             repair_torn_tail(self.path, _is_event_line)
-            seq, prev = _chain_tip(self.path)
-            for body in events:
-                seq += 1
-                event = {"seq": seq, **body, "prev": prev}
-                event["hash"] = prev = line_hash(event)
-                written.append(event)
+            written = chained(events, *_chain_tip(self.path))
             data = b"".join((canonical_json(event) + "\n").encode() for event in written)
             write_fd_fully(fd, data)
             os.fsync(fd)
@@ -183,6 +187,17 @@ class AuditLog:
         if created:
             fsync_dir(self.path.parent)
         return written
+
+
+def chained(events: list[dict[str, Any]], seq: int, prev: str) -> list[dict[str, Any]]:
+    """`events` numbered and hashed to follow the entry `seq` whose hash is `prev`."""
+    written = []
+    for body in events:
+        seq += 1
+        event = {"seq": seq, **body, "prev": prev}
+        event["hash"] = prev = line_hash(event)
+        written.append(event)
+    return written
 
 
 def _is_event_line(fragment: bytes) -> bool:
@@ -222,7 +237,7 @@ def read_head(path: Path) -> AuditHead | None:
     if found is None:
         return None
     offset, line = found
-    event = _sound_event(line)
+    event = sound_event(line)
     if event is None:
         return None
     return AuditHead(seq=event["seq"], hash=event["hash"], offset=offset)
@@ -236,11 +251,11 @@ def holds(path: Path, head: AuditHead) -> bool:
             line = handle.readline().rstrip(b"\n")
     except (FileNotFoundError, OSError, ValueError):
         return False
-    event = _sound_event(line)
+    event = sound_event(line)
     return event is not None and (event["seq"], event["hash"]) == (head.seq, head.hash)
 
 
-def _sound_event(line: bytes) -> dict[str, Any] | None:
+def sound_event(line: bytes) -> dict[str, Any] | None:
     try:
         event = json.loads(line)
     except ValueError:
@@ -259,6 +274,11 @@ def verify(path: Path, anchors: Sequence[Anchor] = ()) -> VerifyResult:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
         raw = b""
+    return verify_bytes(raw, anchors)
+
+
+def verify_bytes(raw: bytes, anchors: Sequence[Anchor] = ()) -> VerifyResult:
+    """`verify` of a log's content, one event per line, wherever the lines are kept."""
     lines = raw.split(b"\n")
     if lines[-1] == b"":
         lines.pop()

@@ -24,6 +24,10 @@ class CorruptStateError(StoreError):
         self.backup = backup
 
 
+class StateMoved(StoreError):
+    """The store was moved to another backend; the plan still names the one it left."""
+
+
 class NoBackupError(StoreError):
     """A restore was asked for but there is no usable backup."""
 

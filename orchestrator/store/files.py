@@ -7,6 +7,7 @@ state/<project>.state.log.jsonl     the changes since the last save, replayed on
 state/<project>.lock                the plan lock
 state/<project>.journal.jsonl       the write-ahead journal
 state/audit.jsonl                   the audit log, shared by all plans
+state/moved.json                    where the store went, after `state migrate --to postgres`
 
 A plan with several master accounts keeps each account's state, lock and journal under the
 state id `<project>@<account>`, and its audit log in `state/audit@<account>.jsonl`: one
@@ -32,6 +33,7 @@ from orchestrator.store.errors import (
     LineageMismatch,
     NoBackupError,
     StaleStateError,
+    StateMoved,
 )
 from orchestrator.store.journal import Journal
 from orchestrator.store.lock import LockInfo, PlanLock
@@ -40,6 +42,8 @@ from orchestrator.store.statelog import StateLog, StateWriter
 
 STATE_DIR = "state"
 AUDIT_FILE = "audit.jsonl"
+#: written where the store was when it is moved to PostgreSQL (`state migrate`)
+MOVED_MARKER = "moved.json"
 
 
 def new_state(plan: str) -> State:
@@ -59,7 +63,7 @@ class LocalFileBackend:
         self.project_dir = Path(project_dir)
         self.state_dir = self.project_dir / STATE_DIR
         self.account = account
-        self._written: dict[Path, tuple[tuple | None, _Identity]] = {}
+        self._written: dict[Path, tuple[tuple | None, Identity]] = {}
 
     # paths
 
@@ -94,14 +98,36 @@ class LocalFileBackend:
         when the file belongs to another plan or to another lineage than `expected_lineage`.
         """
         loaded = self._load(plan, expected_lineage)
-        return None if loaded is None else loaded[0]
+        if loaded is None:
+            self._refuse_if_moved()
+            return None
+        return loaded[0]
+
+    def _refuse_if_moved(self) -> None:
+        """No state here: if the store was moved to PostgreSQL, starting afresh would make
+        every key anew, so the plan must name the backend the store is in now."""
+        try:
+            moved = json.loads((self.state_dir / MOVED_MARKER).read_bytes())
+        except FileNotFoundError:
+            return
+        except ValueError:
+            moved = {}
+        raise StateMoved(
+            f"the store in {self.state_dir} was moved to {moved.get('moved_to', 'PostgreSQL')}"
+            f" on {moved.get('moved_at', 'an unknown date')} by {moved.get('moved_by', '?')}"
+            f" (see {STATE_DIR}/{MOVED_MARKER}). Set the plan's `backend:` to"
+            " {kind: postgres, ...} to use it there."
+        )
+
+    def audit_name(self) -> str:
+        return f"{STATE_DIR}/{audit_file_name(self.account)}"
 
     def _load(self, plan: str, expected_lineage: str | None = None) -> tuple[State, int] | None:
         path = self.state_path(plan)
         state = self._read(path, plan)
         if state is None:
             return None
-        _check_belongs(state, plan, expected_lineage, path)
+        check_belongs(state, plan, expected_lineage, path)
         return StateLog(self.state_log_path(plan)).replay(state)
 
     def compact(self, plan: str) -> State | None:
@@ -137,7 +163,7 @@ class LocalFileBackend:
         ensure_private_dir(self.state_dir)
         stored = self._stored_identity(path, state.plan)
         if stored is not None:
-            _check_successor(stored, state, path)
+            check_successor(stored, state, path)
         elif state.serial < 1:
             raise StaleStateError(
                 f"refusing to save {path} with serial {state.serial}: serials start at 1"
@@ -145,8 +171,8 @@ class LocalFileBackend:
             )
         if stored is not None:
             _link_backup(path, self.backup_path(state.plan))
-        atomic_write(path, _render(state))
-        self._written[path] = (_signature(path), _Identity(state.lineage, state.serial))
+        atomic_write(path, render_state(state))
+        self._written[path] = (_signature(path), Identity(state.lineage, state.serial))
         StateLog(self.state_log_path(state.plan)).remove()
         return state
 
@@ -242,10 +268,10 @@ class LocalFileBackend:
             raw = path.read_bytes()
         except FileNotFoundError:
             return None
-        problem = _parse_problem(raw)
+        problem = parse_state(raw)
         if isinstance(problem, State):
             return problem
-        if problem is _NEWER:
+        if problem is NEWER:
             raise CorruptStateError(_newer_message(path), str(path))
         raise CorruptStateError(
             self._corrupt_message(path, plan, problem), str(path), self._usable_backup(plan)
@@ -256,10 +282,10 @@ class LocalFileBackend:
             raw = backup.read_bytes()
         except FileNotFoundError:
             raise NoBackupError(f"there is no backup of the state at {backup}") from None
-        parsed = _parse_problem(raw)
+        parsed = parse_state(raw)
         if not isinstance(parsed, State):
             raise NoBackupError(f"the backup {backup} is not usable either: {parsed}")
-        _check_belongs(parsed, plan, None, backup)
+        check_belongs(parsed, plan, None, backup)
         return parsed
 
     def _usable_backup(self, plan: str) -> str | None:
@@ -319,11 +345,11 @@ def _plan_file_name(plan: str) -> str:
     return plan
 
 
-def _render(state: State) -> bytes:
+def render_state(state: State) -> bytes:
     return (state.model_dump_json(indent=2) + "\n").encode()
 
 
-_NEWER = "it was written by a newer orchestrator"
+NEWER = "it was written by a newer orchestrator"
 
 
 def _newer_message(path: Path) -> str:
@@ -334,7 +360,7 @@ def _newer_message(path: Path) -> str:
     )
 
 
-def _parse_problem(raw: bytes) -> State | str:
+def parse_state(raw: bytes) -> State | str:
     """The parsed state, or a one-line description of what is wrong with the bytes.
 
     Parsing is strict (no "7" for 7) and then checks values that no orchestrator writes, so
@@ -349,7 +375,7 @@ def _parse_problem(raw: bytes) -> State | str:
         return "it does not hold a JSON object"
     version = data.get("version")
     if type(version) is int and version > STATE_FORMAT_VERSION:
-        return _NEWER
+        return NEWER
     try:
         state = State.model_validate_json(raw, strict=True)
     except ValidationError as exc:
@@ -372,7 +398,7 @@ def _first_three(problems: list[str]) -> str:
     return "; ".join(problems[:3]) + more
 
 
-def _check_belongs(state: State, plan: str, expected_lineage: str | None, path: Path) -> None:
+def check_belongs(state: State, plan: str, expected_lineage: str | None, path: Path | str) -> None:
     if state.plan != plan:
         raise LineageMismatch(
             f"{path} belongs to plan {state.plan!r} (lineage {state.lineage}), not {plan!r}:"
@@ -388,7 +414,7 @@ def _check_belongs(state: State, plan: str, expected_lineage: str | None, path: 
 
 
 @dataclass(frozen=True)
-class _Identity:
+class Identity:
     lineage: str
     serial: int
 
@@ -413,7 +439,7 @@ def _link_backup(path: Path, backup: Path) -> None:
         raise
 
 
-def _check_successor(stored: State | _Identity, state: State, path: Path) -> None:
+def check_successor(stored: State | Identity, state: State, path: Path | str) -> None:
     if stored.lineage != state.lineage:
         raise LineageMismatch(
             f"refusing to overwrite {path}: it has lineage {stored.lineage}, this state has"

@@ -52,10 +52,10 @@ class JournalReading:
 
 
 def _is_entry_line(fragment: bytes) -> bool:
-    return _parse_line(fragment) is not None
+    return parse_line(fragment) is not None
 
 
-def _parse_line(line: bytes) -> JournalEntry | None:
+def parse_line(line: bytes) -> JournalEntry | None:
     """The entry on `line`, or None when it is not one (not JSON, or not an entry's shape)."""
     try:
         return _entry(json.loads(line))
@@ -98,7 +98,7 @@ class Journal:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
-            entry = _parse_line(line)
+            entry = parse_line(line)
             if entry is not None:
                 reading.entries.append(entry)
             elif number < len(lines):  # the last piece has no newline after it: torn

@@ -73,6 +73,15 @@ class LockInfo:
         return datetime.now(UTC) > expires
 
 
+#: the host name a run records in locks and audit events, when set (else the machine's):
+#: containers and CI runners that share a hostname can tell themselves apart.
+HOST_ENV = "ORCHESTRATOR_HOSTNAME"
+
+
+def host_name() -> str:
+    return os.environ.get(HOST_ENV) or socket.gethostname()
+
+
 def current_user() -> str:
     try:
         return getpass.getuser()
@@ -190,7 +199,7 @@ class PlanLock:
         pid = os.getpid()
         return LockInfo(
             holder=current_user(),
-            host=socket.gethostname(),
+            host=host_name(),
             pid=pid,
             command=self.command,
             started_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -226,7 +235,7 @@ class PlanLock:
         if info is None:
             unreadable = self.path.exists() and self._unreadable_for_long()
             return "its lock file stayed unreadable" if unreadable else None
-        if info.host == socket.gethostname():
+        if info.host == host_name():
             if not _pid_alive(info.pid):
                 return "its process is gone"
             started = _process_start(info.pid)
@@ -280,7 +289,7 @@ class PlanLock:
         info = self._settled_holder()
         who = info.describe() if info else "an unknown process (the lock file is unreadable)"
         message = f"{self.path} is held by {who}."
-        if info is not None and info.host != socket.gethostname():
+        if info is not None and info.host != host_name():
             message += (
                 f" Its lease runs until {info.lease_expires or 'unknown'}; the lock is taken over"
                 " by itself once the lease runs out unrenewed. If you know that process is gone,"
@@ -294,7 +303,7 @@ class PlanLock:
 def _breakable(info: LockInfo | None) -> bool:
     """A person may break a lock whose holder this host cannot check: one on another host.
     A live holder on this host is never broken."""
-    return info is not None and info.host != socket.gethostname()
+    return info is not None and info.host != host_name()
 
 
 def _render(info: LockInfo) -> bytes:

@@ -341,11 +341,13 @@ def test_json_schema_describes_the_plan():
         "project",
         "exchange",
         "accounts",
+        "backend",
         "defaults",
         "subaccounts",
         "notify",
         "notify_level",
     }
+    assert set(schema["$defs"]["BackendModel"]["properties"]) == {"kind", "dsn_env", "schema"}
     key = schema["$defs"]["KeyModel"]
     assert "withdrawals" not in str(key["properties"]["permissions"])
     assert key["additionalProperties"] is False

@@ -7,6 +7,9 @@ and 1h, ed25519 and HMAC, file and dotenv sinks, one with `verify: true`, one wi
 `reload:` step), prunes, and
 creates a virtual sub-account with its key, across a regular sub-account (by email) and two
 virtual ones.
+
+Every project runs on the local files or, made with `backend="postgres"`, on a schema of its
+own in the test server: the helpers here read the store through the backend the plan names.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +30,7 @@ from pathlib import Path
 from orchestrator.config import init_project, load_plan
 from orchestrator.domain.naming import api_name
 from orchestrator.exchange.models import FLAG_OF
+from tests import pg_kit
 
 PLAN_V1 = """\
 version: 1
@@ -128,6 +133,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     }
     if os.environ.get("RELIABILITY_PYTHONPATH"):  # to run the matrix against another tree
         env["PYTHONPATH"] = os.environ["RELIABILITY_PYTHONPATH"]
+    env["ORCHESTRATOR_PG_DSN"] = pg_kit.test_dsn()  # used only by a plan naming postgres
     env.update(extra)
     return env
 
@@ -143,35 +149,66 @@ def run(project: Path, *args: str, timeout: float = 120, **env: str):
     )
 
 
-def new_project(path: Path, plan: str = PLAN_V1) -> Path:
+def new_project(path: Path, plan: str = PLAN_V1, backend: str = "local") -> Path:
     path.mkdir(parents=True, exist_ok=True)
     subprocess.run(["git", "init", "-q"], cwd=path, check=True)
     init_project(path)
     with open(path / ".gitignore", "a", encoding="utf-8") as out:
         out.write("bots/\n")
+    if backend == "postgres":
+        plan = pg_kit.with_backend(plan, pg_kit.new_schema_name())
     (path / PLAN_PATH).write_text(plan, encoding="utf-8")
     return path
+
+
+def write_plan(project: Path, text: str) -> None:
+    """Replace the plan, keeping the backend the project's store is in."""
+    schema = pg_kit.schema_of(project / PLAN_PATH)
+    if schema is not None:
+        text = pg_kit.with_backend(text, schema)
+    (project / PLAN_PATH).write_text(text, encoding="utf-8")
+
+
+@contextmanager
+def store_of(project: Path):
+    """The project's store, opened the way the tool opens it for the plan (and closed)."""
+    from orchestrator.store.files import LocalFileBackend
+
+    schema = pg_kit.schema_of(project / PLAN_PATH)
+    if schema is None:
+        yield LocalFileBackend(project)
+        return
+    backend = pg_kit.open_backend(project, schema)
+    try:
+        yield backend
+    finally:
+        backend.store.close()
 
 
 def past(days: int = 31) -> str:
     return (datetime.now(UTC) - timedelta(days=days)).isoformat()
 
 
-def build_scenario(path: Path) -> Path:
+def build_scenario(path: Path, backend: str = "local") -> Path:
     """A project where plan v1 was applied 31 days ago, with keys made out of band since,
     and plan v2 in place: ready for the apply under test."""
-    project = new_project(path)
+    project = new_project(path, backend=backend)
     done = run(project, "apply", "--auto-approve", ORCHESTRATOR_NOW=past())
     assert done.returncode == 0, done.stdout + done.stderr
     state = read_state(project)
     make_key_out_of_band(project, "quant@example.com", "stray-key")
     make_key_out_of_band(project, state["subaccounts"]["copy"]["email"], "mystery-key")
-    (project / PLAN_PATH).write_text(PLAN_V2, encoding="utf-8")
+    write_plan(project, PLAN_V2)
     return project
 
 
 def copy_project(base: Path, dest: Path) -> Path:
+    """A copy of the project and of its store (a schema of its own, for postgres)."""
     shutil.copytree(base, dest, symlinks=True)
+    schema = pg_kit.schema_of(dest / PLAN_PATH)
+    if schema is not None:
+        plan = dest / PLAN_PATH
+        plan.write_text(pg_kit.with_backend(plan.read_text(), pg_kit.clone_schema(schema)))
     return dest
 
 
@@ -194,16 +231,21 @@ def make_key_out_of_band(project: Path, email: str, api_name: str) -> None:
 
 
 def read_state(project: Path) -> dict:
-    return json.loads((project / STATE_PATH).read_text())
+    if pg_kit.schema_of(project / PLAN_PATH) is None:
+        return json.loads((project / STATE_PATH).read_text())
+    with store_of(project) as store:
+        state = store.load_state(Path(PLAN_PATH).stem)
+    assert state is not None, f"no state in the store of {project}"
+    return state.model_dump(mode="json")
 
 
 def _readable_state(project: Path, chaos) -> dict:
-    """The state as the store reads it; a file it refuses counts as a corrupt state."""
+    """The state as the store reads it; one it refuses counts as a corrupt state."""
     from orchestrator.store.errors import StoreError
-    from orchestrator.store.files import LocalFileBackend
 
     try:
-        LocalFileBackend(project).load_state(Path(PLAN_PATH).stem)
+        with store_of(project) as store:
+            store.load_state(Path(PLAN_PATH).stem)
     except StoreError:
         if chaos is not None:
             chaos.add("corrupt_states_found")
@@ -212,8 +254,58 @@ def _readable_state(project: Path, chaos) -> dict:
 
 
 def serial(project: Path) -> int:
-    path = project / STATE_PATH
-    return read_state(project)["serial"] if path.exists() else 0
+    with store_of(project) as store:
+        state = store.load_state(Path(PLAN_PATH).stem)
+    return state.serial if state is not None else 0
+
+
+def replace_backup(project: Path, state: dict) -> None:
+    """Make `state` the version `state restore` puts back, as an operator restoring an older
+    backup would."""
+    from orchestrator.store.state import State
+
+    body = State.model_validate(state).model_dump_json(indent=2) + "\n"
+    schema = pg_kit.schema_of(project / PLAN_PATH)
+    if schema is None:
+        backup = project / STATE_PATH.with_name(STATE_PATH.name + ".backup")
+        backup.unlink()
+        backup.write_text(body)
+        return
+    import psycopg
+
+    with psycopg.connect(pg_kit.test_dsn(), autocommit=True) as conn:
+        conn.execute(
+            f"UPDATE {schema}.state_history SET body = %s WHERE version ="
+            f" (SELECT max(version) FROM {schema}.state_history)",
+            (body,),
+        )
+
+
+def open_intents(project: Path) -> int:
+    with store_of(project) as store:
+        return len(store.journal(Path(PLAN_PATH).stem).pending())
+
+
+def store_texts(project: Path) -> list[str]:
+    """Everything the project's store holds, as text: its files, or its schema's rows."""
+    texts = [
+        p.read_text(errors="replace")
+        for p in (project / "state").iterdir()
+        if p.is_file() and p.name != "sandbox.json"  # the exchange's own data, not ours
+    ]
+    schema = pg_kit.schema_of(project / PLAN_PATH)
+    if schema is None:
+        return texts
+    import psycopg
+
+    with psycopg.connect(pg_kit.test_dsn(), autocommit=True) as conn:
+        tables = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,)
+        ).fetchall()
+        for (table,) in tables:
+            rows = conn.execute(f'SELECT * FROM {schema}."{table}"').fetchall()
+            texts.append("\n".join(repr(row) for row in rows))
+    return texts
 
 
 def sandbox(project: Path):
@@ -284,7 +376,6 @@ def check_invariants(
     duplicate apiName; state serial grew; audit chain intact; no open journal intent; no
     pending material left over; the plan shows no changes."""
     from orchestrator.sinks import open_sink
-    from orchestrator.store.journal import Journal
 
     plan = load_plan(project / PLAN_PATH)
     state = _readable_state(project, chaos)
@@ -340,9 +431,9 @@ def check_invariants(
             problems.append(f"live key {key.api_name} in {key.email} is unknown to state")
     if unmanaged and not any(k.api_name in unmanaged for k in live.values()):
         problems.append("an unmanaged key was deleted")
-    pending = Journal(project / JOURNAL_PATH).pending()
+    pending = open_intents(project)
     if pending:
-        problems.append(f"{len(pending)} open journal intents")
+        problems.append(f"{pending} open journal intents")
     if chaos is not None:
         chaos.add("duplicate_keys_found", sum("duplicate apiName" in p for p in problems))
         chaos.add("orphan_keys_found", sum("unknown to state" in p for p in problems))

@@ -12,7 +12,9 @@ The scenarios: the main apply (create, update, rotate, prune, virtual sub-accoun
 two hours on that deletes a key whose grace is over; a `rotate` of a key whose previous
 generation is still in grace; the main apply after a rotation and a `state restore` that
 forgot it; and, after the main apply, an apply of changed `secrets:` and `key_type` (material
-moved to another sink, keys of another type made). The full matrix is slow (`make chaos`); a few representative cases run always.
+moved to another sink, keys of another type made). The first four run on the local files and
+on PostgreSQL. The full matrix is slow (`make chaos`); a few representative cases run always
+(one on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ import pytest
 from reliability_kit import (
     CONVERGE_COMMAND,
     PLAN_PATH,
-    STATE_PATH,
     build_scenario,
     check_from_outside,
     check_invariants,
@@ -34,6 +35,7 @@ from reliability_kit import (
     copy_project,
     crash_trace,
     read_state,
+    replace_backup,
     run,
     serial,
 )
@@ -46,6 +48,9 @@ APPLY = ("apply", "--auto-approve")
 FAST_CASES = {("after_material", 1), ("after_state", 5)}
 GRACE_ROTATION_FAST_CASES = {("after_state", 1)}
 RESTORE_FAST_CASES = {("after_create", 2)}
+#: the cases of the main scenario that also run always on PostgreSQL
+POSTGRES_FAST_CASES = {("after_state", 5)}
+BACKENDS = ("local", "postgres")
 
 #: rotated by plan v2 with a 1h grace: once the main scenario is applied, g1 is in grace.
 ROTATED_IN_GRACE = "Koinly-Tax"
@@ -82,11 +87,11 @@ SINK_CHANGE_IN_GRACE = {ROTATED_IN_GRACE: 1, "NewEd": 1}
 
 
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory) -> tuple[Path, dict]:
+def scenario(tmp_path_factory, backend) -> tuple[Path, dict]:
     """The main scenario (create, update, rotate, prune, virtual sub-account) and how often
     its apply reaches each crash point."""
-    root = tmp_path_factory.mktemp("crash")
-    base = build_scenario(root / "base")
+    root = tmp_path_factory.mktemp(f"crash-{backend}")
+    base = build_scenario(root / "base", backend)
     counts = crash_trace(copy_project(base, root / "traced"), root / "trace.txt")
     return base, counts
 
@@ -143,11 +148,9 @@ def restore_scenario(scenario, tmp_path_factory) -> tuple[Path, dict]:
     base, _ = scenario
     root = tmp_path_factory.mktemp("restore")
     restored = copy_project(base, root / "base")
-    before_rotation = (restored / STATE_PATH).read_bytes()
+    before_rotation = read_state(restored)
     ok(restored, "rotate", "--auto-approve", "--label", ROTATED_THEN_RESTORED)
-    backup = restored / STATE_PATH.with_name(STATE_PATH.name + ".backup")
-    backup.unlink()
-    backup.write_bytes(before_rotation)
+    replace_backup(restored, before_rotation)
     ok(restored, "state", "restore")
     assert read_state(restored)["keys"][f"quant/{ROTATED_THEN_RESTORED}"]["generation"] == 2
     assert sorted(generations(restored, ROTATED_THEN_RESTORED)) == [1, 2]
@@ -211,13 +214,28 @@ def crash_then_converge(
     return done.runs
 
 
-def cases(fast: bool, fast_cases: set[tuple[str, int]] = FAST_CASES):
-    for point in POINTS:
-        for nth in range(1, MAX_OCCURRENCES + 1):
-            is_fast = (point, nth) in fast_cases
-            if fast == is_fast:
-                marks = () if fast else (pytest.mark.slow,)
-                yield pytest.param(point, nth, id=f"{point}#{nth}", marks=marks)
+def cases(fast_cases: set[tuple[str, int]], postgres_fast: set[tuple[str, int]] = frozenset()):
+    """(backend, point, nth) for every backend and case: the fast ones first, the rest slow."""
+    return list(_cases(fast_cases, postgres_fast))
+
+
+def _cases(fast_cases: set[tuple[str, int]], postgres_fast: set[tuple[str, int]]):
+    every = [
+        (backend, point, nth)
+        for backend in BACKENDS
+        for point in POINTS
+        for nth in range(1, MAX_OCCURRENCES + 1)
+    ]
+    fast = {
+        (b, p, n) for b, p, n in every if (p, n) in (fast_cases if b == "local" else postgres_fast)
+    }
+    for case in sorted(every, key=lambda case: case not in fast):
+        backend, point, nth = case
+        marks = [] if case in fast else [pytest.mark.slow]
+        if backend == "postgres":
+            marks.append(pytest.mark.postgres)
+        name = f"{point}#{nth}" if backend == "local" else f"postgres-{point}#{nth}"
+        yield pytest.param(backend, point, nth, id=name, marks=marks)
 
 
 def skip_unless_reached(counts, point: str, nth: int, what: str) -> None:
@@ -225,7 +243,9 @@ def skip_unless_reached(counts, point: str, nth: int, what: str) -> None:
         pytest.skip(f"{point} is reached {counts[point]} time(s) by {what}")
 
 
-@pytest.mark.parametrize(("point", "nth"), [*cases(True), *cases(False)])
+@pytest.mark.parametrize(
+    ("backend", "point", "nth"), cases(FAST_CASES, POSTGRES_FAST_CASES), indirect=["backend"]
+)
 def test_crash_at_every_point_converges(scenario, tmp_path, point, nth, chaos):
     base, counts = scenario
     skip_unless_reached(counts, point, nth, "this apply")
@@ -233,6 +253,9 @@ def test_crash_at_every_point_converges(scenario, tmp_path, point, nth, chaos):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    "backend", ["local", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 @pytest.mark.parametrize("point", ["before_delete", "after_delete"])
 def test_crash_deleting_a_retired_key_after_grace_converges(grace_scenario, tmp_path, point, chaos):
     base, _ = grace_scenario
@@ -248,8 +271,7 @@ def test_crash_deleting_a_retired_key_after_grace_converges(grace_scenario, tmp_
 
 
 @pytest.mark.parametrize(
-    ("point", "nth"),
-    [*cases(True, GRACE_ROTATION_FAST_CASES), *cases(False, GRACE_ROTATION_FAST_CASES)],
+    ("backend", "point", "nth"), cases(GRACE_ROTATION_FAST_CASES), indirect=["backend"]
 )
 def test_crash_rotating_a_key_in_grace_converges(
     grace_rotation_scenario, tmp_path, point, nth, chaos
@@ -269,7 +291,7 @@ def test_crash_rotating_a_key_in_grace_converges(
 
 
 @pytest.mark.parametrize(
-    ("point", "nth"), [*cases(True, RESTORE_FAST_CASES), *cases(False, RESTORE_FAST_CASES)]
+    ("backend", "point", "nth"), cases(RESTORE_FAST_CASES), indirect=["backend"]
 )
 def test_crash_applying_after_a_state_restore_converges(
     restore_scenario, tmp_path, point, nth, chaos
@@ -288,8 +310,7 @@ def test_crash_applying_after_a_state_restore_converges(
 
 
 @pytest.mark.parametrize(
-    ("point", "nth"),
-    [*cases(True, SINK_CHANGE_FAST_CASES), *cases(False, SINK_CHANGE_FAST_CASES)],
+    ("backend", "point", "nth"), cases(SINK_CHANGE_FAST_CASES), indirect=["backend"]
 )
 def test_crash_applying_changed_sinks_and_key_types_converges(
     sink_change_scenario, tmp_path, point, nth, chaos

@@ -18,6 +18,7 @@ from reliability_kit import (
     converge,
     copy_project,
     run,
+    store_texts,
 )
 
 SLOW_APPLY = """
@@ -36,8 +37,8 @@ main(Wiring(open_exchange=exchange_factory(slow)))
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
-    return build_scenario(tmp_path_factory.mktemp("lock") / "base")
+def base(tmp_path_factory, backend) -> Path:
+    return build_scenario(tmp_path_factory.mktemp(f"lock-{backend}") / "base", backend)
 
 
 def test_two_concurrent_applies_one_proceeds_the_other_names_the_holder(base, tmp_path):
@@ -124,6 +125,9 @@ def sink_secrets(project: Path) -> set[str]:
     return found
 
 
+@pytest.mark.parametrize(
+    "backend", ["local", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 def test_canary_no_secret_in_any_output_or_record(base, tmp_path, chaos):
     project = copy_project(base, tmp_path / "p")
     outputs: list[str] = []
@@ -150,12 +154,7 @@ def test_canary_no_secret_in_any_output_or_record(base, tmp_path, chaos):
     step("-v", "audit", "--json")
     converge(project)
     assert len(seen) >= 10, "the canary must have caught the secrets of every generation"
-    records = [
-        p
-        for p in (project / "state").iterdir()
-        if p.is_file() and p.name != "sandbox.json"  # the exchange's own data, not ours
-    ] + [project / "changeset.json"]
-    texts = outputs + [p.read_text(errors="replace") for p in records]
+    texts = outputs + store_texts(project) + [(project / "changeset.json").read_text()]
     leaks = [(i, s[:6]) for i, text in enumerate(texts) for s in seen if s in text]
     chaos.add("secret_leaks_found", len(leaks))
     assert not leaks, leaks

@@ -22,6 +22,8 @@ from pathlib import Path
 import yaml
 from cryptography.hazmat.primitives import serialization
 
+from tests import pg_kit
+
 PLAN = "plans/example.yaml"
 SANDBOX_FILES = ("sandbox.json", "sandbox.json.journal")
 ANY_IP = "127.0.0.1"
@@ -45,6 +47,7 @@ def clean_env(**extra: str) -> dict[str, str]:
         if not k.startswith(("BINANCE_", "ORCHESTRATOR_", "PYTEST_"))
     }
     env["PYTHONPATH"] = str(Path(orchestrator.__file__).resolve().parents[1])
+    env["ORCHESTRATOR_PG_DSN"] = pg_kit.test_dsn()  # used only by a plan naming postgres
     env.update(extra)
     return env
 

@@ -104,6 +104,7 @@ def test_current_deleted_outside_in_grace_is_replaced_and_the_old_generation_kep
     assert bots_keys_work(project)
 
 
+@pytest.mark.local_files
 def test_rebuilt_state_keeps_the_previous_generation_until_grace_ends(project: Path):
     start = datetime.now(UTC)
     apply(project, now=start)

@@ -16,6 +16,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 
 from orchestrator.config import init_project
 from orchestrator.engine.crashpoints import POINTS
+from tests import pg_kit
 from tests.safety.safety_kit import (
     bots_keys_work,
     delete_out_of_band,
@@ -70,10 +71,11 @@ FAULTS = ("error_after", "drop_after", "error_before")
 FAULTED_ENDPOINTS = ("create_api_key", "delete_api_key")
 
 
-def new_project(path: Path) -> Path:
+def new_project(path: Path, schema: str | None = None) -> Path:
     subprocess.run(["git", "init", "-q"], cwd=path, check=True)
     init_project(path)
-    (path / "plans" / "example.yaml").write_text(PLAN)
+    plan = PLAN if schema is None else pg_kit.with_backend(PLAN, schema)
+    (path / "plans" / "example.yaml").write_text(plan)
     with open(path / ".gitignore", "a", encoding="utf-8") as ignore:
         ignore.write("bots/\nother/\n")
     return path
@@ -83,11 +85,13 @@ class SafetyMachine(RuleBasedStateMachine):
     """One project; each rule is something a user, a scheduler, a crash or an intruder does."""
 
     figures: Counter[str] = Counter()
+    backend = "local"
 
     def __init__(self) -> None:
         super().__init__()
         self._dir = tempfile.TemporaryDirectory()
-        self.project = new_project(Path(self._dir.name))
+        self.schema = pg_kit.new_schema_name() if self.backend == "postgres" else None
+        self.project = new_project(Path(self._dir.name), self.schema)
         self.now = datetime.now(UTC)
         self.deadlines: dict[str, datetime] = {}
         self.rotations_allowed: Counter[str] = Counter()
@@ -96,6 +100,8 @@ class SafetyMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         self._dir.cleanup()
+        if self.schema is not None:
+            pg_kit.drop_schema(self.schema)
 
     # ---- running commands
 
@@ -237,8 +243,12 @@ class SafetyMachine(RuleBasedStateMachine):
         return problems
 
 
-def test_safety_invariants_hold_whatever_the_order_of_operations(safety_figures):
+@pytest.mark.parametrize("backend", ["local", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_safety_invariants_hold_whatever_the_order_of_operations(safety_figures, backend, request):
+    if backend == "postgres":
+        request.getfixturevalue("pg_dsn")
     SafetyMachine.figures = Counter()
+    SafetyMachine.backend = backend
     try:
         run_state_machine_as_test(
             SafetyMachine,

@@ -17,7 +17,8 @@ from tests.safety.safety_kit import (
     run,
 )
 
-pytestmark = pytest.mark.safety
+# the tests write their own plan files: which plans own which keys, on the local store
+pytestmark = [pytest.mark.safety, pytest.mark.local_files]
 
 PRUNING_PLAN = """\
 version: 1

@@ -9,7 +9,7 @@ import pytest
 
 from tests.safety.safety_kit import bots_keys_work, live_keys, ok, run
 
-pytestmark = pytest.mark.safety
+pytestmark = [pytest.mark.safety, pytest.mark.local_files]
 
 
 def test_a_virtual_subaccount_pointed_at_another_subaccount_gets_no_keys_there(project: Path):
