@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -287,9 +287,7 @@ def _desired_subaccount(
         virtual=sub.virtual,
         prune=sub.prune,
         keys=tuple(
-            replace(
-                _desired_key(sub.name, key, defaults, project), former_label=former.get(key.label)
-            )
+            _desired_key(sub.name, key, defaults, project, former.get(key.label))
             for key in sub.keys
         ),
         moved=tuple((m.from_label, m.to_label) for m in sub.moved),
@@ -297,7 +295,11 @@ def _desired_subaccount(
 
 
 def _desired_key(
-    subaccount: str, key: KeyModel, defaults: DefaultsModel, project: str | None
+    subaccount: str,
+    key: KeyModel,
+    defaults: DefaultsModel,
+    project: str | None,
+    former_label: str | None,
 ) -> DesiredKey:
     def pick(field: str) -> Any:
         own = getattr(key, field)
@@ -319,6 +321,7 @@ def _desired_key(
         sink=pick("secrets") or DEFAULT_SINK,
         verify=bool(pick("verify")),
         owner=project,
+        former_label=former_label,
     )
 
 
