@@ -58,14 +58,28 @@ class _Change:
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"kind": self.kind.value}
-        for f in fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
-            if isinstance(value, frozenset):
+        values = vars(self)
+        for name in _field_names(type(self)):
+            value = values[name]
+            if isinstance(value, str):
+                pass
+            elif isinstance(value, frozenset):
                 value = sorted(p.value for p in value)
             elif isinstance(value, tuple):
                 value = list(value)
-            data[f.name] = value
+            data[name] = value
         return data
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: Any) -> tuple[str, ...]:
+    """A change class's field names, looked up once per class."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
 
 
 @dataclass(frozen=True)

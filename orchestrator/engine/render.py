@@ -37,13 +37,18 @@ def _symbol(action: Action) -> tuple[str, str, str]:
             return "  ~", "rename", "yellow"
 
 
+#: (permission, its name) in the enum's order, without iterating the enum for every line
+_PERMISSIONS = tuple((p, p.value) for p in Permission)
+
+
 def describe(action: Action) -> str:
     """What an action does, in the words of the plan output's last column."""
     match action:
         case CreateSubaccount(virtual=virtual):
             return f"virtual sub-account {virtual}"
         case CreateKey():
-            perms = ", ".join(["read"] + [p.value for p in Permission if p in action.permissions])
+            granted = action.permissions
+            perms = ", ".join(["read"] + [value for p, value in _PERMISSIONS if p in granted])
             ips = f"ips {', '.join(action.ips)}" if action.ips else "no IP whitelist"
             return f"{perms}; {ips}; {action.key_type} as {action.api_name}"
         case _:
