@@ -19,16 +19,14 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.config import ExchangeSettings
-from orchestrator.emulator import persist
-from orchestrator.emulator.accounts import ApiKey
-from orchestrator.emulator.core import Emulator
-from orchestrator.emulator.master import generate_master
-from orchestrator.emulator.transport import EmulatorTransport
 from orchestrator.engine.workspace import Clock, ExchangeFactory, Workspace, system_clock
 from orchestrator.exchange.client import BinanceClient
+
+if TYPE_CHECKING:  # the emulator is imported when a sandbox is opened, not for a real exchange
+    from orchestrator.emulator.core import Emulator
 
 SANDBOX_DATA = Path("state") / "sandbox.json"
 SANDBOX_URL = "https://sandbox.invalid"
@@ -36,7 +34,7 @@ BINANCE_URL = "https://api.binance.com"
 #: An ISO 8601 instant the sandbox's clock reads instead of the system clock.
 SANDBOX_NOW = "ORCHESTRATOR_NOW"
 
-EmulatorOpener = Callable[[Path], Emulator]
+EmulatorOpener = Callable[[Path], "Emulator"]
 
 
 def open_sandbox(data_path: Path) -> Emulator:
@@ -44,6 +42,11 @@ def open_sandbox(data_path: Path) -> Emulator:
     sandbox's clock, so a key made while a test moved the clock is as old as the tool thinks.
     That clock can stand still (ORCHESTRATOR_NOW), so the sandbox does not pace key creates
     (Binance: about one per sub-account per second)."""
+    from orchestrator.emulator import persist
+    from orchestrator.emulator.accounts import ApiKey
+    from orchestrator.emulator.core import Emulator
+    from orchestrator.emulator.master import generate_master
+
     data = persist.load(data_path) or {}
     stored = data.get("master")
     master = ApiKey.from_json(stored) if stored else None
@@ -93,6 +96,7 @@ def _client_options(settings: ExchangeSettings) -> dict[str, Any]:
 def _sandbox_client(emulator: Emulator, options: dict, emails: Collection[str]) -> BinanceClient:
     from pydantic import SecretStr
 
+    from orchestrator.emulator.transport import EmulatorTransport
     from orchestrator.exchange.signing import HmacSigner
 
     for email in emails:
