@@ -5,11 +5,13 @@ Every time a request starts or ends, httpcore's pool asks each idle connection w
 server has closed it (its socket is readable). Through anyio that question rebuilds a table of
 socket attributes, a `getpeername` call included, each time: with a few dozen connections and
 a thousand calls it cost the client seconds of CPU. Here the raw socket is looked up once per
-connection and the question is one `poll`: a closed connection is still never reused.
+connection and the question is one `poll`, asked at most once per step of the event loop: a
+closed connection is still never reused.
 """
 
 from __future__ import annotations
 
+import asyncio
 import select
 import socket
 import ssl
@@ -73,6 +75,7 @@ class _Stream(httpcore.AsyncNetworkStream):
     def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
         self._inner = inner
         self._socket: socket.socket | None = inner.get_extra_info("socket")
+        self._readable: bool | None = None  # the answer for the current event-loop step
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return await self._inner.read(max_bytes, timeout)
@@ -93,8 +96,20 @@ class _Stream(httpcore.AsyncNetworkStream):
 
     def get_extra_info(self, info: str) -> Any:
         if info == "is_readable":
-            return readable(self._socket)
+            return self._readable_now()
         return self._inner.get_extra_info(info)
+
+    def _readable_now(self) -> bool:
+        """`readable`, asked once per step of the event loop: the pool asks on every request
+        that starts or ends, many times in one step when a window's calls go out at once, and
+        nothing this process does can change the answer before the step ends."""
+        if self._readable is None:
+            self._readable = readable(self._socket)
+            asyncio.get_running_loop().call_soon(self._forget)
+        return self._readable
+
+    def _forget(self) -> None:
+        self._readable = None
 
 
 def readable(sock: socket.socket | None) -> bool:
