@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
+from functools import lru_cache
 from typing import Any, ClassVar
 
 from orchestrator.domain.model import KeyType
@@ -64,7 +65,7 @@ class _Change:
             if isinstance(value, str):
                 pass
             elif isinstance(value, frozenset):
-                value = sorted(p.value for p in value)
+                value = list(_sorted_values(value))
             elif isinstance(value, tuple):
                 value = list(value)
             data[name] = value
@@ -72,6 +73,12 @@ class _Change:
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+@lru_cache(maxsize=256)
+def _sorted_values(members: frozenset) -> tuple[str, ...]:
+    """A set of enum members (permissions) as their sorted values; a plan has few such sets."""
+    return tuple(sorted(p.value for p in members))
 
 
 def _field_names(cls: Any) -> tuple[str, ...]:
