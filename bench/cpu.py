@@ -1,4 +1,5 @@
-"""Local CPU costs, no network: diff plus render of 10,000 keys, and cold start of the CLI."""
+"""Local costs, no network: diff plus render of 10,000 keys, loading a 10,000-key plan, and
+cold start of the CLI."""
 
 from __future__ import annotations
 
@@ -77,6 +78,27 @@ def diff_render(repeats: int = 5) -> dict:
     results["keys"] = DIFF_FIXTURE.total_keys
     results["worst_cpu_s"] = max(v["cpu_s"] for v in results.values() if isinstance(v, dict))
     return results
+
+
+def plan_load(repeats: int = 5) -> dict:
+    """Median wall seconds of loading and validating a plan of 10,000 keys (read, YAML,
+    schema, policy, the desired state), in this process (imports excluded)."""
+    from orchestrator.config import load_plan
+
+    with tempfile.TemporaryDirectory() as tmp:
+        plan = DIFF_FIXTURE.write_project(Path(tmp), "http://127.0.0.1:1", 1.0)
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            loaded = load_plan(plan)
+            times.append(time.perf_counter() - started)
+    return {
+        "keys": loaded.key_count,
+        "warnings": len(loaded.warnings),
+        "median_s": round(statistics.median(times), 4),
+        "min_s": round(min(times), 4),
+        "runs": repeats,
+    }
 
 
 def cold_start(runs: int = 7) -> dict:

@@ -79,16 +79,19 @@ def run_cli(
         text=True,
     )
     wall = time.perf_counter() - started
-    if result.returncode not in (0, 2):
-        raise RuntimeError(
+    completed = result.returncode in (0, 2)  # 2: `plan` found changes
+    if not completed:
+        print(
             f"orchestrator {' '.join(args)} failed ({result.returncode}):\n"
-            f"{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+            f"{result.stdout[-2000:]}\n{result.stderr[-4000:]}",
+            file=sys.stderr,
         )
     calls, limited, server_time = _server_side(emulator)
     client_calls = None
-    if "--json" in args:
+    if "--json" in args and completed:
         client_calls = weighted(_reported_calls(json.loads(result.stdout)))
-    measured = Measured(operation, wall, calls, limited, minimum, client_calls, server_time)
+    extra = {"exit_code": result.returncode, "completed": completed}
+    measured = Measured(operation, wall, calls, limited, minimum, client_calls, server_time, extra)
     return measured, result.stdout
 
 

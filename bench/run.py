@@ -6,10 +6,10 @@ plan from scratch, apply from empty, plan with no changes (the real CLI, as subp
 then the same refresh and creation by the hand-written asyncio peer (bench/peer.py) and by a
 serial loop over Binance's official SDK. Then the loaded-machine scenario: apply from empty
 and the peer's creation again, on a fresh emulator, with a CPU burner on one core. Then the
-local CPU figures. Then two master accounts of the `--accounts-fixture` fixture each in one
+local figures. Then two master accounts of the `--accounts-fixture` fixture each in one
 plan (an emulator with a second master), beside one account alone: plan from scratch, apply
-from empty, plan with no changes. Prints a table and writes bench/results.json. See
-bench/README.md.
+from empty, plan with no changes. Prints a table and the targets (bench/targets.py), each
+passed or failed, and writes bench/results.json. See bench/README.md.
 
     python bench/run.py [--fixtures 1x5,50x4,250x4] [--load-fixture 250x4] [--skip-sdk]
                         [--accounts-fixture 250x4]
@@ -33,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cpu  # noqa: E402
+import targets  # noqa: E402
 from emu import EmulatorProcess, master_env  # noqa: E402
 from fixture import Fixture  # noqa: E402
 from load import CpuBurner  # noqa: E402
@@ -47,7 +48,6 @@ DEFAULT_FIXTURES = [*FIXTURES, *(LARGE_FIXTURES if os.environ.get("BENCH_LARGE")
 #: the burner's own deadline, in case the benchmark dies before it stops it
 BURNER_MAX_S = 300.0
 RESULTS = Path(__file__).resolve().parent / "results.json"
-TARGETS = {"wall_over_floor": 1.15, "sdk_ratio": 3.0, "diff_render_s": 0.5, "help_s": 0.3}
 
 
 def _peer_create(emulator: EmulatorProcess, fixture: Fixture, tmp: Path, label: str) -> Measured:
@@ -68,6 +68,7 @@ def bench_fixture(fixture: Fixture, with_sdk: bool) -> dict:
     emulator = EmulatorProcess(tmp / "emulator.json", time_scale=TIME_SCALE, latency_ms=LATENCY_MS)
     window = emulator.window_s
     started = time.perf_counter()
+    load_before = _load_average()
     try:
         emulator.add_subaccounts(fixture.emails())
         project = tmp / "project"
@@ -134,6 +135,7 @@ def bench_fixture(fixture: Fixture, with_sdk: bool) -> dict:
         "ours_wall_over_peer": ours_over_peer,
         "sdk_wall_over_ours": sdk,
         "fixture_duration_s": round(time.perf_counter() - started, 1),
+        "load_average": {"before": load_before, "after": _load_average()},
     }
 
 
@@ -143,6 +145,7 @@ def bench_loaded(fixture: Fixture) -> dict:
     emulator = EmulatorProcess(tmp / "emulator.json", time_scale=TIME_SCALE, latency_ms=LATENCY_MS)
     window = emulator.window_s
     started = time.perf_counter()
+    load_before = _load_average()
     try:
         emulator.add_subaccounts(fixture.emails())
         project = tmp / "project"
@@ -168,6 +171,7 @@ def bench_loaded(fixture: Fixture) -> dict:
         "operations": [op.to_json(window, LATENCY_MS / 1000) for op in (apply, peer_create)],
         "ours_wall_over_peer": {"apply_over_peer_create": _ratio(apply, peer_create)},
         "fixture_duration_s": round(time.perf_counter() - started, 1),
+        "load_average": {"before": load_before, "after": _load_average()},
     }
 
 
@@ -229,6 +233,11 @@ def bench_accounts(fixture: Fixture) -> dict:
     }
 
 
+def _load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages: absolute times depend on what else runs."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def machine() -> dict:
     return {
         "python": sys.version.split()[0],
@@ -280,6 +289,9 @@ def print_table(results: dict) -> None:
                 f"{'':<7} 2 accounts wall / 1 account: "
                 + ", ".join(f"{k} {v:.2f}x" for k, v in fx["two_accounts_wall_over_one"].items())
             )
+        if fx.get("load_average"):
+            la = fx["load_average"]
+            print(f"{'':<7} load average before {la['before']}, after {la['after']}")
         if fx.get("burner"):
             b = fx["burner"]
             print(f"{'':<7} loaded: CPU burner on cpu {b['cpu']}, {b['cpu_s']} CPU s")
@@ -295,9 +307,20 @@ def print_table(results: dict) -> None:
         + ", ".join(f"{k} {v['cpu_s']:.3f}" for k, v in dr.items() if isinstance(v, dict))
     )
     print(
+        f"plan load, {results['plan_load']['keys']} keys (median s): "
+        f"{results['plan_load']['median_s']:.3f}"
+    )
+    print(
         "cold start (median s): "
         + ", ".join(f"{k} {v['median_s']:.3f}" for k, v in results["cold_start"].items())
     )
+    print(f"load average at the end (1, 5, 15 min): {results['load_average']}")
+    print("\ntargets:")
+    for row in results["targets"]:
+        mark = "pass" if row["pass"] else "FAIL"
+        print(
+            f"  {mark}  {row['target']:<32} {row['where']:<44} {row['measured']} (limit {row['limit']})"
+        )
 
 
 def main() -> None:
@@ -321,7 +344,7 @@ def main() -> None:
             "time_scale": TIME_SCALE,
             "latency_ms": LATENCY_MS,
             "window_s": 60.0 / TIME_SCALE,
-            "targets": TARGETS,
+            "targets": targets.LIMITS,
         },
         "fixtures": [],
     }
@@ -334,9 +357,13 @@ def main() -> None:
     if args.accounts_fixture:
         print(f"... two accounts, 2 x {args.accounts_fixture}", file=sys.stderr, flush=True)
         results["accounts"] = bench_accounts(ALL_FIXTURES[args.accounts_fixture])
-    print("... diff + render, cold start", file=sys.stderr, flush=True)
+    print("... diff + render, plan load, cold start", file=sys.stderr, flush=True)
     results["diff_render"] = cpu.diff_render()
+    results["plan_load"] = cpu.plan_load()
     results["cold_start"] = cpu.cold_start()
+    results["load_average"] = _load_average()
+    results["targets"] = targets.evaluate(results)
+    results["all_targets_pass"] = all(row["pass"] for row in results["targets"])
     results["duration_s"] = round(time.perf_counter() - started, 1)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)

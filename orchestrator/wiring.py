@@ -27,17 +27,15 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.config import ExchangeSettings
-from orchestrator.emulator import persist
-from orchestrator.emulator.accounts import ApiKey
-from orchestrator.emulator.core import Emulator
-from orchestrator.emulator.master import generate_master
-from orchestrator.emulator.transport import EmulatorTransport
 from orchestrator.engine.workspace import Clock, ExchangeFactory, Workspace, system_clock
 from orchestrator.exchange.client import BinanceClient
 from orchestrator.notify import Notice, NotifierOpener, NotifySettings, open_notifier
+
+if TYPE_CHECKING:  # the emulator is imported when a sandbox is opened, not for a real exchange
+    from orchestrator.emulator.core import Emulator
 
 SANDBOX_DATA = Path("state") / "sandbox.json"
 SANDBOX_URL = "https://sandbox.invalid"
@@ -45,7 +43,7 @@ BINANCE_URL = "https://api.binance.com"
 #: An ISO 8601 instant the sandbox's clock reads instead of the system clock.
 SANDBOX_NOW = "ORCHESTRATOR_NOW"
 
-EmulatorOpener = Callable[[Path], Emulator]
+EmulatorOpener = Callable[[Path], "Emulator"]
 
 
 def open_sandbox(data_path: Path) -> Emulator:
@@ -53,6 +51,11 @@ def open_sandbox(data_path: Path) -> Emulator:
     sandbox's clock, so a key made while a test moved the clock is as old as the tool thinks.
     That clock can stand still (ORCHESTRATOR_NOW), so the sandbox does not pace key creates
     (Binance: about one per sub-account per second)."""
+    from orchestrator.emulator import persist
+    from orchestrator.emulator.accounts import ApiKey
+    from orchestrator.emulator.core import Emulator
+    from orchestrator.emulator.master import generate_master
+
     data = persist.load(data_path) or {}
     stored = data.get("master")
     master = ApiKey.from_json(stored) if stored else None
@@ -124,18 +127,23 @@ class _SharedSandboxes:
             self._in_use[key] = (emulator, users - 1)
 
 
-class _ClosingTransport(EmulatorTransport):
-    """The in-process transport that says when its client is closed."""
+def _closing_transport(emulator: Emulator, on_close: Callable[[], None]) -> Any:
+    """The in-process transport, which says when its client is closed. Made here so that the
+    emulator is imported only when a sandbox is opened."""
+    from orchestrator.emulator.transport import EmulatorTransport
 
-    def __init__(self, emulator: Emulator, on_close: Callable[[], None]) -> None:
-        super().__init__(emulator)
-        self._on_close: Callable[[], None] | None = on_close
+    class ClosingTransport(EmulatorTransport):
+        def __init__(self) -> None:
+            super().__init__(emulator)
+            self._on_close: Callable[[], None] | None = on_close
 
-    async def aclose(self) -> None:
-        on_close = self._on_close
-        self._on_close = None
-        if on_close is not None:
-            on_close()
+        async def aclose(self) -> None:
+            done = self._on_close
+            self._on_close = None
+            if done is not None:
+                done()
+
+    return ClosingTransport()
 
 
 open_exchange = exchange_factory()
@@ -177,7 +185,7 @@ def _sandbox_client(
         raise ValueError("the sandbox's master key has no HMAC secret; delete state/sandbox.json")
     signer = HmacSigner(master.api_key, SecretStr(master.secret))
     options = {"key_creation_interval_s": emulator.creation_pace.interval_s, **options}
-    transport = _ClosingTransport(emulator, on_close)
+    transport = _closing_transport(emulator, on_close)
     return BinanceClient(SANDBOX_URL, signer, transport=transport, **options)
 
 

@@ -24,8 +24,10 @@ app = typer.Typer(
     help="Plan and apply Binance sub-account API keys from reviewed plan files.",
     no_args_is_help=True,
     cls=Group,
-    rich_markup_mode=None,  # plain help: flags show as flags, not `<bool>`
     pretty_exceptions_enable=False,
+    # click's plain help: flags show as flags (not `<bool>`), and typer's rich help would
+    # cost ~0.15 s of imports
+    rich_markup_mode=None,
 )
 
 

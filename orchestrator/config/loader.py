@@ -474,9 +474,7 @@ def _desired_subaccount(
         virtual=sub.virtual,
         prune=sub.prune,
         keys=tuple(
-            replace(
-                _desired_key(sub.name, key, defaults, project), former_label=former.get(key.label)
-            )
+            _desired_key(sub.name, key, defaults, project, former.get(key.label))
             for key in sub.keys
         ),
         moved=tuple((m.from_label, m.to_label) for m in sub.moved),
@@ -484,7 +482,11 @@ def _desired_subaccount(
 
 
 def _desired_key(
-    subaccount: str, key: KeyModel, defaults: DefaultsModel, project: str | None
+    subaccount: str,
+    key: KeyModel,
+    defaults: DefaultsModel,
+    project: str | None,
+    former_label: str | None,
 ) -> DesiredKey:
     def pick(field: str) -> Any:
         own = getattr(key, field)
@@ -509,6 +511,7 @@ def _desired_key(
         check=tuple(pick("check") or ()),
         reload_timeout=pick("reload_timeout") or DEFAULT_RELOAD_TIMEOUT,
         owner=project,
+        former_label=former_label,
     )
 
 

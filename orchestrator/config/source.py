@@ -78,7 +78,17 @@ class YamlSyntaxError(Exception):
 
 
 def read_yaml(text: str) -> Source:
-    """Parse `text`; raise YamlSyntaxError for broken YAML, collect other problems."""
+    """Parse `text`; raise YamlSyntaxError for broken YAML, collect other problems.
+
+    A plain plan (no anchors, aliases, collection tags, duplicate or unusual keys) is read
+    from libyaml's event stream, several times faster than composing nodes; anything else,
+    and any error, goes through PyYAML's own composer, whose messages and positions users see.
+    """
+    fast = _read_plain(text)
+    return fast if fast is not None else _read_composed(text)
+
+
+def _read_composed(text: str) -> Source:
     try:
         loader = yaml.SafeLoader(text)
     except yaml.reader.ReaderError as exc:
@@ -227,6 +237,104 @@ class _Builder:
 
     def _problem(self, path: str, node: yaml.Node, message: str, hint: str) -> None:
         self.source.problems.append(SyntaxProblem(path, _position(node), message, hint))
+
+
+class _NotPlain(Exception):
+    """The fast reader met something only the composer handles (or reports) faithfully."""
+
+
+_CParser = getattr(yaml, "CSafeLoader", None)
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+def _read_plain(text: str) -> Source | None:
+    """The Source of a plain plan, straight from libyaml's events; None when libyaml is
+    missing or the text needs the composer (which then finds any problem itself)."""
+    if _CParser is None or "\t" in text or yaml.reader.Reader.NON_PRINTABLE.search(text):
+        return None  # libyaml accepts tabs where PyYAML refuses them
+    loader = _CParser(text)
+    try:
+        loader.get_event()  # stream start
+        if not loader.check_event(yaml.DocumentStartEvent):
+            return None
+        loader.get_event()
+        source = Source(data=None)
+        source.data = _EventBuilder(loader, source).build("")
+        loader.get_event()  # document end
+        if not loader.check_event(yaml.StreamEndEvent):
+            return None
+        return source
+    except (_NotPlain, yaml.YAMLError, RecursionError):
+        return None
+    finally:
+        loader.dispose()
+
+
+class _EventBuilder:
+    """The same data and positions as `_Builder`, built from parser events, without nodes."""
+
+    def __init__(self, loader: Any, source: Source) -> None:
+        self.loader = loader
+        self.values = source.values
+        self.keys = source.keys
+        self.count = 0
+
+    def build(self, path: str, depth: int = 0) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES or depth > MAX_DEPTH:
+            raise _NotPlain  # the composer reports the limit at its position
+        event: Any = self.loader.get_event()
+        if getattr(event, "anchor", None) is not None:
+            raise _NotPlain
+        mark = event.start_mark
+        self.values.setdefault(path, (mark.line + 1, mark.column + 1))
+        if isinstance(event, yaml.ScalarEvent):
+            return self._scalar(event)
+        if event.tag not in (None, "!"):
+            raise _NotPlain
+        if isinstance(event, yaml.SequenceStartEvent):
+            items: list[Any] = []
+            while not self.loader.check_event(yaml.SequenceEndEvent):
+                items.append(self.build(f"{path}[{len(items)}]", depth + 1))
+            self.loader.get_event()
+            return items
+        if isinstance(event, yaml.MappingStartEvent):
+            return self._mapping(path, depth)
+        raise _NotPlain  # an alias
+
+    def _mapping(self, path: str, depth: int) -> dict:
+        result: dict[str, Any] = {}
+        while not self.loader.check_event(yaml.MappingEndEvent):
+            event: Any = self.loader.get_event()
+            if not isinstance(event, yaml.ScalarEvent) or event.anchor is not None:
+                raise _NotPlain
+            key = self._scalar(event)
+            if not isinstance(key, str):
+                key = str(key)
+            child = f"{path}.{key}" if path else key
+            if key in result or key == "<<":
+                raise _NotPlain
+            mark: Any = event.start_mark
+            self.keys[child] = (mark.line + 1, mark.column + 1)
+            result[key] = self.build(child, depth + 1)
+        self.loader.get_event()
+        return result
+
+    def _scalar(self, event: Any) -> Any:
+        if event.tag is not None or event.style in ("|", ">") or not event.value:
+            raise _NotPlain  # where libyaml and PyYAML disagree on edge cases
+        if len(event.value) > MAX_VALUE_CHARS:
+            raise _NotPlain  # the composer's reader says which value, and the limit
+        tag = self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+        if tag == _STR_TAG:
+            return event.value
+        if tag == _MERGE_TAG:
+            raise _NotPlain
+        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError):
+            raise _NotPlain from None
 
 
 def _syntax_problem(exc: yaml.MarkedYAMLError) -> SyntaxProblem:

@@ -10,6 +10,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cached_property
 from typing import Literal
 
 from orchestrator.domain.permissions import Permissions
@@ -115,6 +116,11 @@ class Live:
     subaccounts: tuple[SubAccount, ...]
     keys: dict[str, tuple[LiveKey, ...]] = field(default_factory=dict)  # by sub-account email
     material: dict[str, SinkHolding] = field(default_factory=dict)  # by `sub/label`
+
+    @cached_property
+    def emails(self) -> frozenset[str]:
+        """The listed sub-accounts' emails (looked up once per planned sub-account)."""
+        return frozenset(s.email for s in self.subaccounts)
 
     def fingerprint(self) -> str:
         """A hash of everything the diff reads, to refuse a saved changeset when live moved."""

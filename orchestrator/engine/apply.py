@@ -82,8 +82,12 @@ class Applier:
     async def apply(self, changeset: Changeset) -> list[ActionResult]:
         for step in sorted({phase(a) for a in changeset.actions}):
             batch = [a for a in changeset.actions if phase(a) == step]
-            await asyncio.gather(*(self._run(a) for a in batch))
+            await asyncio.gather(*(self._run_all(lane) for lane in _lanes(batch)))
         return self.results
+
+    async def _run_all(self, lane: list[Action]) -> None:
+        for action in lane:
+            await self._run(action)
 
     async def finish(self) -> None:
         """Write the state file after the run: it takes in the run's state log and anchors
@@ -172,3 +176,23 @@ class Applier:
         prefix = f"{virtual}{VIRTUAL_EMAIL_MARKER}".lower()
         subs = await self.exchange.list_all_subaccounts()
         return next((s.email for s in subs if s.email.lower().startswith(prefix)), None)
+
+
+def _lanes(batch: list[Action]) -> list[list[Action]]:
+    """The phase's actions as lanes that run concurrently, each one action after another.
+
+    A sub-account's new keys share a lane: the exchange takes its creates one at a time
+    anyway, so each key's material is made and stored just before its own create, and the
+    first creates of a run do not wait behind the preparation of every other key. Every
+    other action has a lane of its own."""
+    lanes: list[list[Action]] = []
+    makers: dict[str, list[Action]] = {}
+    for action in batch:
+        if isinstance(action, CreateKey | Rotate):
+            if action.subaccount not in makers:
+                makers[action.subaccount] = []
+                lanes.append(makers[action.subaccount])
+            makers[action.subaccount].append(action)
+        else:
+            lanes.append([action])
+    return lanes

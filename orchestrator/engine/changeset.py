@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
+from functools import lru_cache
 from typing import Any, ClassVar
 
 from orchestrator.domain.model import KeyType
@@ -60,14 +61,34 @@ class _Change:
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"kind": self.kind.value}
-        for f in fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
-            if isinstance(value, frozenset):
-                value = sorted(p.value for p in value)
+        values = vars(self)
+        for name in _field_names(type(self)):
+            value = values[name]
+            if isinstance(value, str):
+                pass
+            elif isinstance(value, frozenset):
+                value = list(_sorted_values(value))
             elif isinstance(value, tuple):
                 value = list(value)
-            data[f.name] = value
+            data[name] = value
         return data
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+@lru_cache(maxsize=256)
+def _sorted_values(members: frozenset) -> tuple[str, ...]:
+    """A set of enum members (permissions) as their sorted values; a plan has few such sets."""
+    return tuple(sorted(p.value for p in members))
+
+
+def _field_names(cls: Any) -> tuple[str, ...]:
+    """A change class's field names, looked up once per class."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
 
 
 @dataclass(frozen=True)

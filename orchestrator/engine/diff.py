@@ -110,7 +110,7 @@ def diff(
 
 def resolve_email(sub: DesiredSubaccount, live: Live, prior: State | None) -> str | None:
     """The live email of a plan's sub-account, or None if it does not exist (yet)."""
-    emails = {s.email for s in live.subaccounts}
+    emails = live.emails
     if sub.email:
         return sub.email if sub.email in emails else None
     prefix = f"{sub.virtual}{VIRTUAL_EMAIL_MARKER}".lower()
@@ -134,7 +134,7 @@ def _diff_subaccount(
     findings: list[Finding] = []
     for key in sub.keys:
         elsewhere = _recorded_keys(records, key)
-        others = [k for k in live_keys if k.api_key not in elsewhere]
+        others = [k for k in live_keys if k.api_key not in elsewhere] if elsewhere else live_keys
         holding = live.material.get(key.address)
         record = _record_of(records, key)
         key_actions, key_findings, key_claimed = _diff_key(
@@ -261,11 +261,17 @@ def _generations(key: DesiredKey, live_keys: Iterable[LiveKey], record: KeyRecor
 def _named(key: DesiredKey, live_keys: Iterable[LiveKey]) -> list[LiveKey]:
     """Live keys whose apiName names this label (or the label it was renamed from) of this
     project (or no project: a key named before projects had ids), oldest generation first."""
-    labels = [key.label, key.former_label] if key.former_label else [key.label]
-    return sorted(
-        (k for k in live_keys if any(_names_label(k, label, key.owner) for label in labels)),
-        key=_generation_order,
-    )
+    labels = (key.label, key.former_label) if key.former_label else (key.label,)
+    # every name that parses to a label holds "<label>-g": a cheap test before parsing
+    first, last = (f"{label}-g" for label in (labels[0], labels[-1]))
+    candidates = [k for k in live_keys if first in k.api_name or last in k.api_name]
+    owners = (None, key.owner)
+    named = []
+    for k in candidates:
+        parsed = _parsed(k.api_name)
+        if parsed is not None and parsed.label in labels and parsed.owner in owners:
+            named.append(k)
+    return sorted(named, key=_generation_order)
 
 
 def _highest(named: Iterable[LiveKey], record: KeyRecord | None, *more: int) -> int:

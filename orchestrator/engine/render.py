@@ -45,6 +45,10 @@ def _symbol(action: Action) -> tuple[str, str, str]:
             return "  ~", "move", "yellow"
 
 
+#: (permission, its name) in the enum's order, without iterating the enum for every line
+_PERMISSIONS = tuple((p, p.value) for p in Permission)
+
+
 def describe(action: Action) -> str:
     """What an action does, in the words of the plan output's last column: for a new key,
     where its material will be written; for a deleted generation of a planned key, which."""
@@ -52,7 +56,8 @@ def describe(action: Action) -> str:
         case CreateSubaccount(virtual=virtual):
             return f"virtual sub-account {virtual}"
         case CreateKey():
-            perms = ", ".join(["read"] + [p.value for p in Permission if p in action.permissions])
+            granted = action.permissions
+            perms = ", ".join(["read"] + [value for p, value in _PERMISSIONS if p in granted])
             ips = f"ips {', '.join(action.ips)}" if action.ips else "no IP whitelist"
             return (
                 f"{perms}; {ips}; {action.key_type} as {action.api_name}; "

@@ -57,6 +57,7 @@ from orchestrator.exchange.models import (
     flags_from_permissions,
 )
 from orchestrator.exchange.pacing import CreationGate, WeightPacer
+from orchestrator.exchange.transport import PooledTransport
 
 log = structlog.get_logger("orchestrator.exchange")
 
@@ -73,8 +74,10 @@ HINT_AMBIGUOUS = (
 
 
 #: requests on the wire at once; a request waits for a slot *before* it is signed, so a queue
-#: in the connection pool can never make its timestamp stale.
-MAX_IN_FLIGHT = 100
+#: in the connection pool can never make its timestamp stale. A window's budget (60 calls of
+#: weight 3000) goes out in a few round trips; more connections cost more than they give, as
+#: the pool's bookkeeping on every request grows with the square of their number.
+MAX_IN_FLIGHT = 20
 
 #: resends of one request refused with -1021, each after a resync; from the second one on, the
 #: request also asks for a wider recvWindow (doubling, up to Binance's 60 s), in case what
@@ -174,13 +177,16 @@ class BinanceClient:
         if key_creation_interval_s is None:
             key_creation_interval_s = rate_window_s / 60
         self._creates = CreationGate(key_creation_interval_s, clock=clock, sleep=sleep)
+        limits = httpx.Limits(
+            max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT
+        )
+        if transport is None:  # plain http (an emulator) has no TLS: no CA bundle to load
+            transport = PooledTransport(limits=limits, verify=httpx.URL(base_url).scheme == "https")
         self._http = httpx.AsyncClient(
             base_url=base_url,
             transport=transport,
             timeout=timeout_s,
-            limits=httpx.Limits(
-                max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT
-            ),
+            limits=limits,
             headers=dict(source_ip_header or {}),
         )
         self._calls: Counter[str] = Counter()
