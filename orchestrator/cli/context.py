@@ -41,23 +41,12 @@ def configure_logging(options: GlobalOptions) -> None:
     configure(verbose=options.verbose)
 
 
-def open_workspace(
-    plan_file: Path | None, wiring: Wiring | None, *, failure_of: str = ""
-) -> Workspace:
-    """The plan's workspace, opened by `wiring` (GlobalOptions.wiring), else the default.
-    A command that notifies its failures names itself in `failure_of`, so that a plan it
-    cannot open is notified too."""
-    from orchestrator.wiring import Wiring
-
-    return (wiring or Wiring()).open_workspace(plan_file, failure_of=failure_of)
-
-
 def open_workspaces(
     plan_file: Path | None, options: GlobalOptions, *, failure_of: str = ""
 ) -> list[Workspace]:
     """A workspace per master account the command runs on: those `--account` names, else
-    every account of the plan (one for a plan without `accounts:`). `failure_of` as for
-    `open_workspace`."""
+    every account of the plan (one for a plan without `accounts:`). A command that notifies
+    its failures names itself in `failure_of`, so that a plan it cannot open is notified too."""
     from orchestrator.wiring import Wiring
 
     return (options.wiring or Wiring()).open_accounts(
