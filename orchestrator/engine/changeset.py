@@ -64,7 +64,7 @@ class _Change:
         values = vars(self)
         for name in _field_names(type(self)):
             value = values[name]
-            if isinstance(value, str):
+            if type(value) in _AS_IS:
                 pass
             elif isinstance(value, frozenset):
                 value = list(_sorted_values(value))
@@ -75,6 +75,8 @@ class _Change:
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+#: field values written as they are, told by exact type (one lookup instead of three checks)
+_AS_IS = frozenset({str, int, float, bool, type(None)})
 
 
 @lru_cache(maxsize=256)

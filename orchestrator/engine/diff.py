@@ -60,7 +60,8 @@ def with_takeovers(desired: Desired, prior: State | None) -> Desired:
     """
     if prior is None:
         return desired
-    subs = tuple(_with_takeovers(sub, _records_of(prior, sub.name)) for sub in desired.subaccounts)
+    grouped = _records_by_subaccount(prior)
+    subs = tuple(_with_takeovers(sub, grouped.get(sub.name, {})) for sub in desired.subaccounts)
     return replace(desired, subaccounts=subs)
 
 
@@ -89,8 +90,12 @@ def diff(
 ) -> Changeset:
     actions: list[Action] = []
     findings: list[Finding] = []
+    grouped = _records_by_subaccount(prior)
     for sub in with_takeovers(desired, prior).subaccounts:
-        sub_actions, sub_findings = _diff_subaccount(sub, live, prior, now, desired.project)
+        records = grouped.get(sub.name, {})
+        sub_actions, sub_findings = _diff_subaccount(
+            sub, live, prior, records, now, desired.project
+        )
         actions.extend(sub_actions)
         findings.extend(sub_findings)
     if targets:
@@ -122,24 +127,26 @@ def resolve_email(sub: DesiredSubaccount, live: Live, prior: State | None) -> st
 
 
 def _diff_subaccount(
-    sub: DesiredSubaccount, live: Live, prior: State | None, now: datetime, project: str | None
+    sub: DesiredSubaccount,
+    live: Live,
+    prior: State | None,
+    records: dict[str, KeyRecord],
+    now: datetime,
+    project: str | None,
 ) -> tuple[list[Action], list[Finding]]:
     email = resolve_email(sub, live, prior)
     if email is None:
         return _missing_subaccount(sub)
     live_keys = live.keys.get(email, ())
-    records = _records_of(prior, sub.name)
+    index = _LiveIndex(live_keys, records)
     actions: list[Action] = []
     claimed: set[str] = set()
     findings: list[Finding] = []
     for key in sub.keys:
-        elsewhere = _recorded_keys(records, key)
-        others = [k for k in live_keys if k.api_key not in elsewhere] if elsewhere else live_keys
         holding = live.material.get(key.address)
         record = _record_of(records, key)
-        key_actions, key_findings, key_claimed = _diff_key(
-            key, email, tuple(others), record, now, holding
-        )
+        others = index.relevant(key, record, holding)
+        key_actions, key_findings, key_claimed = _diff_key(key, email, others, record, now, holding)
         actions += _renames(key, records, holding, others)
         actions.extend(key_actions)
         findings.extend(key_findings)
@@ -172,6 +179,65 @@ def _records_of(prior: State | None, subaccount: str) -> dict[str, KeyRecord]:
     return {r.label: r for r in prior.keys.values() if r.subaccount == subaccount}
 
 
+def _records_by_subaccount(prior: State | None) -> dict[str, dict[str, KeyRecord]]:
+    """State's records grouped once: sub-account -> label -> record."""
+    grouped: dict[str, dict[str, KeyRecord]] = {}
+    for record in prior.keys.values() if prior else ():
+        grouped.setdefault(record.subaccount, {})[record.label] = record
+    return grouped
+
+
+class _LiveIndex:
+    """One sub-account's live keys, indexed once so that each planned key looks only at the
+    keys that can concern it, not at every key of the sub-account.
+
+    A planned key's diff reads live keys in two ways only: those whose apiName names its
+    label (or former label), and those whose api key state or its sink names. `relevant`
+    returns exactly those, in the live listing's order, less the keys state assigns to
+    another label of the sub-account: the same answers a scan of the whole list gives.
+    """
+
+    def __init__(self, live_keys: tuple[LiveKey, ...], records: dict[str, KeyRecord]) -> None:
+        self.keys = live_keys
+        self.position = {k.api_key: n for n, k in enumerate(live_keys)}
+        self.by_label: dict[str, list[int]] = {}
+        for n, k in enumerate(live_keys):
+            label = _label_of(k)
+            if label is not None:
+                self.by_label.setdefault(label, []).append(n)
+        self.owners: dict[str, set[str]] = {}
+        for label, record in records.items():
+            for api in [record.api_key, *(p.api_key for p in record.previous)]:
+                self.owners.setdefault(api, set()).add(label)
+
+    def relevant(
+        self, key: DesiredKey, record: KeyRecord | None, holding: SinkHolding | None
+    ) -> tuple[LiveKey, ...]:
+        positions = set(self.by_label.get(key.label, ()))
+        if key.former_label:
+            positions.update(self.by_label.get(key.former_label, ()))
+        for api in _named_api_keys(record, holding):
+            if api in self.position:
+                positions.add(self.position[api])
+        own = (key.label, key.former_label)
+        return tuple(
+            self.keys[n]
+            for n in sorted(positions)
+            if all(label in own for label in self.owners.get(self.keys[n].api_key, ()))
+        )
+
+
+def _named_api_keys(record: KeyRecord | None, holding: SinkHolding | None) -> list[str]:
+    """Every api key that a label's state record or sink evidence names."""
+    apis = [record.api_key, *(p.api_key for p in record.previous)] if record else []
+    while holding is not None:
+        if holding.current:
+            apis.append(holding.current)
+        apis.extend(holding.generations)
+        holding = holding.moved_from
+    return apis
+
+
 def former_sink(key: DesiredKey, prior: State | None) -> str | None:
     """The sink state recorded for the key when the plan now names another (its `secrets:`
     changed); None otherwise. A key imported with its material kept elsewhere has none here
@@ -180,16 +246,6 @@ def former_sink(key: DesiredKey, prior: State | None) -> str | None:
     if record is None or record.sink in (key.sink, EXTERNAL_SINK, ""):
         return None
     return record.sink
-
-
-def _recorded_keys(records: dict[str, KeyRecord], key: DesiredKey) -> set[str]:
-    """Api keys that state assigns to other labels: never claimed by name for this one."""
-    return {
-        api
-        for label, record in records.items()
-        if label not in (key.label, key.former_label)
-        for api in [record.api_key, *(p.api_key for p in record.previous)]
-    }
 
 
 def _record_of(records: dict[str, KeyRecord], key: DesiredKey) -> KeyRecord | None:
@@ -1013,14 +1069,17 @@ def _ago(delta: timedelta) -> str:
 def current_keys(desired: Desired, live: Live, prior: State | None) -> dict[str, LiveKey]:
     """The live key the diff treats as current for each planned address (`sub/label`)."""
     found: dict[str, LiveKey] = {}
+    grouped = _records_by_subaccount(prior)
     for sub in desired.subaccounts:
         email = resolve_email(sub, live, prior)
         if email is None:
             continue
-        records = _records_of(prior, sub.name)
-        live_keys = live.keys.get(email, ())
+        records = grouped.get(sub.name, {})
+        index = _LiveIndex(live.keys.get(email, ()), records)
         for key in sub.keys:
-            current, _ = _current_of(key, live_keys, records, live.material.get(key.address))
+            holding = live.material.get(key.address)
+            relevant = index.relevant(key, _record_of(records, key), holding)
+            current, _ = _current_of(key, relevant, records, holding)
             if current is not None:
                 found[key.address] = current
     return found
@@ -1032,9 +1091,9 @@ def _current_of(
     records: dict[str, KeyRecord],
     holding: SinkHolding | None,
 ) -> tuple[LiveKey | None, int]:
-    """(current key, highest generation known) of a label, as the diff decides them."""
-    elsewhere = _recorded_keys(records, key)
-    others = [k for k in live_keys if k.api_key not in elsewhere]
+    """(current key, highest generation known) of a label, as the diff decides them, from
+    the live keys that concern it (`_LiveIndex.relevant`)."""
+    others = list(live_keys)
     record = _record_of(records, key)
     if holding is None:
         gens = _generations(key, others, record)
@@ -1060,7 +1119,10 @@ def forced_rotation(
                 return None
             records = _records_of(prior, sub.name)
             holding = live.material.get(key.address)
-            current, highest = _current_of(key, live.keys.get(email, ()), records, holding)
+            relevant = _LiveIndex(live.keys.get(email, ()), records).relevant(
+                key, _record_of(records, key), holding
+            )
+            current, highest = _current_of(key, relevant, records, holding)
             if current is None:
                 return None
             return _rotate_action(key, email, current, highest + 1, "rotation requested")
@@ -1079,7 +1141,10 @@ def forced_reload(desired: Desired, live: Live, prior: State | None, address: st
                 return None
             records = _records_of(prior, sub.name)
             holding = live.material.get(key.address)
-            current, _ = _current_of(key, live.keys.get(email, ()), records, holding)
+            relevant = _LiveIndex(live.keys.get(email, ()), records).relevant(
+                key, _record_of(records, key), holding
+            )
+            current, _ = _current_of(key, relevant, records, holding)
             if current is None:
                 return None
             (reload,) = _reload(key, email, current, _record_of(records, key), [], [])

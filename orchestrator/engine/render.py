@@ -21,7 +21,7 @@ from orchestrator.engine.changeset import (
     UpdateIps,
     UpdatePermissions,
 )
-from orchestrator.sinks import material_location
+from orchestrator.sinks import key_material_location
 
 
 def _symbol(action: Action) -> tuple[str, str, str]:
@@ -75,7 +75,7 @@ def describe(action: Action) -> str:
 
 
 def _location(action: CreateKey | Rotate) -> str:
-    return material_location(action.sink, action.address)
+    return key_material_location(action.sink, action.subaccount, action.label)
 
 
 def _generation(name: str) -> int | None:

@@ -56,7 +56,7 @@ from orchestrator.exchange.models import (
     SubAccount,
     flags_from_permissions,
 )
-from orchestrator.exchange.pacing import CreationGate, WeightPacer
+from orchestrator.exchange.pacing import CreationGate, Reservation, WeightPacer
 from orchestrator.exchange.transport import PooledTransport
 
 log = structlog.get_logger("orchestrator.exchange")
@@ -501,20 +501,18 @@ class BinanceClient:
         recv_window_ms: int,
         signed_in: _Signed,
     ) -> Any:
-        reservation = await self._pacer.acquire(
-            endpoint.budget_key, endpoint.weight, endpoint.budget, in_flight=True
-        )
+        if endpoint.signed:
+            await self._resync_finished()
+        reservation = await self._slot_and_weight(endpoint)
         started = time.perf_counter()
         status: int | str = "error"
         try:
-            try:
-                if endpoint.signed:
-                    await self._resync_finished()
-                async with self._slots:  # sign only once a connection is free: fresh timestamps
-                    signed_in.generation = self._sync_generation
-                    request = self._build_request(endpoint, params, signer, recv_window_ms)
-                    response = await self._on_wire(endpoint, request)
+            try:  # signed only once a connection is free: fresh timestamps
+                signed_in.generation = self._sync_generation
+                request = self._build_request(endpoint, params, signer, recv_window_ms)
+                response = await self._on_wire(endpoint, request)
             finally:
+                self._slots.release()
                 self._pacer.release(reservation)
             status = response.status_code
             self._pacer.observe(reservation, _used_weight(endpoint, response))
@@ -532,6 +530,20 @@ class BinanceClient:
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
                 attempt=attempt,
             )
+
+    async def _slot_and_weight(self, endpoint: Endpoint) -> Reservation:
+        """A connection slot, then the call's weight reserved in the current window: weight
+        is reserved only by a call that goes out now, so calls queued for a connection at a
+        window boundary spend no budget of the window they missed. Returns holding a slot."""
+        while True:
+            await self._pacer.wait_for_room(endpoint.budget_key, endpoint.weight, endpoint.budget)
+            await self._slots.acquire()
+            reservation = self._pacer.try_acquire(
+                endpoint.budget_key, endpoint.weight, endpoint.budget, in_flight=True
+            )
+            if reservation is not None:
+                return reservation
+            self._slots.release()  # the room went to calls that had a connection first
 
     # -- building requests -----------------------------------------------------------------
 

@@ -87,20 +87,43 @@ class WeightPacer:
 
         With `in_flight`, the call counts in later windows too until `release` is called
         with its reservation (when its answer, or its failure, arrives)."""
+        while (reservation := self.try_acquire(budget_key, weight, budget, in_flight)) is None:
+            await self.wait_for_room(budget_key, weight, budget)
+        return reservation
+
+    def try_acquire(
+        self, budget_key: str, weight: int, budget: int, in_flight: bool = False
+    ) -> Reservation | None:
+        """Reserve `weight` in the current window if it fits now; None if it does not.
+
+        For a caller that reserves only at the moment it can send (a connection in hand):
+        weight reserved by a call still queued at a window boundary would be spent in the
+        old window, where it was never sent, and in the new one, where it is."""
+        now = self._clock()
+        state = self._current(budget_key, now)
+        if now < state.blocked_until:
+            return None
+        # A call heavier than the whole budget still goes out alone in a fresh window.
+        if state.used + weight > budget and state.used != 0:
+            return None
+        state.used += weight
+        if self.next_boundary(now) - now < self.guard_s:
+            state.carry += weight
+        if in_flight:
+            state.in_flight[state.window] = state.in_flight.get(state.window, 0) + weight
+        return Reservation(budget_key, state.window, weight, in_flight)
+
+    async def wait_for_room(self, budget_key: str, weight: int, budget: int) -> None:
+        """Sleep until `weight` may fit in the budget (returns at once if it fits now);
+        nothing is reserved, so another caller may take the room first."""
         while True:
             now = self._clock()
             state = self._current(budget_key, now)
             if now < state.blocked_until:
                 await self._sleep(state.blocked_until - now)
                 continue
-            # A call heavier than the whole budget still goes out alone in a fresh window.
             if state.used + weight <= budget or state.used == 0:
-                state.used += weight
-                if self.next_boundary(now) - now < self.guard_s:
-                    state.carry += weight
-                if in_flight:
-                    state.in_flight[state.window] = state.in_flight.get(state.window, 0) + weight
-                return Reservation(budget_key, state.window, weight, in_flight)
+                return
             await self._sleep(max(self.next_boundary(now) - now, 0.0) + self.guard_s)
 
     def release(self, reservation: Reservation) -> None:

@@ -39,6 +39,7 @@ __all__ = [
     "VaultError",
     "VaultSink",
     "bot_facing_location",
+    "key_material_location",
     "material_location",
     "open_sink",
     "split_address",
@@ -78,8 +79,12 @@ def material_location(spec: str, address: str) -> str:
     """Where the sink `spec` keeps the material bots read for the key at `address`, written
     as the plan writes paths (no secret, nothing opened): `file:DIR/<sub>/<label>.json`,
     the `dotenv:` file itself, or `vault:MOUNT/PATH/<sub>/<label>`."""
+    return key_material_location(spec, *split_address(address))
+
+
+def key_material_location(spec: str, sub: str, label: str) -> str:
+    """`material_location` for a key named by its parts, already checked (a planned key)."""
     kind, _, target = spec.partition(":")
-    sub, label = split_address(address)
     if kind == "file":
         return f"file:{target.rstrip('/')}/{sub}/{label}.json"
     if kind == "vault":

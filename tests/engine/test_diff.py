@@ -274,3 +274,37 @@ def test_render_pads_addresses_to_a_shared_width():
     cs = diff(plan(key("a")), live(), None, NOW)
     (line,) = plan_lines(cs, with_summary=False, width=20)
     assert line.startswith("  + create   quant/a" + " " * 13 + "  read")
+
+
+class _CountedKeys(tuple):
+    """A sub-account's live keys that count how often the diff walks through them."""
+
+    walks = 0
+
+    def __iter__(self):
+        type(self).walks += 1
+        return super().__iter__()
+
+
+def test_a_sub_accounts_keys_are_walked_a_fixed_number_of_times_not_once_per_planned_key():
+    labels = [f"bot{n}" for n in range(30)]
+    keys = [live_key(label, api=f"K{n}") for n, label in enumerate(labels)]
+    records = [record(k, label=label) for k, label in zip(keys, labels, strict=True)]
+    listed = _CountedKeys(keys)
+    found = Live(subaccounts=(SubAccount(email=EMAIL),), keys={EMAIL: listed})
+    cs = diff(plan(*(key(label) for label in labels)), found, state(*records), NOW)
+    assert not cs.has_changes
+    assert _CountedKeys.walks <= 5
+
+
+def test_a_key_state_files_under_another_label_is_not_claimed_by_its_name():
+    """`bot`'s apiName is on a key that state records as `other`'s (imported under it)."""
+    named_bot = live_key("bot", api="K1")
+    mine = live_key("bot", gen=2, api="K2")
+    cs = diff(
+        plan(key("bot"), key("other")),
+        live(named_bot, mine),
+        state(record(named_bot, label="other"), record(mine, label="bot", gen=2)),
+        NOW,
+    )
+    assert not cs.has_changes

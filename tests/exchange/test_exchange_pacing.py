@@ -268,3 +268,24 @@ async def test_creates_in_one_sub_account_go_out_an_interval_apart(mock, make_cl
 async def test_the_creation_interval_follows_the_rate_window(make_client):
     client = make_client(rate_window_s=6.0)
     assert client._creates.interval_s == pytest.approx(0.1)
+
+
+async def test_try_acquire_reserves_only_what_fits_now(paused):
+    pacer = WeightPacer(window_s=60.0, clock=paused.clock, sleep=paused.sleep, guard_s=0)
+    taken = [pacer.try_acquire("k", 3000, 180_000) for _ in range(61)]
+    assert all(taken[:60]) and taken[60] is None
+    assert pacer.used("k") == 180_000 and paused.sleeps == []
+
+
+async def test_waiting_for_room_reserves_nothing(paused):
+    pacer = WeightPacer(window_s=60.0, clock=paused.clock, sleep=paused.sleep, guard_s=0)
+    await pacer.wait_for_room("k", 3000, 180_000)  # an empty window has room: no wait
+    assert pacer.used("k") == 0 and paused.sleeps == []
+    for _ in range(60):
+        pacer.try_acquire("k", 3000, 180_000)
+    waiting = asyncio.ensure_future(pacer.wait_for_room("k", 3000, 180_000))
+    await paused.settle()
+    assert not waiting.done()
+    paused.advance(paused.sleeps[-1])
+    await paused.settle()
+    assert waiting.done() and pacer.used("k") == 0  # a new window, and still nothing reserved
