@@ -28,6 +28,7 @@ POINTS = (
     "after_promote",
     "after_reload",  # reload/check ran for a new key, their result not recorded in state
     "after_reload_state",  # their result recorded; older generations not deleted yet
+    "rollback_begun",  # a failed rotation: about to be undone, nothing undone yet
     "after_rollback_state",  # a failed rotation: state rolled back, new key not deleted yet
     "before_delete",
     "after_delete",

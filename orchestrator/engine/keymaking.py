@@ -131,18 +131,22 @@ class KeyMaker:
     ) -> None:
         """Undo a rotation whose new key failed verification (or could not be promoted).
 
-        The rotate op is closed and a `rotate_rollback` intent opened (with the old record)
-        before anything is undone, so that recovery, after a crash anywhere in here, finishes
-        the rollback instead of adopting the new key. Then: state back to the old key, the
+        A `rotate_rollback` intent (with the old record and the rotate op it undoes) is
+        opened before the rotate op is closed and before anything is undone: the journal
+        never goes without an open entry naming the new key, so that recovery, after a crash
+        anywhere in here, finishes the rollback instead of adopting the new key or leaving
+        it live with nobody holding its material. Then: state back to the old key, the
         pending material dropped, the new key deleted.
         """
         why = cause if isinstance(cause, ActionFailed | ExchangeError) else safe(cause)
-        await self.ledger.outcome(op, error=f"rolling back: {why}")
         undo = await self.ledger.intent(
             "rotate_rollback",
             replace(action, api_key=created.api_key),
             before=before.model_dump(mode="json") if before else None,
+            undoes=op,
         )
+        crashpoints.reached("rollback_begun")
+        await self.ledger.outcome(op, error=f"rolling back: {why}")
         await self.ledger.commit(
             transitions.record_restored(self.ledger.state, action.address, before)
         )

@@ -17,7 +17,9 @@ exchange whether a key with the intended apiName exists:
   was being rolled back): deleted again; the next apply creates a fresh one.
 
 An open `rotate_rollback` (a rotation whose new key failed verification) is finished: the
-old record goes back into state, the new key's material is dropped and the key deleted.
+old record goes back into state, the new key's material is dropped and the key deleted. It
+is opened before the rotation's create is closed, so both may be open: the create it undoes
+is then left to it, never adopted.
 
 For an open delete (`delete_key`, `delete_orphan`, `lockdown_delete`): a key that is gone
 is dropped from state and its material from the sinks; an orphan that is still live (made
@@ -38,6 +40,7 @@ from orchestrator.exchange.models import ApiKey
 from orchestrator.sinks import KeyMaterial, Sink
 from orchestrator.store.audit import mask_key
 from orchestrator.store.backend import AuditTrail, WriteAheadJournal
+from orchestrator.store.journal import JournalEntry
 from orchestrator.store.state import KeyRecord, State
 
 KeyChange = CreateKey | Rotate
@@ -64,14 +67,19 @@ async def reconcile_journal(
     """
     state = state.model_copy(deep=True)
     rec = _Reconciler(exchange, state, open_sink, audit, now)
-    for entry in journal.pending():
+    pending = journal.pending()
+    undone = _undone_by_rollbacks(pending)
+    for entry in pending:
         data = dict(entry.action or {})
         op = data.pop("op", "")
+        if op in CREATE_OPS and entry.op_id in undone:
+            continue  # its rollback, open too, deletes the key: it must not be adopted first
         if op in CREATE_OPS:
             before = data.pop("before", _UNKNOWN)
             rec.messages.append(await rec.create(_key_change(data), before))
         elif op == "rotate_rollback":
             before = data.pop("before", None)
+            data.pop("undoes", None)
             rec.messages.append(await rec.roll_back(_rotation(data), before))
         elif op in DELETE_OPS and data.get("email") and data.get("api_key"):
             rec.messages.append(await rec.delete(op, data))
@@ -80,6 +88,17 @@ async def reconcile_journal(
                 f"interrupted {op or 'call'} on {_where(data)}: re-planned from live"
             )
     return rec.state, rec.messages
+
+
+def _undone_by_rollbacks(pending: list[JournalEntry]) -> set[str]:
+    """The ops of the rotations that an open `rotate_rollback` was undoing."""
+    return {
+        str(entry.action["undoes"])
+        for entry in pending
+        if entry.action
+        and entry.action.get("op") == "rotate_rollback"
+        and entry.action.get("undoes")
+    }
 
 
 def _key_change(data: dict[str, Any]) -> KeyChange:

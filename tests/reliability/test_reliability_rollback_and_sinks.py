@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from reliability_kit import (
     JOURNAL_PATH,
     PLAN_PATH,
     check_invariants,
+    clean_env,
     copy_project,
     new_project,
     past,
@@ -115,7 +118,89 @@ def test_crash_in_the_middle_of_a_rollback_leaves_no_orphan(verified_base, tmp_p
     assert not Journal(project / JOURNAL_PATH).pending()
 
 
+def test_a_crash_as_a_rollback_begins_leaves_no_orphan(verified_base, tmp_path):
+    """Killed once the failed rotation is settled on rolling back and before anything is
+    undone: the new key, recorded in state but never promoted, is deleted by the next run."""
+    project = copy_project(verified_base, tmp_path / "p")
+    before = read_state(project)
+    crashed = run(project, "apply", "--auto-approve", ORCHESTRATOR_CRASH_AT="rollback_begun")
+    assert crashed.returncode == -signal.SIGKILL
+    again = run(project, "apply", "--auto-approve")
+    assert "recovered: quant/Checked:" in again.stdout, again.stdout + again.stderr
+    assert "Traceback" not in again.stderr
+    assert live_names(project) == ["orc-example.Checked-g1", "orc-example.CheckedHmac-g1"]
+    assert_old_keys_current(project, before)
+    assert not Journal(project / JOURNAL_PATH).pending()
+
+
+def assert_old_keys_current(project: Path, before: dict) -> None:
+    """State and the sink hold each label's key from `before`, and that key is live."""
+    after = read_state(project)
+    emu = sandbox(project)
+    live = {k.api_key for s in emu.accounts.subs.values() for k in s.keys.values()}
+    sink = open_sink("file:secrets/", project)
+    for address, record in before["keys"].items():
+        assert after["keys"][address]["api_key"] == record["api_key"]
+        assert sink.read_current(address).api_key == record["api_key"] in live
+        assert sink.read_pending(address) is None
+
+
 HMAC_PLAN = VERIFIED_PLAN.replace("        verify: true\n", "")
+
+#: the command line in a process whose file sink refuses every promotion
+REFUSING_PROMOTE = """\
+import sys
+from orchestrator.sinks.filesink import FileSink
+
+def refuse(self, address, generation=None):
+    raise OSError(13, "Permission denied")
+
+FileSink.promote = refuse
+from orchestrator.cli import main
+
+main()
+"""
+
+
+def run_refusing_promote(project: Path, *args: str, **env: str):
+    return subprocess.run(
+        [sys.executable, "-c", REFUSING_PROMOTE, *args],
+        cwd=project,
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def unverified_base(tmp_path_factory) -> Path:
+    """Two keys without `verify`, made 31 days ago: due for rotation."""
+    project = new_project(tmp_path_factory.mktemp("promote") / "base", HMAC_PLAN)
+    done = run(project, "apply", "--auto-approve", ORCHESTRATOR_NOW=past())
+    assert done.returncode == 0, done.stderr
+    return project
+
+
+def test_recovery_finishes_a_rollback_begun_rather_than_adopting_the_new_key(
+    unverified_base, tmp_path
+):
+    """A rotation whose promotion failed is killed as its rollback begins. Recovery must
+    finish the rollback, not promote the new key it is about to delete: the sink would then
+    hand bots the material of a deleted key."""
+    project = copy_project(unverified_base, tmp_path / "p")
+    before = read_state(project)
+    crashed = run_refusing_promote(
+        project, "apply", "--auto-approve", ORCHESTRATOR_CRASH_AT="rollback_begun"
+    )
+    assert crashed.returncode == -signal.SIGKILL, crashed.stdout + crashed.stderr
+    again = run_refusing_promote(project, "apply", "--auto-approve")
+    assert "Traceback" not in again.stderr, again.stderr
+    assert "finished rolling back the rotation to orc-example.Checked-g2" in again.stdout
+    assert again.stdout.count("rotation rolled back") == 2, again.stdout
+    assert live_names(project) == ["orc-example.Checked-g1", "orc-example.CheckedHmac-g1"]
+    assert_old_keys_current(project, before)
+    assert not Journal(project / JOURNAL_PATH).pending()
 
 
 @pytest.fixture
