@@ -1110,28 +1110,27 @@ def forced_rotation(
 ) -> Rotate | None:
     """A rotation of the planned key at `address` now, whatever its age (`rotate --label`);
     None when it has no live key."""
-    for sub in desired.subaccounts:
-        for key in sub.keys:
-            if key.address != address:
-                continue
-            email = resolve_email(sub, live, prior)
-            if email is None:
-                return None
-            records = _records_of(prior, sub.name)
-            holding = live.material.get(key.address)
-            relevant = _LiveIndex(live.keys.get(email, ()), records).relevant(
-                key, _record_of(records, key), holding
-            )
-            current, highest = _current_of(key, relevant, records, holding)
-            if current is None:
-                return None
-            return _rotate_action(key, email, current, highest + 1, "rotation requested")
-    return None
+    found = _planned_current(desired, live, prior, address)
+    if found is None:
+        return None
+    key, email, current, highest, _ = found
+    return _rotate_action(key, email, current, highest + 1, "rotation requested")
 
 
 def forced_reload(desired: Desired, live: Live, prior: State | None, address: str) -> Reload | None:
     """The reload/check steps of the planned key at `address` for its current key now,
     whatever state records (`rotate --reload-only`); None when it has no live key."""
+    found = _planned_current(desired, live, prior, address)
+    if found is None:
+        return None
+    key, email, current, _, record = found
+    (reload,) = _reload(key, email, current, record, [], [])
+    return replace(reload, reason="reload requested")
+
+
+def _planned_current(desired: Desired, live: Live, prior: State | None, address: str):
+    """(planned key, email, its current live key, highest generation, state's record) of the
+    planned key at `address`; None when it has no live key (or no sub-account yet)."""
     for sub in desired.subaccounts:
         for key in sub.keys:
             if key.address != address:
@@ -1141,12 +1140,10 @@ def forced_reload(desired: Desired, live: Live, prior: State | None, address: st
                 return None
             records = _records_of(prior, sub.name)
             holding = live.material.get(key.address)
-            relevant = _LiveIndex(live.keys.get(email, ()), records).relevant(
-                key, _record_of(records, key), holding
-            )
-            current, _ = _current_of(key, relevant, records, holding)
+            record = _record_of(records, key)
+            relevant = _LiveIndex(live.keys.get(email, ()), records).relevant(key, record, holding)
+            current, highest = _current_of(key, relevant, records, holding)
             if current is None:
                 return None
-            (reload,) = _reload(key, email, current, _record_of(records, key), [], [])
-            return replace(reload, reason="reload requested")
+            return key, email, current, highest, record
     return None
