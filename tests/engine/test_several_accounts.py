@@ -312,3 +312,18 @@ def test_a_sink_problem_in_the_second_account_is_placed_at_its_own_line(desk: Pa
     shown = result.output + result.stderr
     assert f"plans/desk.yaml:{fundbot}:" in shown and f"plans/desk.yaml:{copy_line}:" in shown
     assert "defaults" not in shown  # each problem at its key's own `secrets:`
+
+
+def test_apply_and_lockdown_json_give_one_document_with_an_entry_per_account(desk: Path):
+    applied = json.loads(cli("apply", "--auto-approve", "--json").stdout)
+    entries = {entry["account"]: entry for entry in applied["accounts"]}
+    assert set(entries) == {"main", "fund2"}
+    assert entries["main"]["done"] == len(MAIN_LABELS) and entries["main"]["failed"] == 0
+    assert entries["fund2"]["done"] >= len(FUND2_LABELS) and entries["fund2"]["failed"] == 0
+    locked = json.loads(cli("lockdown", "--all", "--yes", "--json").stdout)
+    deleted = {e["account"]: {k["api_name"] for k in e["deleted"]} for e in locked["accounts"]}
+    assert {name.split(".")[1].rsplit("-g", 1)[0] for name in deleted["fund2"]} == FUND2_LABELS
+    assert master_keys(desk) == {
+        "main": {email: [] for email in master_keys(desk)["main"]},
+        "fund2": {email: [] for email in master_keys(desk)["fund2"]},
+    }
