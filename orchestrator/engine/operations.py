@@ -5,6 +5,7 @@ execute. The CLI supplies a `Ui` (how to show, ask and report) and renders the r
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from typing import Protocol
 
@@ -193,25 +194,14 @@ async def _rotate(
             state = ws.load_state()
             live = await refresh(exchange, ws.plan.desired, state, open_sink=ws.sink)
             try:
-                if reload_only:
-                    changeset = reload_changeset(
-                        ws.plan.desired,
-                        live,
-                        state,
-                        ws.clock(),
-                        labels=labels,
-                        plan_hash=ws.plan.source_hash,
-                    )
-                else:
-                    changeset = rotation_changeset(
-                        ws.plan.desired,
-                        live,
-                        state,
-                        ws.clock(),
-                        due=due,
-                        labels=labels,
-                        plan_hash=ws.plan.source_hash,
-                    )
+                changes = (
+                    functools.partial(reload_changeset, labels=labels)
+                    if reload_only
+                    else functools.partial(rotation_changeset, due=due, labels=labels)
+                )
+                changeset = changes(
+                    ws.plan.desired, live, state, ws.clock(), plan_hash=ws.plan.source_hash
+                )
             except RotationRefused as exc:
                 raise Refused(str(exc)) from None
             if not changeset.has_changes:
